@@ -1,0 +1,36 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// The library depends on the toolchain only: the stdlib, Synchronization, Glibc and our C shim.
+let package = Package(
+    name: "Kyoto",
+    products: [
+        .library(name: "Kyoto", targets: ["Kyoto"]),
+        .library(name: "KyotoExecutor", targets: ["KyotoExecutor"]),
+        .library(name: "KyotoSync", targets: ["KyotoSync"]),
+        .library(name: "KyotoChannels", targets: ["KyotoChannels"]),
+        .library(name: "KyotoActors", targets: ["KyotoActors"]),
+        .executable(name: "kyoto-tour", targets: ["KyotoTour"]),
+    ],
+    targets: [
+        .target(
+            name: "CKyoto",
+            path: "Sources/CKyoto",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+        .target(name: "KyotoExecutor", dependencies: ["CKyoto"], path: "Sources/Executor"),
+        .target(name: "KyotoSync", dependencies: ["KyotoExecutor"], path: "Sources/Sync"),
+        .target(name: "KyotoChannels", dependencies: ["KyotoSync", "KyotoExecutor"], path: "Sources/Channels"),
+        .target(name: "KyotoActors", dependencies: ["KyotoExecutor", "KyotoChannels"], path: "Sources/Actors"),
+        .target(
+            name: "Kyoto",
+            dependencies: ["KyotoExecutor", "KyotoSync", "KyotoChannels", "KyotoActors"],
+            path: "Sources/Kyoto"
+        ),
+        .executableTarget(name: "KyotoTour", dependencies: ["Kyoto"], path: "Examples/KyotoTour"),
+        .testTarget(name: "KyotoExecutorTests", dependencies: ["KyotoExecutor", "CKyoto"]),
+        .testTarget(name: "KyotoSyncTests", dependencies: ["KyotoSync", "KyotoExecutor"]),
+        .testTarget(name: "KyotoChannelsTests", dependencies: ["KyotoChannels", "KyotoExecutor"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,77 @@
+#include "CKyoto.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+int kyoto_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns) {
+    struct timespec ts;
+    struct timespec *tsp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+        ts.tv_nsec = (long)(timeout_ns % 1000000000);
+        tsp = &ts;
+    }
+    long rc = syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, tsp, NULL, 0);
+    if (rc == 0) return 0;
+    if (errno == EAGAIN || errno == EINTR) return 0;
+    if (errno == ETIMEDOUT) return 1;
+    return -1;
+}
+
+int kyoto_futex_wake(uint32_t *addr, int32_t count) {
+    long rc = syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+    return rc < 0 ? 0 : (int)rc;
+}
+
+int64_t kyoto_gettid(void) { return (int64_t)syscall(SYS_gettid); }
+
+void kyoto_set_thread_name(const char *name) {
+    char buf[16];
+    int i = 0;
+    for (; i < 15 && name[i] != 0; i++) buf[i] = name[i];
+    buf[i] = 0;
+    pthread_setname_np(pthread_self(), buf);
+}
+
+int32_t kyoto_affinity_cpu_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
+    return (int32_t)CPU_COUNT(&set);
+}
+
+static _Thread_local void *kyoto_tls_context;
+
+void *kyoto_tls_context_get(void) { return kyoto_tls_context; }
+void kyoto_tls_context_set(void *context) { kyoto_tls_context = context; }
+
+int kyoto_thread_create(uint64_t *out_thread, uint64_t stack_size, void *(*body)(void *), void *arg) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    if (stack_size > 0) pthread_attr_setstacksize(&attr, (size_t)stack_size);
+    pthread_t thread;
+    int rc = pthread_create(&thread, &attr, body, arg);
+    pthread_attr_destroy(&attr);
+    if (rc == 0) *out_thread = (uint64_t)thread;
+    return rc;
+}
+
+int kyoto_thread_join(uint64_t thread) { return pthread_join((pthread_t)thread, NULL); }
+int kyoto_thread_detach(uint64_t thread) { return pthread_detach((pthread_t)thread); }
+
+bool kyoto_pointer_cas(void **slot, void *expected, void *desired) {
+    return __atomic_compare_exchange_n(slot, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+void *kyoto_pointer_load(void **slot) { return __atomic_load_n(slot, __ATOMIC_ACQUIRE); }
+
+int64_t kyoto_process_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}

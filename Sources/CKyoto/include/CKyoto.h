@@ -1,0 +1,58 @@
+// CKyoto: the few platform calls Glibc does not expose to Swift (futex, gettid, thread names,
+// CPU affinity) and the thread-local slot the scheduler uses to find "the worker I am running on".
+// Everything here is a thin wrapper; the policy lives in Swift.
+#ifndef CKYOTO_H
+#define CKYOTO_H
+
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Blocks while `*addr == expected`, for at most `timeout_ns` nanoseconds (negative = no limit).
+/// Returns 0 when woken or when the value differed, 1 on time-out, -1 on another error.
+int kyoto_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns);
+
+/// Wakes at most `count` threads blocked in `kyoto_futex_wait` on `addr`. Returns how many were woken.
+int kyoto_futex_wake(uint32_t *addr, int32_t count);
+
+/// The kernel thread id of the calling thread.
+int64_t kyoto_gettid(void);
+
+/// Names the calling thread (at most 15 bytes are kept by Linux).
+void kyoto_set_thread_name(const char *name);
+
+/// Number of CPUs in the calling thread's affinity mask (0 if unknown).
+int32_t kyoto_affinity_cpu_count(void);
+
+/// The calling thread's scheduler context slot (NULL when it is not a runtime thread).
+void *kyoto_tls_context_get(void);
+/// Sets the calling thread's scheduler context slot.
+void kyoto_tls_context_set(void *context);
+
+/// Creates a joinable thread running `body(arg)` with the given stack size (0 = default).
+/// Returns 0 on success, an errno value otherwise.
+int kyoto_thread_create(uint64_t *out_thread, uint64_t stack_size, void *(*body)(void *), void *arg);
+
+/// Joins a thread made by `kyoto_thread_create`.
+int kyoto_thread_join(uint64_t thread);
+
+/// Detaches a thread made by `kyoto_thread_create`.
+int kyoto_thread_detach(uint64_t thread);
+
+/// Atomically replaces `*slot` with `desired` if it holds `expected` (sequentially consistent).
+/// Used once, to install the global-executor hook. Returns true on success.
+bool kyoto_pointer_cas(void **slot, void *expected, void *desired);
+
+/// Atomically loads `*slot` (acquire).
+void *kyoto_pointer_load(void **slot);
+
+/// Process CPU time (user + system) in nanoseconds.
+int64_t kyoto_process_cpu_ns(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

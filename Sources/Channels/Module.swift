@@ -1,0 +1,2 @@
+// Placeholder file so the module builds until its issue lands; it declares nothing public.
+enum _KyotoChannelsModuleMarker {}

@@ -1,0 +1,85 @@
+// JobRef: a Swift job as a raw pointer, plus the intrusive link kept in the job's private storage.
+//
+// Swift hands executors `ExecutorJob`s: 8-byte move-only handles to runtime-allocated job objects. Our
+// queues store them as raw addresses (`UnownedJob` bit-cast), and the inject queue links jobs through the
+// 16 bytes of executor-private storage every job carries, so queueing a job never allocates.
+// The storage is reached through SPI (`@_spi(ExperimentalCustomExecutors)`), which is why this is the
+// only file that imports it. While a job sits in one of our queues we own that storage; the Swift runtime
+// does not touch it until we run the job.
+
+#if compiler(>=6.3)
+@_spi(ExperimentalCustomExecutors) import _Concurrency
+#endif
+
+/// A queued job: the job object's address. Each JobRef is run exactly once.
+///
+/// `@unchecked Sendable`: a job is handed between threads by the queues; exactly one thread owns it at
+/// a time (the queue protocols guarantee it), which is what makes moving it safe.
+struct JobRef: @unchecked Sendable, Equatable {
+    let raw: UnsafeMutableRawPointer
+
+    @inline(__always)
+    init(raw: UnsafeMutableRawPointer) { self.raw = raw }
+
+    /// Takes ownership of a Swift job.
+    @inline(__always)
+    init(_ job: consuming ExecutorJob) {
+        raw = unsafeBitCast(UnownedJob(job), to: UnsafeMutableRawPointer.self)
+    }
+
+    /// Takes ownership of a Swift job delivered as an `UnownedJob`.
+    @inline(__always)
+    init(_ job: UnownedJob) {
+        raw = unsafeBitCast(job, to: UnsafeMutableRawPointer.self)
+    }
+
+    /// Rebuilds a reference from `bits` (0 is not a job).
+    @inline(__always)
+    init?(bits: UInt) {
+        guard let p = UnsafeMutableRawPointer(bitPattern: bits) else { return nil }
+        raw = p
+    }
+
+    /// The address as an integer, for atomic slots.
+    @inline(__always)
+    var bits: UInt { UInt(bitPattern: raw) }
+
+    /// The job, ready to run.
+    @inline(__always)
+    var unownedJob: UnownedJob { unsafeBitCast(raw, to: UnownedJob.self) }
+
+    /// The intrusive "next" link stored in the first word of the job's executor-private storage.
+    @inline(__always)
+    var next: JobRef? {
+        get {
+            let p = ExecutorJob(unownedJob).withUnsafeExecutorPrivateData { buffer in
+                buffer.load(fromByteOffset: 0, as: UInt.self)
+            }
+            return JobRef(bits: p)
+        }
+        nonmutating set {
+            let bits = newValue?.bits ?? 0
+            ExecutorJob(unownedJob).withUnsafeExecutorPrivateData { buffer in
+                buffer.storeBytes(of: bits, toByteOffset: 0, as: UInt.self)
+            }
+        }
+    }
+
+    /// Whether this job is the continuation job `Task.yield()` enqueues. Swift 6.3 implements a yield
+    /// as "enqueue a nullary continuation job that resumes the task", so the scheduler recognises a
+    /// yield by this job kind and sends it to the back of the queue instead of the LIFO slot.
+    @inline(__always)
+    var isYieldContinuation: Bool {
+        ExecutorJob(unownedJob).kind.rawValue == JobKindRaw.nullaryContinuation
+    }
+
+    /// The raw job kind (for tests and diagnostics).
+    var kindRawValue: UInt8 { ExecutorJob(unownedJob).kind.rawValue }
+}
+
+/// Raw values of the Swift runtime's `JobKind` (include/swift/ABI/MetadataValues.h): `Task` is 0,
+/// reserved kinds start at 192 (`DefaultActorInline`, `DefaultActorSeparate`, `DefaultActorOverride`,
+/// `NullaryContinuation`, `IsolatedDeinit`). Pinned by a test that yields and checks the kind seen.
+enum JobKindRaw {
+    static let nullaryContinuation: UInt8 = 195
+}

@@ -1,0 +1,186 @@
+// Platform: the only file of KyotoExecutor that talks to the OS (threads, futex, CPU counts, clocks).
+//
+// Everything the scheduler needs from the kernel goes through here, so a Darwin port is a change to
+// this file and to the C shim only.
+
+import CKyoto
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Thin wrappers over the OS.
+enum Platform {
+    /// The number of CPUs this process may use: the affinity mask, capped by a cgroup v2 `cpu.max`
+    /// quota (or v1 `cfs_quota_us`/`cfs_period_us`) when one is set. Never less than 1.
+    static func availableParallelism() -> Int {
+        var count = Int(kyoto_affinity_cpu_count())
+        if count <= 0 { count = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+        if let quota = cgroupCPUQuota() { count = min(count, quota) }
+        return max(1, count)
+    }
+
+    /// cgroup CPU limit rounded up to whole CPUs, or nil when unlimited or unreadable.
+    private static func cgroupCPUQuota() -> Int? {
+        if let text = readSmallFile("/sys/fs/cgroup/cpu.max") {
+            let parts = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+            if parts.count >= 2, parts[0] != "max", let quota = Double(parts[0]), let period = Double(parts[1]),
+                period > 0
+            {
+                return max(1, Int((quota / period).rounded(.up)))
+            }
+            return nil
+        }
+        if let q = readSmallFile("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+            let p = readSmallFile("/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+            let quota = Double(q.trimmingWhitespace()), let period = Double(p.trimmingWhitespace()),
+            quota > 0, period > 0
+        {
+            return max(1, Int((quota / period).rounded(.up)))
+        }
+        return nil
+    }
+
+    private static func readSmallFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n], as: UTF8.self)
+    }
+
+    /// Monotonic time in nanoseconds.
+    @inline(__always)
+    static func monotonicNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+
+    /// Names the calling thread (Linux keeps 15 bytes).
+    static func setThreadName(_ name: String) {
+        name.withCString { kyoto_set_thread_name($0) }
+    }
+
+    /// The kernel thread id of the calling thread.
+    static func currentThreadID() -> Int64 { kyoto_gettid() }
+
+    /// Starts a joinable OS thread running `body`. Traps if the OS refuses (out of threads is not
+    /// something a runtime can recover from at this point).
+    static func spawnThread(stackSize: Int?, _ body: @escaping @Sendable () -> Void) -> OSThread {
+        let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+        var handle: UInt64 = 0
+        let rc = kyoto_thread_create(&handle, UInt64(stackSize ?? 0), { arg in
+            let body = Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue()
+            body.run()
+            return nil
+        }, box)
+        precondition(rc == 0, "BUG DETECTED: Kyoto could not start an OS thread (pthread_create returned \(rc))")
+        return OSThread(handle: handle)
+    }
+}
+
+/// A started OS thread that must be joined or detached exactly once.
+struct OSThread: Sendable {
+    let handle: UInt64
+    func join() { _ = kyoto_thread_join(handle) }
+    func detach() { _ = kyoto_thread_detach(handle) }
+}
+
+private final class ThreadBody {
+    let run: @Sendable () -> Void
+    init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+}
+
+extension String {
+    fileprivate func trimmingWhitespace() -> String {
+        String(self.filter { !$0.isWhitespace })
+    }
+}
+
+/// A one-thread parking spot built on a futex: Tokio's `Parker`/`Unparker` pair.
+///
+/// States: `empty` (0), `parked` (1, the owner is in or about to enter futex_wait), `notified` (2, an
+/// unpark is pending). `unpark` is idempotent and never blocks; a notification that arrives before
+/// `park` makes that `park` return at once (no lost wake-up: the owner only sleeps while the word still
+/// reads `parked`, and every `unpark` stores `notified` before calling futex_wake).
+final class Parker: @unchecked Sendable {
+    // SAFETY: `word` is allocated once, initialised here and freed in deinit; all accesses are atomic
+    // (Swift `Atomic` from Swift, raw futex syscalls from C on the same 4 bytes).
+    private let word: UnsafeMutablePointer<Atomic<UInt32>>
+
+    private static let empty: UInt32 = 0
+    private static let parked: UInt32 = 1
+    private static let notified: UInt32 = 2
+
+    init() {
+        word = .allocate(capacity: 1)
+        word.initialize(to: Atomic(Parker.empty))
+    }
+
+    deinit {
+        word.deinitialize(count: 1)
+        word.deallocate()
+    }
+
+    private var rawWord: UnsafeMutablePointer<UInt32> {
+        UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self)
+    }
+
+    /// Blocks the calling (owner) thread until `unpark` is called or `timeoutNanos` passes
+    /// (nil = no limit). Returns false on time-out.
+    @discardableResult
+    func park(timeoutNanos: UInt64? = nil) -> Bool {
+        // Acquiring: pairs with the releasing exchange in `unpark`, so work published before the
+        // unpark is visible once we return.
+        if word.pointee.compareExchange(expected: Parker.notified, desired: Parker.empty, ordering: .acquiring)
+            .exchanged
+        {
+            return true
+        }
+        guard
+            word.pointee.compareExchange(expected: Parker.empty, desired: Parker.parked, ordering: .acquiring)
+                .exchanged
+        else {
+            // The only other state is `notified`, set between the two exchanges: consume it.
+            // Acquiring: pairs with the releasing exchange in `unpark`.
+            _ = word.pointee.exchange(Parker.empty, ordering: .acquiring)
+            return true
+        }
+        let deadline = timeoutNanos.map { Platform.monotonicNanos() &+ $0 }
+        while true {
+            var remaining: Int64 = -1
+            if let deadline {
+                let now = Platform.monotonicNanos()
+                remaining = now >= deadline ? 0 : Int64(deadline - now)
+            }
+            if remaining != 0 {
+                _ = kyoto_futex_wait(rawWord, Parker.parked, remaining)
+            }
+            // Acquiring: pairs with `unpark` (see above).
+            if word.pointee.compareExchange(expected: Parker.notified, desired: Parker.empty, ordering: .acquiring)
+                .exchanged
+            {
+                return true
+            }
+            if let deadline, Platform.monotonicNanos() >= deadline {
+                // Leave the parked state; if an unpark raced in, consume it and report a wake-up.
+                let previous = word.pointee.exchange(Parker.empty, ordering: .acquiring)
+                return previous == Parker.notified
+            }
+            // Spurious wake-up: the word still reads `parked`; wait again.
+        }
+    }
+
+    /// Wakes the owner if it is parked, or makes its next `park` return at once. Any thread.
+    func unpark() {
+        // Releasing: publishes everything this thread wrote before (the job it queued) to the owner's
+        // acquiring exchange in `park`.
+        if word.pointee.exchange(Parker.notified, ordering: .releasing) == Parker.parked {
+            _ = kyoto_futex_wake(rawWord, 1)
+        }
+    }
+}

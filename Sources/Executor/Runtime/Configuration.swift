@@ -1,0 +1,95 @@
+// Runtime.Configuration: every knob of a runtime, validated once at `Runtime.init`.
+
+extension Runtime {
+    /// How a ``Runtime`` is built. Start from `Configuration()` and change the fields you need.
+    ///
+    /// Invalid values (zero workers, zero intervals, zero blocking threads, non-positive stack size or
+    /// keep-alive) trap at `Runtime.init` with a message naming the field.
+    public struct Configuration: Sendable {
+        /// The scheduler flavor.
+        public enum Flavor: Sendable, Equatable {
+            /// A pool of worker threads with per-worker queues and work stealing (Tokio's `multi_thread`).
+            case multiThread
+            /// No worker threads: jobs run only on the thread inside ``Runtime/blockOn(_:)``
+            /// (Tokio's `current_thread`).
+            case currentThread
+        }
+
+        /// Which scheduler runs the jobs. Default `.multiThread`.
+        public var flavor: Flavor
+        /// Number of worker threads for `.multiThread`; nil means the CPUs available to this process
+        /// (affinity mask and cgroup quota). Ignored by `.currentThread`.
+        public var workerThreads: Int?
+        /// Worker threads are named `<threadName>-N` (Linux keeps the first 15 bytes). Default
+        /// `"kyoto-worker"`.
+        public var threadName: String
+        /// Stack size of runtime threads in bytes; nil means the platform default.
+        public var threadStackSize: Int?
+        /// Upper bound of the blocking pool's threads. Default 512; must be greater than 0.
+        public var maxBlockingThreads: Int
+        /// How long an idle blocking thread waits for work before exiting. Default 10 seconds.
+        public var blockingKeepAlive: Duration
+        /// Every `globalQueueInterval` ticks a worker looks at the inject queue before its own queue, so
+        /// remotely scheduled work is not starved. nil: 31 for `.currentThread`; self-tuning (starting
+        /// at 61) for `.multiThread`. Must be greater than 0.
+        public var globalQueueInterval: Int?
+        /// Every `eventInterval` ticks a worker runs maintenance (shutdown check, interval tuning).
+        /// Default 61; must be greater than 0.
+        public var eventInterval: Int
+        /// Whether a job scheduled from a worker goes to that worker's LIFO slot (run next) rather than
+        /// the back of its queue. Default true.
+        public var lifoSlot: Bool
+        /// Called on each runtime thread when it starts, before it runs any job.
+        public var onThreadStart: (@Sendable () -> Void)?
+        /// Called on each runtime thread right before it exits.
+        public var onThreadStop: (@Sendable () -> Void)?
+        /// Called on a worker right before it parks for lack of work.
+        public var onThreadPark: (@Sendable () -> Void)?
+        /// Called on a worker right after it wakes from parking.
+        public var onThreadUnpark: (@Sendable () -> Void)?
+        /// Start with a paused test clock. Kyoto does not have a paused clock yet: setting this to true
+        /// traps at `Runtime.init` rather than silently running on the real clock.
+        public var startPaused: Bool
+
+        /// A configuration with every field at its default.
+        public init(flavor: Flavor = .multiThread) {
+            self.flavor = flavor
+            workerThreads = nil
+            threadName = "kyoto-worker"
+            threadStackSize = nil
+            maxBlockingThreads = 512
+            blockingKeepAlive = .seconds(10)
+            globalQueueInterval = nil
+            eventInterval = 61
+            lifoSlot = true
+            onThreadStart = nil
+            onThreadStop = nil
+            onThreadPark = nil
+            onThreadUnpark = nil
+            startPaused = false
+        }
+
+        /// Traps with a message naming the first invalid field.
+        func validate() {
+            if let n = workerThreads {
+                precondition(n > 0, "Runtime.Configuration.workerThreads must be greater than 0 (got \(n))")
+            }
+            if let n = globalQueueInterval {
+                precondition(n > 0, "Runtime.Configuration.globalQueueInterval must be greater than 0 (got \(n))")
+            }
+            precondition(eventInterval > 0, "Runtime.Configuration.eventInterval must be greater than 0 (got \(eventInterval))")
+            precondition(
+                maxBlockingThreads > 0,
+                "Runtime.Configuration.maxBlockingThreads must be greater than 0 (got \(maxBlockingThreads))")
+            if let n = threadStackSize {
+                precondition(n > 0, "Runtime.Configuration.threadStackSize must be greater than 0 (got \(n))")
+            }
+            precondition(
+                blockingKeepAlive >= .zero,
+                "Runtime.Configuration.blockingKeepAlive must not be negative (got \(blockingKeepAlive))")
+            precondition(
+                !startPaused,
+                "Runtime.Configuration.startPaused is not supported: Kyoto has no paused test clock yet")
+        }
+    }
+}

@@ -1,0 +1,261 @@
+// Runtime: the public entry point. Thin: it validates the configuration, owns one scheduler flavor and
+// forwards Swift's `enqueue` to it. The scheduling logic lives in Scheduler/.
+
+import Synchronization
+
+/// A Kyoto runtime: a work-stealing scheduler that runs Swift Concurrency jobs.
+///
+/// A runtime is one `TaskExecutor`. Tasks created with it as executor preference (``spawn(name:priority:_:)``,
+/// ``blockOn(_:)``, `Task(executorPreference: runtime)`, `withTaskExecutorPreference(runtime)`) run all
+/// their jobs on it, and so do their child tasks, `async let`s, task-group children and default-actor calls.
+/// After ``installAsGlobalExecutor()``, plain `Task {}` and `Task.detached {}` run on it too.
+///
+/// ```swift
+/// let runtime = Runtime.multiThread(workers: 4)
+/// let sum = runtime.blockOn {
+///     let handles = (1...10).map { i in spawn { i * i } }
+///     var total = 0
+///     for h in handles { total += try await h.value }
+///     return total
+/// }
+/// ```
+public final class Runtime: TaskExecutor, Sendable {
+    enum Scheduler: Sendable {
+        case multiThread(MultiThreadScheduler)
+        case currentThread(CurrentThreadScheduler)
+    }
+
+    let shared: Shared
+    let scheduler: Scheduler
+
+    /// The configuration this runtime was built with.
+    public let configuration: Configuration
+    /// Number of worker threads (1 for the current-thread flavor).
+    public let workerCount: Int
+
+    /// Builds and starts a runtime. Traps if `configuration` has an invalid value, naming the field.
+    public init(_ configuration: Configuration = .init()) {
+        configuration.validate()
+        self.configuration = configuration
+        let shared = Shared(configuration: configuration)
+        self.shared = shared
+        switch configuration.flavor {
+        case .multiThread:
+            let n = configuration.workerThreads ?? Platform.availableParallelism()
+            scheduler = .multiThread(MultiThreadScheduler(shared: shared, workerCount: n))
+            workerCount = n
+        case .currentThread:
+            scheduler = .currentThread(CurrentThreadScheduler(shared: shared))
+            workerCount = 1
+        }
+        shared.executor = asUnownedTaskExecutor()
+        shared.runtime = self
+        if case .multiThread(let s) = scheduler { s.start() }
+    }
+
+    /// A multi-thread runtime with `workers` worker threads (nil: one per available CPU).
+    public static func multiThread(workers: Int? = nil) -> Runtime {
+        var c = Configuration(flavor: .multiThread)
+        c.workerThreads = workers
+        return Runtime(c)
+    }
+
+    /// A current-thread runtime: jobs run only inside ``blockOn(_:)``.
+    public static func currentThread() -> Runtime {
+        Runtime(Configuration(flavor: .currentThread))
+    }
+
+    deinit {
+        beginShutdown()
+        if case .multiThread(let s) = scheduler { s.detachThreads() }
+        if case .currentThread = scheduler { shared.markTerminated() }
+    }
+
+    /// The runtime whose thread is running the caller, or nil outside any Kyoto runtime thread.
+    public static var current: Runtime? { ThreadContext.current?.shared.runtime }
+
+    // MARK: TaskExecutor
+
+    /// Schedules a job. Called by Swift Concurrency; not meant to be called directly.
+    public func enqueue(_ job: consuming ExecutorJob) {
+        schedule(JobRef(job))
+    }
+
+    @inline(__always)
+    func schedule(_ job: JobRef) {
+        switch scheduler {
+        case .multiThread(let s): s.schedule(job)
+        case .currentThread(let s): s.schedule(job)
+        }
+    }
+
+    /// The executor preference new tasks get: none when this runtime is installed as the global
+    /// executor (so Swift keeps its direct actor switching), this runtime otherwise.
+    var taskPreference: (any TaskExecutor)? {
+        GlobalExecutorInstallation.isInstalled(self) ? nil : self
+    }
+
+    // MARK: Running and spawning
+
+    /// Runs `body` on the runtime and blocks the calling thread until it returns, then returns its value
+    /// (or rethrows its error).
+    ///
+    /// On the current-thread flavor the calling thread drives the runtime while it waits. Traps when called
+    /// from a runtime thread (that would block a worker on itself): use `await` there instead.
+    public func blockOn<T: Sendable, E: Error>(_ body: sending @escaping () async throws(E) -> T) throws(E) -> T {
+        precondition(
+            ThreadContext.current == nil,
+            "BUG DETECTED: blockOn called from inside a Kyoto runtime thread; await the work instead")
+        precondition(
+            !shared.isClosed, "BUG DETECTED: blockOn called on a Kyoto runtime that has been shut down")
+        let completion = BlockOnCompletion<T, E>()
+        Task(executorPreference: taskPreference) {
+            let result: Result<T, E>
+            do throws(E) {
+                result = .success(try await body())
+            } catch {
+                result = .failure(error)
+            }
+            completion.complete(result)
+        }
+        switch scheduler {
+        case .multiThread:
+            completion.parker.park()
+            while !completion.isDone { completion.parker.park() }
+        case .currentThread(let s):
+            s.drive(callerParker: completion.parker) { completion.isDone }
+        }
+        return try completion.take().get()
+    }
+
+    /// Starts `body` as a new task on this runtime and returns a handle to its result. The task starts
+    /// running on a worker, never inline. Dropping the handle detaches the task.
+    @discardableResult
+    public func spawn<T: Sendable>(
+        name: String? = nil, priority: TaskPriority? = nil, _ body: sending @escaping () async throws -> T
+    ) -> JoinHandle<T> {
+        let registry = shared.registry
+        let id = registry.begin()
+        let task = Task<T, any Error>(name: name, executorPreference: taskPreference, priority: priority) {
+            [self] in
+            defer { taskFinished(id) }
+            // A task aborted before it first runs never runs its body.
+            if Task.isCancelled { throw JoinError.cancelled }
+            do {
+                return try await body()
+            } catch {
+                if Task.isCancelled { throw JoinError.cancelled }
+                throw error
+            }
+        }
+        if !registry.insert(id, task, closed: shared.closed) { task.cancel() }
+        return JoinHandle(task: task, id: JoinHandle<T>.ID(rawValue: id), registry: registry)
+    }
+
+    private func taskFinished(_ id: UInt64) {
+        if shared.registry.finish(id) == 0 && shared.isClosed { wakeAll() }
+    }
+
+    private func wakeAll() {
+        switch scheduler {
+        case .multiThread(let s): s.wakeAll()
+        case .currentThread(let s): s.parker.unpark()
+        }
+    }
+
+    // MARK: Shutdown
+
+    private func beginShutdown() {
+        // Sequentially consistent: pairs with TaskRegistry.insert (see TaskRegistry.swift).
+        shared.closed.store(true, ordering: .sequentiallyConsistent)
+        shared.registry.cancelAll()
+        wakeAll()
+    }
+
+    /// Shuts the runtime down: cancels every spawned task and waits up to `timeout` for the runtime's
+    /// threads to finish the jobs that unwind them. Returns true if everything finished in time; otherwise
+    /// the remaining work finishes in the background. Tasks spawned afterwards are cancelled before they
+    /// run. Traps when called from a runtime thread (it would wait for itself): use
+    /// ``shutdownBackground()`` there.
+    @discardableResult
+    public func shutdown(timeout: Duration) -> Bool {
+        precondition(
+            ThreadContext.current == nil,
+            "BUG DETECTED: shutdown(timeout:) called from a Kyoto runtime thread would wait for itself; "
+                + "use shutdownBackground()")
+        beginShutdown()
+        switch scheduler {
+        case .multiThread(let s):
+            let done = shared.terminatedEvent.wait(timeout: timeout)
+            s.detachThreads()
+            return done
+        case .currentThread(let s):
+            let deadline = Platform.monotonicNanos() &+ UInt64(max(0, timeout.nanoseconds))
+            let done = s.drainForShutdown(deadline: deadline)
+            shared.markTerminated()
+            return done
+        }
+    }
+
+    /// Starts shutting down (as ``shutdown(timeout:)``) without waiting. Allowed on runtime threads.
+    public func shutdownBackground() {
+        beginShutdown()
+        switch scheduler {
+        case .multiThread(let s): s.detachThreads()
+        case .currentThread(let s):
+            _ = s.drainForShutdown(deadline: 0)
+            shared.markTerminated()
+        }
+    }
+
+    /// Whether ``shutdown(timeout:)`` or ``shutdownBackground()`` has been called.
+    public var isShutDown: Bool { shared.isClosed }
+
+    // MARK: Metrics
+
+    /// A snapshot of the runtime's counters.
+    public var metrics: RuntimeMetrics {
+        let perWorker: [RuntimeMetrics.Worker]
+        switch scheduler {
+        case .multiThread(let s): perWorker = s.metricsSnapshot
+        case .currentThread(let s): perWorker = [RuntimeMetrics.Worker(s.stats, depth: s.localDepth)]
+        }
+        return RuntimeMetrics(
+            workers: workerCount,
+            aliveTasks: shared.registry.aliveCount,
+            injectQueueDepth: shared.inject.count,
+            remoteSchedules: shared.remoteSchedules.load(ordering: .relaxed),
+            budgetForcedYields: shared.budgetForcedYields.load(ordering: .relaxed),
+            blockingThreads: 0,
+            idleBlockingThreads: 0,
+            blockingQueueDepth: 0,
+            perWorker: perWorker)
+    }
+}
+
+/// The result slot of one `blockOn` call.
+final class BlockOnCompletion<T: Sendable, E: Error>: Sendable {
+    let parker = Parker()
+    private let result = Mutex<Result<T, E>?>(nil)
+    private let done = Atomic<Bool>(false)
+
+    var isDone: Bool {
+        // Acquiring: pairs with the releasing store in `complete`, so `take` sees the result.
+        done.load(ordering: .acquiring)
+    }
+
+    func complete(_ value: sending Result<T, E>) {
+        result.withLock { $0 = value }
+        // Releasing: publishes the result to `isDone` readers.
+        done.store(true, ordering: .releasing)
+        parker.unpark()
+    }
+
+    func take() -> Result<T, E> {
+        result.withLock { slot in
+            guard let value = slot else { preconditionFailure("BUG DETECTED: blockOn result read before it was set") }
+            slot = nil
+            return value
+        }
+    }
+}

@@ -1,0 +1,368 @@
+// MultiThread: the work-stealing scheduler (Tokio's `multi_thread` flavor) and its workers.
+//
+// Moving parts: N workers, each with a LIFO slot, a 256-slot LocalQueue (stealable) and a Parker; one
+// Inject queue; the Idle bookkeeping of searchers and sleepers.
+//
+// Scheduling a job (`schedule`):
+// - on a worker of this runtime: `Worker.scheduleLocal`: into the LIFO slot (the previous occupant goes to
+//   the back of the local queue), except a yield (the `Task.yield()` continuation job, or the running job
+//   re-scheduling itself), which goes to the back of the local queue so others run first. If the worker now
+//   holds more than one runnable job and nobody is searching, a parked worker is woken to steal.
+// - anywhere else: push to the inject queue, wake a parked worker if nobody is searching.
+//
+// The run loop (`Worker.runLoop`), one iteration = one tick:
+// 1. every `eventInterval` ticks: maintenance (global-queue-interval tuning, busy-time accounting);
+// 2. next job: every `globalQueueInterval` ticks the inject queue first; otherwise LIFO slot, local queue,
+//    then a batch from the inject queue (its share: len/N + 1, bounded by free local slots and 128);
+// 3. else steal: become a searcher (at most half the workers search), steal half of a random victim's
+//    queue, else take from the inject queue;
+// 4. else park. The last searcher to park re-checks every queue (see Idle.swift).
+// After a job runs, the worker runs the LIFO slot's job right away, at most 3 times in a row and only
+// while the cooperative budget lasts; the chain then goes to the back of the queue, so a task that keeps
+// waking a partner cannot starve the queue (Tokio's MAX_LIFO_POLLS_PER_TICK).
+//
+// Shutdown: `closed` is set, every task in the registry is cancelled and every worker unparked. Workers
+// keep running jobs (cancelled tasks must run to unwind) and exit once the runtime is closed, no spawned
+// task is alive and they see no work. The last worker out marks the runtime terminated (Shared.swift).
+
+import Synchronization
+
+final class MultiThreadScheduler: Sendable {
+    let shared: Shared
+    let workers: [Worker]
+    let idle: Idle
+    private let liveWorkers: Atomic<Int>
+    private let threads = Mutex<[OSThread]>([])
+
+    init(shared: Shared, workerCount: Int) {
+        self.shared = shared
+        idle = Idle(workerCount: workerCount)
+        liveWorkers = Atomic(workerCount)
+        var workers: [Worker] = []
+        for i in 0..<workerCount { workers.append(Worker(index: i, shared: shared)) }
+        self.workers = workers
+        for worker in workers { worker.scheduler = self }
+    }
+
+    /// Starts the worker threads. Called once by `Runtime.init`, after `shared.executor` is set.
+    func start() {
+        let config = shared.configuration
+        var started: [OSThread] = []
+        for worker in workers {
+            let name = "\(config.threadName)-\(worker.index)"
+            started.append(
+                Platform.spawnThread(stackSize: config.threadStackSize) { [self] in
+                    Platform.setThreadName(name)
+                    worker.run()
+                    workerExited()
+                })
+        }
+        threads.withLock { $0 = started }
+    }
+
+    private func workerExited() {
+        // Acquiring-and-releasing: the last worker out observes every other worker's exit.
+        if liveWorkers.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+            shared.markTerminated()
+        }
+    }
+
+    /// Detaches the worker threads (they exit by themselves once the runtime has shut down).
+    func detachThreads() {
+        let all = threads.withLock { t -> [OSThread] in
+            let copy = t
+            t = []
+            return copy
+        }
+        for t in all { t.detach() }
+    }
+
+    /// Schedules a job from any thread.
+    @inline(__always)
+    func schedule(_ job: JobRef) {
+        if let context = ThreadContext.current, let worker = context.worker, context.shared === shared {
+            worker.scheduleLocal(job, context: context)
+        } else {
+            scheduleRemote(job)
+        }
+    }
+
+    func scheduleRemote(_ job: JobRef) {
+        shared.inject.push(job)
+        // Relaxed: a statistic.
+        shared.remoteSchedules.wrappingAdd(1, ordering: .relaxed)
+        notifyParked()
+        shared.afterRemotePush()
+    }
+
+    /// Wakes one parked worker if nobody is searching.
+    func notifyParked() {
+        if let index = idle.workerToNotify() {
+            workers[index].parker.unpark()
+        }
+    }
+
+    /// Wakes a worker if any queue holds work (the last searcher's re-check before it sleeps).
+    func notifyIfWorkPending() {
+        for worker in workers where !worker.queue.isEmpty {
+            notifyParked()
+            return
+        }
+        if shared.inject.hasWorkSeqCst { notifyParked() }
+    }
+
+    /// Unparks every worker (shutdown).
+    func wakeAll() {
+        for worker in workers { worker.parker.unpark() }
+    }
+
+    var metricsSnapshot: [RuntimeMetrics.Worker] {
+        workers.map { RuntimeMetrics.Worker($0.stats, depth: $0.queue.count) }
+    }
+}
+
+/// One worker of the multi-thread scheduler.
+final class Worker: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): the "owner thread only" vars are touched only by the thread running
+    // `run()` (reached through its ThreadContext); the rest is immutable, atomic or self-synchronized.
+
+    /// At most this many jobs run back to back from the LIFO slot (Tokio's MAX_LIFO_POLLS_PER_TICK:
+    /// "picked out of thin air" there too; 3 keeps ping-pong pairs fast without starving the queue).
+    static let maxLifoPollsPerTick = 3
+
+    // MARK: Immutable after init (any thread)
+    let index: Int
+    let shared: Shared
+    let queue = LocalQueue()
+    let parker = Parker()
+    let stats = WorkerStats()
+    /// Set once right after init, before the thread starts.
+    nonisolated(unsafe) unowned(unsafe) var scheduler: MultiThreadScheduler!
+
+    // MARK: Owner thread only
+    private var lifo: JobRef?
+    private var isSearching = false
+    private var tick: UInt32 = 0
+    private var rng: UInt32
+    private var globalQueueInterval: UInt32
+    private let eventInterval: UInt32
+    private let tunesInterval: Bool
+    private let lifoEnabled: Bool
+    private var pollTimeEWMA: Double
+    private var busyStart: UInt64 = 0
+    private var pollsAtLastTune: UInt64 = 0
+    private var busyAtLastTune: UInt64 = 0
+
+    /// Target time between inject-queue checks when self-tuning (Tokio: 200 µs).
+    private static let tuningTargetNanos = 200_000.0
+    private static let ewmaAlpha = 0.1
+
+    init(index: Int, shared: Shared) {
+        self.index = index
+        self.shared = shared
+        let config = shared.configuration
+        rng = UInt32(truncatingIfNeeded: 0x9E37_79B9 &* UInt32(index + 1)) | 1
+        eventInterval = UInt32(config.eventInterval)
+        tunesInterval = config.globalQueueInterval == nil
+        globalQueueInterval = UInt32(config.globalQueueInterval ?? 61)
+        pollTimeEWMA = Worker.tuningTargetNanos / 61
+        lifoEnabled = config.lifoSlot
+    }
+
+    // MARK: Scheduling from this worker's own thread
+
+    /// Schedules `job` from this worker's thread. Owner thread only.
+    @inline(__always)
+    func scheduleLocal(_ job: JobRef, context: ThreadContext) {
+        stats.localSchedules.add()
+        if !lifoEnabled || job == context.runningJob || job.isYieldContinuation {
+            // A yield: the back of the queue, and no need to wake anyone for it (Tokio does the same).
+            pushBack(job)
+            return
+        }
+        if let previous = lifo {
+            lifo = job
+            pushBack(previous)
+        } else {
+            lifo = job
+            return
+        }
+        if !isSearching && queue.count + (lifo == nil ? 0 : 1) > 1 {
+            scheduler.notifyParked()
+        }
+    }
+
+    @inline(__always)
+    private func pushBack(_ job: JobRef) {
+        if queue.pushBackOrOverflow(job, inject: shared.inject) {
+            stats.overflows.add()
+            scheduler.notifyParked()
+        }
+    }
+
+    // MARK: The run loop
+
+    func run() {
+        let context = ThreadContext(shared: shared, worker: self, currentThread: nil)
+        ThreadContext.with(context) {
+            shared.configuration.onThreadStart?()
+            busyStart = Platform.monotonicNanos()
+            runLoop(context)
+            shared.configuration.onThreadStop?()
+        }
+    }
+
+    private func runLoop(_ context: ThreadContext) {
+        while true {
+            tick &+= 1
+            if tick % eventInterval == 0 { maintenance() }
+            if let job = nextJob() ?? stealWork() {
+                runJob(job, context: context)
+                continue
+            }
+            if shouldExit() { return }
+            park()
+        }
+    }
+
+    private func shouldExit() -> Bool {
+        shared.isClosed && shared.registry.aliveCount == 0 && lifo == nil && queue.isEmpty
+            && shared.inject.isEmpty
+    }
+
+    private func runJob(_ job: JobRef, context: ThreadContext) {
+        if isSearching {
+            isSearching = false
+            // The last searcher found work: wake another worker, more may be waiting (chain wake-up).
+            if scheduler.idle.transitionFromSearching() { scheduler.notifyParked() }
+        }
+        stats.polls.add()
+        shared.run(job, context: context, resetBudget: true)
+        var lifoPolls = 0
+        while let next = lifo {
+            lifo = nil
+            if lifoPolls >= Worker.maxLifoPollsPerTick || context.budget <= 0 {
+                pushBack(next)
+                return
+            }
+            lifoPolls += 1
+            stats.lifoHits.add()
+            stats.polls.add()
+            // LIFO-chained jobs share the budget of the job that started the chain (Tokio's rule).
+            shared.run(next, context: context, resetBudget: false)
+        }
+    }
+
+    private func nextJob() -> JobRef? {
+        if tick % globalQueueInterval == 0 {
+            if let job = shared.inject.pop() { return job }
+            return nextLocal()
+        }
+        if let job = nextLocal() { return job }
+        let inject = shared.inject
+        if inject.isEmpty { return nil }
+        let cap = min(queue.remainingSlots, Int(LocalQueue.capacity / 2))
+        let share = inject.count / scheduler.workers.count + 1
+        let n = max(1, min(share, cap))
+        return inject.popBatch(limit: n) { pushBack($0) }
+    }
+
+    @inline(__always)
+    private func nextLocal() -> JobRef? {
+        if let job = lifo {
+            lifo = nil
+            return job
+        }
+        return queue.pop()
+    }
+
+    private func stealWork() -> JobRef? {
+        if !isSearching {
+            isSearching = scheduler.idle.transitionToSearching()
+            if !isSearching { return nil }
+        }
+        let workers = scheduler.workers
+        let n = workers.count
+        let start = Int(nextRandom() % UInt32(n))
+        for i in 0..<n {
+            let victim = (start + i) % n
+            if victim == index { continue }
+            var stolen = 0
+            if let job = workers[victim].queue.stealInto(queue, stolen: &stolen) {
+                stats.steals.add(UInt64(stolen))
+                stats.stealOperations.add()
+                return job
+            }
+        }
+        return shared.inject.pop()
+    }
+
+    private func nextRandom() -> UInt32 {
+        // xorshift32: cheap victim selection; quality is irrelevant here.
+        rng ^= rng << 13
+        rng ^= rng >> 17
+        rng ^= rng << 5
+        return rng
+    }
+
+    private func park() {
+        let wasSearching = isSearching
+        isSearching = false
+        let isLastSearcher = scheduler.idle.transitionToParked(index, isSearching: wasSearching)
+        if isLastSearcher { scheduler.notifyIfWorkPending() }
+        accountBusyTime()
+        shared.configuration.onThreadPark?()
+        stats.parks.add()
+        while true {
+            parker.park()
+            stats.unparks.add()
+            if shared.isClosed {
+                // Shutdown woke us: take ourselves off the sleeper list (unless a notifier already did,
+                // in which case we were counted as searching).
+                isSearching = !scheduler.idle.unparkWorker(index)
+                break
+            }
+            if !scheduler.idle.isParked(index) {
+                // A notifier chose us and counted us as searching.
+                isSearching = true
+                break
+            }
+            stats.noops.add()
+        }
+        shared.configuration.onThreadUnpark?()
+        busyStart = Platform.monotonicNanos()
+    }
+
+    private func accountBusyTime() {
+        let now = Platform.monotonicNanos()
+        if now > busyStart { stats.busyNanos.add(now - busyStart) }
+        busyStart = now
+    }
+
+    /// Every `eventInterval` ticks: busy-time accounting and global-queue-interval tuning.
+    private func maintenance() {
+        accountBusyTime()
+        guard tunesInterval else { return }
+        let polls = stats.polls.load
+        let busy = stats.busyNanos.load
+        let newPolls = polls &- pollsAtLastTune
+        let newBusy = busy &- busyAtLastTune
+        pollsAtLastTune = polls
+        busyAtLastTune = busy
+        guard newPolls > 0 else { return }
+        // Tokio's self-tuning: an EWMA of the mean poll time, weighted by how many polls the sample covers,
+        // and an interval that makes the inject queue be checked about every 200 µs.
+        let mean = Double(newBusy) / Double(newPolls)
+        let alpha = 1 - pow(1 - Worker.ewmaAlpha, Double(min(newPolls, 1000)))
+        pollTimeEWMA = alpha * mean + (1 - alpha) * pollTimeEWMA
+        let target = Worker.tuningTargetNanos / max(pollTimeEWMA, 1)
+        let interval = UInt32(min(127, max(2, target)))
+        if interval > globalQueueInterval + 2 || interval + 2 < globalQueueInterval {
+            globalQueueInterval = interval
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

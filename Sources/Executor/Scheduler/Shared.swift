@@ -1,0 +1,185 @@
+// Shared: the state both scheduler flavors have in common, and the per-thread context.
+//
+// - `Shared` holds the inject queue, the executor identity every job runs on, the shutdown state, the
+//   post-shutdown drainer and runtime-wide counters.
+// - `ThreadContext` is what a runtime thread keeps in its thread-local slot: which scheduler it serves,
+//   the worker it holds (multi-thread) and the cooperative budget of the job it is running.
+//
+// Shutdown state (monotonic): `closed` (no new spawns run their bodies; set once, never unset) →
+// `terminated` (every runtime thread has stopped running jobs; set once, never unset). Jobs that still
+// arrive after `terminated` (a task resumed late by something outside the runtime) are never dropped:
+// they go to the inject queue and a short-lived drainer thread runs them (`ensureDrainer`).
+
+import CKyoto
+import Synchronization
+
+/// Cooperative budget per job run (Tokio's constant).
+let initialBudget = 128
+
+final class Shared: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): `executor` is written once in `Runtime.init` before any thread that
+    // reads it is started (thread creation orders it); everything else is immutable or synchronized.
+
+    // MARK: Immutable after init (any thread)
+    let configuration: Runtime.Configuration
+    let inject = Inject()
+    let registry = TaskRegistry()
+    /// The single identity every job runs on (see DESIGN.md §2). Set by `Runtime.init`.
+    nonisolated(unsafe) var executor: UnownedTaskExecutor!
+    /// The runtime, for `Runtime.current`. Weak: runtime threads must not keep their runtime alive.
+    nonisolated(unsafe) weak var runtime: Runtime?
+
+    // MARK: Atomics (any thread)
+    let closed = Atomic<Bool>(false)
+    let terminated = Atomic<Bool>(false)
+    private let draining = Atomic<Bool>(false)
+    /// Jobs scheduled from outside the runtime's threads (multi-writer: read-modify-write).
+    let remoteSchedules = Atomic<UInt64>(0)
+    let budgetForcedYields = Atomic<UInt64>(0)
+    let terminatedEvent = OneShotEvent()
+
+    init(configuration: Runtime.Configuration) {
+        self.configuration = configuration
+    }
+
+    var isClosed: Bool {
+        // Sequentially consistent: pairs with the registry's check in `TaskRegistry.insert` (see there).
+        closed.load(ordering: .sequentiallyConsistent)
+    }
+
+    /// Runs one job on the runtime's identity with a fresh budget.
+    @inline(__always)
+    func run(_ job: JobRef, context: ThreadContext, resetBudget: Bool = true) {
+        if resetBudget { context.budget = initialBudget }
+        context.runningJob = job
+        job.unownedJob.runSynchronously(on: executor)
+        context.runningJob = nil
+    }
+
+    /// Marks the runtime terminated and makes sure nothing left in the inject queue is stranded.
+    func markTerminated() {
+        // Sequentially consistent: pairs with the load in `afterRemotePush` (store-buffering: the pusher
+        // writes the queue then reads `terminated`; we write `terminated` then read the queue).
+        terminated.store(true, ordering: .sequentiallyConsistent)
+        terminatedEvent.set()
+        if !inject.isEmpty { ensureDrainer() }
+    }
+
+    /// Called after pushing to the inject queue from outside the runtime's threads.
+    @inline(__always)
+    func afterRemotePush() {
+        // Sequentially consistent: see `markTerminated`.
+        if terminated.load(ordering: .sequentiallyConsistent) { ensureDrainer() }
+    }
+
+    /// Starts the post-shutdown drainer thread unless one is running.
+    func ensureDrainer() {
+        // Acquiring-and-releasing: only one drainer at a time; the release in `drain` pairs with this.
+        guard draining.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else { return }
+        let thread = Platform.spawnThread(stackSize: configuration.threadStackSize) { [self] in
+            Platform.setThreadName("kyoto-drain")
+            drain()
+        }
+        thread.detach()
+    }
+
+    private func drain() {
+        let context = ThreadContext(shared: self, worker: nil, currentThread: nil)
+        while true {
+            while let job = inject.pop() { run(job, context: context) }
+            // Releasing: pairs with the CAS in `ensureDrainer`.
+            draining.store(false, ordering: .releasing)
+            // Re-check after clearing the flag: a push that saw `draining == true` relied on us.
+            if inject.isEmpty { return }
+            guard draining.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing)
+                .exchanged
+            else { return }
+        }
+    }
+}
+
+/// What a runtime thread knows about itself. Owned by that thread; only that thread touches the vars.
+final class ThreadContext {
+    unowned(unsafe) let shared: Shared
+    let worker: Worker?
+    let currentThread: CurrentThreadScheduler?
+    /// Remaining cooperative budget of the job being run.
+    var budget = initialBudget
+    /// The job being run (used to recognise a task re-scheduling itself).
+    var runningJob: JobRef?
+
+    init(shared: Shared, worker: Worker?, currentThread: CurrentThreadScheduler?) {
+        self.shared = shared
+        self.worker = worker
+        self.currentThread = currentThread
+    }
+
+    /// The calling thread's context, if it is a runtime thread.
+    @inline(__always)
+    static var current: ThreadContext? {
+        guard let p = kyoto_tls_context_get() else { return nil }
+        return Unmanaged<ThreadContext>.fromOpaque(p).takeUnretainedValue()
+    }
+
+    /// Installs `context` as the calling thread's context for the duration of `body`.
+    static func with<R>(_ context: ThreadContext, _ body: () throws -> R) rethrows -> R {
+        let previous = kyoto_tls_context_get()
+        kyoto_tls_context_set(Unmanaged.passUnretained(context).toOpaque())
+        defer { kyoto_tls_context_set(previous) }
+        return try withExtendedLifetime(context) { try body() }
+    }
+}
+
+/// A flag that is set once and can be waited for, with a deadline. Any thread.
+final class OneShotEvent: @unchecked Sendable {
+    // SAFETY: `word` is only accessed atomically (Swift atomics and futex syscalls).
+    private let word: UnsafeMutablePointer<Atomic<UInt32>>
+
+    init() {
+        word = .allocate(capacity: 1)
+        word.initialize(to: Atomic(0))
+    }
+
+    deinit {
+        word.deinitialize(count: 1)
+        word.deallocate()
+    }
+
+    var isSet: Bool {
+        // Acquiring: pairs with the releasing store in `set`.
+        word.pointee.load(ordering: .acquiring) == 1
+    }
+
+    func set() {
+        // Releasing: publishes what the setter wrote before (results, state) to waiters.
+        word.pointee.store(1, ordering: .releasing)
+        _ = kyoto_futex_wake(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self), Int32.max)
+    }
+
+    /// Waits until set or until `timeout` passes (nil = forever). Returns whether it is set.
+    @discardableResult
+    func wait(timeout: Duration? = nil) -> Bool {
+        let deadline = timeout.map { Platform.monotonicNanos() &+ UInt64(max(0, $0.nanoseconds)) }
+        while !isSet {
+            var remaining: Int64 = -1
+            if let deadline {
+                let now = Platform.monotonicNanos()
+                if now >= deadline { return isSet }
+                remaining = Int64(deadline - now)
+            }
+            _ = kyoto_futex_wait(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self), 0, remaining)
+        }
+        return true
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds (saturating).
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (ns, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        return ns &+ attoseconds / 1_000_000_000
+    }
+}

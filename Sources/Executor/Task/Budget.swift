@@ -1,0 +1,73 @@
+// Budget: Tokio's cooperative budget, and the free functions that find the current runtime.
+//
+// Each job run starts with 128 units (jobs chained through the LIFO slot share the unit count of the job
+// that started the chain). Kyoto's primitives call `consumeBudget()` when they complete without
+// suspending; when the units run out, the task yields, so a task whose every channel is ready still lets
+// its neighbours run. The count lives in the running thread's ThreadContext, so it costs a thread-local
+// read and no allocation. `unconstrained` opts a scope out through a task-local flag, which is only read
+// when the budget is exhausted (the rare path).
+
+/// Spends one unit of the cooperative budget; when the budget of the current job run is exhausted, yields
+/// so that other tasks can run. Outside a Kyoto runtime thread it does nothing.
+///
+/// Call it in loops that may find every operation ready (it is what Kyoto's channels and locks do).
+public nonisolated(nonsending) func consumeBudget() async {
+    guard let context = ThreadContext.current else { return }
+    if context.budget > 1 {
+        context.budget -= 1
+        return
+    }
+    if Budget.isUnconstrained {
+        context.budget = initialBudget
+        return
+    }
+    context.budget = 0
+    // Relaxed: a statistic.
+    context.shared.budgetForcedYields.wrappingAdd(1, ordering: .relaxed)
+    await Task.yield()
+}
+
+/// Whether the current job run still has cooperative budget left (true outside a runtime and inside
+/// ``unconstrained(_:)``).
+public func hasBudgetRemaining() -> Bool {
+    guard let context = ThreadContext.current else { return true }
+    return context.budget > 0 || Budget.isUnconstrained
+}
+
+/// Runs `body` with the cooperative budget switched off: Kyoto primitives never force it to yield.
+public nonisolated(nonsending) func unconstrained<T, E: Error>(_ body: nonisolated(nonsending) () async throws(E) -> T)
+    async throws(E) -> T
+{
+    do {
+        return try await Budget.$isUnconstrained.withValue(true) {
+            try await body()
+        }
+    } catch {
+        throw error as! E
+    }
+}
+
+enum Budget {
+    @TaskLocal static var isUnconstrained = false
+}
+
+/// Yields to the runtime: the current task goes to the back of its worker's queue and other ready tasks
+/// run first.
+public nonisolated(nonsending) func yieldNow() async {
+    await Task.yield()
+}
+
+private func currentRuntimeOrTrap(_ function: String) -> Runtime {
+    guard let runtime = Runtime.current else {
+        fatalError("BUG DETECTED: \(function) called outside a Kyoto runtime; call it from a task running on a Runtime, or use runtime.\(function)")
+    }
+    return runtime
+}
+
+/// Spawns `body` on the runtime running the caller. Traps when called outside a Kyoto runtime thread.
+@discardableResult
+public func spawn<T: Sendable>(
+    name: String? = nil, priority: TaskPriority? = nil, _ body: sending @escaping () async throws -> T
+) -> JoinHandle<T> {
+    currentRuntimeOrTrap("spawn").spawn(name: name, priority: priority, body)
+}

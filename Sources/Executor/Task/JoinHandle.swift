@@ -1,0 +1,48 @@
+// JoinHandle: the handle `spawn` returns (Tokio's `JoinHandle`).
+
+/// Why awaiting a task's result failed for a reason other than the task's own error.
+public enum JoinError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The task was aborted (or its runtime shut down) and did not finish with a value.
+    case cancelled
+
+    /// A short description.
+    public var description: String {
+        switch self {
+        case .cancelled: return "task was cancelled"
+        }
+    }
+}
+
+/// A handle to a spawned task's result. Dropping it detaches the task (it keeps running).
+public struct JoinHandle<T: Sendable>: Sendable {
+    /// A task's identity, unique within its runtime.
+    public struct ID: Hashable, Sendable, CustomStringConvertible {
+        /// The raw number.
+        public let rawValue: UInt64
+        /// The raw number, as text.
+        public var description: String { "\(rawValue)" }
+    }
+
+    let task: Task<T, any Error>
+    /// The task's identity.
+    public let id: ID
+    let registry: TaskRegistry
+
+    /// The task's value. Throws the task's own error unchanged, or ``JoinError/cancelled`` when the task
+    /// was aborted and did not finish with a value. May be awaited any number of times.
+    public var value: T {
+        get async throws {
+            try await task.value
+        }
+    }
+
+    /// Asks the task to stop: a task that has not started never runs its body; a running task is
+    /// cancelled (Swift cooperative cancellation) and its handle resolves to ``JoinError/cancelled`` unless
+    /// it still finishes with a value. Idempotent.
+    public func abort() {
+        task.cancel()
+    }
+
+    /// Whether the task has finished (with a value, an error, or cancelled).
+    public var isFinished: Bool { !registry.isAlive(id.rawValue) }
+}

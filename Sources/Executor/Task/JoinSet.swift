@@ -1,0 +1,127 @@
+// JoinSet: a collection of spawned tasks whose results are taken in completion order (Tokio's JoinSet).
+//
+// Each task's body is wrapped so that, when it ends, its result is appended to the set's `completed`
+// FIFO and a waiting `next()` is resumed. State lives in one Mutex; the waiter is resumed after unlocking.
+// Only one `next()` may wait at a time (a JoinSet has one consumer, as in Tokio, where join_next takes
+// `&mut self`); a second concurrent waiter traps with a message.
+
+import Synchronization
+
+/// A set of tasks spawned on a runtime, awaited in the order they complete. Deinitialising the set aborts
+/// every task still in it.
+public final class JoinSet<T: Sendable>: Sendable {
+    private struct State: ~Copyable {
+        var running: [UInt64: JoinHandle<T>] = [:]
+        var completed: [(UInt64, Result<T, any Error>)] = []
+        var completedHead = 0
+        var waiter: CheckedContinuation<Result<T, any Error>?, Never>?
+        var unjoined = 0
+    }
+
+    private let state = Mutex(State())
+    private let runtime: Runtime?
+
+    /// An empty set spawning on `runtime` (default: the runtime running the caller).
+    public init(runtime: Runtime? = nil) {
+        self.runtime = runtime
+    }
+
+    deinit {
+        abortAll()
+    }
+
+    private func resolveRuntime() -> Runtime {
+        guard let r = runtime ?? Runtime.current else {
+            fatalError("BUG DETECTED: JoinSet.spawn called outside a Kyoto runtime and the set has no runtime")
+        }
+        return r
+    }
+
+    /// Spawns `body` into the set and returns its handle (which may be ignored).
+    @discardableResult
+    public func spawn(
+        name: String? = nil, priority: TaskPriority? = nil, _ body: sending @escaping () async throws -> T
+    ) -> JoinHandle<T> {
+        state.withLock { $0.unjoined += 1 }
+        let handle = resolveRuntime().spawn(name: name, priority: priority, body)
+        let id = handle.id.rawValue
+        state.withLock { $0.running[id] = handle }
+        // A watcher task awaits the handle and files the result; it inherits nothing but the runtime.
+        resolveRuntime().spawnDetachedWatcher { [weak self] in
+            let result: Result<T, any Error>
+            do { result = .success(try await handle.value) } catch { result = .failure(error) }
+            self?.finished(id, result)
+        }
+        return handle
+    }
+
+    private func finished(_ id: UInt64, _ result: sending Result<T, any Error>) {
+        let waiter = state.withLock { s -> CheckedContinuation<Result<T, any Error>?, Never>? in
+            s.running[id] = nil
+            if let w = s.waiter {
+                s.waiter = nil
+                s.unjoined -= 1
+                return w
+            }
+            s.completed.append((id, result))
+            return nil
+        }
+        waiter?.resume(returning: result)
+    }
+
+    /// The next result in completion order; nil when the set is empty. The task's own error, or
+    /// ``JoinError/cancelled``, is returned as the failure.
+    public func nextResult() async -> Result<T, any Error>? {
+        await withCheckedContinuation { (c: CheckedContinuation<Result<T, any Error>?, Never>) in
+            let immediate = state.withLock { s -> (Bool, Result<T, any Error>?) in
+                if s.completedHead < s.completed.count {
+                    let r = s.completed[s.completedHead].1
+                    s.completedHead += 1
+                    if s.completedHead == s.completed.count {
+                        s.completed.removeAll(keepingCapacity: true)
+                        s.completedHead = 0
+                    }
+                    s.unjoined -= 1
+                    return (true, r)
+                }
+                if s.unjoined == 0 { return (true, nil) }
+                precondition(s.waiter == nil, "BUG DETECTED: JoinSet.next() awaited by two tasks at once")
+                s.waiter = c
+                return (false, nil)
+            }
+            if immediate.0 { c.resume(returning: immediate.1) }
+        }
+    }
+
+    /// The next value in completion order; nil when the set is empty. Rethrows the task's error (or
+    /// ``JoinError/cancelled``).
+    public func next() async throws -> T? {
+        guard let r = await nextResult() else { return nil }
+        return try r.get()
+    }
+
+    /// Aborts every task in the set; they stay in it until joined.
+    public func abortAll() {
+        let handles = state.withLock { Array($0.running.values) }
+        for h in handles { h.abort() }
+    }
+
+    /// Aborts every task and waits for all of them to end; the set is empty afterwards.
+    public func shutdown() async {
+        abortAll()
+        while await nextResult() != nil {}
+    }
+
+    /// Number of tasks not yet joined (finished-but-unjoined ones included).
+    public var count: Int { state.withLock { $0.unjoined } }
+
+    /// Whether no task remains to be joined.
+    public var isEmpty: Bool { count == 0 }
+}
+
+extension Runtime {
+    /// Spawns an internal helper task that is not counted as a user task.
+    func spawnDetachedWatcher(_ body: sending @escaping () async -> Void) {
+        Task(executorPreference: taskPreference, operation: body)
+    }
+}

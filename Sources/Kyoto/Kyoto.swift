@@ -1,0 +1,7 @@
+// Kyoto: the umbrella module. `import Kyoto` brings in the runtime, the sync primitives, the channels
+// and the actor layer.
+
+@_exported import KyotoActors
+@_exported import KyotoChannels
+@_exported import KyotoExecutor
+@_exported import KyotoSync
