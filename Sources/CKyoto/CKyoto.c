@@ -45,19 +45,29 @@ int32_t kyoto_affinity_cpu_count(void) {
     return (int32_t)CPU_COUNT(&set);
 }
 
-static _Thread_local void *kyoto_tls_context;
+static __attribute__((tls_model("initial-exec"))) _Thread_local void *kyoto_tls_context;
 
 void *kyoto_tls_context_get(void) { return kyoto_tls_context; }
 void kyoto_tls_context_set(void *context) { kyoto_tls_context = context; }
 
-int kyoto_thread_create(uint64_t *out_thread, uint64_t stack_size, void *(*body)(void *), void *arg) {
+int kyoto_thread_create(uint64_t *out_thread, uint64_t stack_size, const char *name, void *(*body)(void *),
+                        void *arg) {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     if (stack_size > 0) pthread_attr_setstacksize(&attr, (size_t)stack_size);
     pthread_t thread;
     int rc = pthread_create(&thread, &attr, body, arg);
     pthread_attr_destroy(&attr);
-    if (rc == 0) *out_thread = (uint64_t)thread;
+    if (rc == 0) {
+        *out_thread = (uint64_t)thread;
+        if (name != NULL) {
+            char buf[16];
+            int i = 0;
+            for (; i < 15 && name[i] != 0; i++) buf[i] = name[i];
+            buf[i] = 0;
+            pthread_setname_np(thread, buf);
+        }
+    }
     return rc;
 }
 

@@ -32,9 +32,10 @@ void *kyoto_tls_context_get(void);
 /// Sets the calling thread's scheduler context slot.
 void kyoto_tls_context_set(void *context);
 
-/// Creates a joinable thread running `body(arg)` with the given stack size (0 = default).
-/// Returns 0 on success, an errno value otherwise.
-int kyoto_thread_create(uint64_t *out_thread, uint64_t stack_size, void *(*body)(void *), void *arg);
+/// Creates a joinable thread running `body(arg)` with the given stack size (0 = default), named `name`
+/// (may be NULL) before this call returns. Returns 0 on success, an errno value otherwise.
+int kyoto_thread_create(uint64_t *out_thread, uint64_t stack_size, const char *name, void *(*body)(void *),
+                        void *arg);
 
 /// Joins a thread made by `kyoto_thread_create`.
 int kyoto_thread_join(uint64_t thread);

@@ -70,14 +70,20 @@ enum Platform {
 
     /// Starts a joinable OS thread running `body`. Traps if the OS refuses (out of threads is not
     /// something a runtime can recover from at this point).
-    static func spawnThread(stackSize: Int?, _ body: @escaping @Sendable () -> Void) -> OSThread {
+    static func spawnThread(name: String? = nil, stackSize: Int?, _ body: @escaping @Sendable () -> Void) -> OSThread {
         let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
         var handle: UInt64 = 0
-        let rc = kyoto_thread_create(&handle, UInt64(stackSize ?? 0), { arg in
+        let entry: @convention(c) (UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? = { arg in
             let body = Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue()
             body.run()
             return nil
-        }, box)
+        }
+        let rc: Int32
+        if let name {
+            rc = name.withCString { kyoto_thread_create(&handle, UInt64(stackSize ?? 0), $0, entry, box) }
+        } else {
+            rc = kyoto_thread_create(&handle, UInt64(stackSize ?? 0), nil, entry, box)
+        }
         precondition(rc == 0, "BUG DETECTED: Kyoto could not start an OS thread (pthread_create returned \(rc))")
         return OSThread(handle: handle)
     }

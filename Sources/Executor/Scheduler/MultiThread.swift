@@ -51,8 +51,7 @@ final class MultiThreadScheduler: Sendable {
         for worker in workers {
             let name = "\(config.threadName)-\(worker.index)"
             started.append(
-                Platform.spawnThread(stackSize: config.threadStackSize) { [self] in
-                    Platform.setThreadName(name)
+                Platform.spawnThread(name: name, stackSize: config.threadStackSize) { [self] in
                     worker.run()
                     workerExited()
                 })

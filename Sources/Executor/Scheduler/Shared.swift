@@ -77,8 +77,7 @@ final class Shared: @unchecked Sendable {
         // Acquiring-and-releasing: only one drainer at a time; the release in `drain` pairs with this.
         guard draining.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
         else { return }
-        let thread = Platform.spawnThread(stackSize: configuration.threadStackSize) { [self] in
-            Platform.setThreadName("kyoto-drain")
+        let thread = Platform.spawnThread(name: "kyoto-drain", stackSize: configuration.threadStackSize) { [self] in
             drain()
         }
         thread.detach()

@@ -1,0 +1,132 @@
+// Misuse traps with a message naming the mistake, and global installation (both need a child process).
+
+import Testing
+
+@testable import KyotoExecutor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private func stderrText(_ result: ExitTest.Result?) -> String {
+    String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+}
+
+@Suite("Misuse traps")
+struct MisuseTests {
+    @Test("blockOn inside a runtime traps")
+    func nestedBlockOn() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.multiThread(workers: 1)
+            r.blockOn { r.blockOn { 1 } }
+        }
+        #expect(stderrText(result).contains("blockOn called from inside a Kyoto runtime thread"))
+    }
+
+    @Test("spawn outside a runtime traps")
+    func spawnOutside() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = spawn { 1 }
+        }
+        #expect(stderrText(result).contains("spawn called outside a Kyoto runtime"))
+    }
+
+    @Test("shutdown(timeout:) from a runtime thread traps")
+    func shutdownFromWorker() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.multiThread(workers: 1)
+            r.blockOn { r.shutdown(timeout: .seconds(1)) }
+        }
+        #expect(stderrText(result).contains("shutdown(timeout:) called from a Kyoto runtime thread"))
+    }
+
+    @Test("zero workers traps naming the field")
+    func zeroWorkers() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = Runtime.multiThread(workers: 0)
+        }
+        #expect(stderrText(result).contains("workerThreads must be greater than 0"))
+    }
+
+    @Test("zero globalQueueInterval traps naming the field")
+    func zeroGlobalQueueInterval() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            var c = Runtime.Configuration()
+            c.globalQueueInterval = 0
+            _ = Runtime(c)
+        }
+        #expect(stderrText(result).contains("globalQueueInterval must be greater than 0"))
+    }
+
+    @Test("zero eventInterval traps naming the field")
+    func zeroEventInterval() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            var c = Runtime.Configuration()
+            c.eventInterval = 0
+            _ = Runtime(c)
+        }
+        #expect(stderrText(result).contains("eventInterval must be greater than 0"))
+    }
+
+    @Test("zero maxBlockingThreads traps naming the field")
+    func zeroBlockingThreads() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            var c = Runtime.Configuration()
+            c.maxBlockingThreads = 0
+            _ = Runtime(c)
+        }
+        #expect(stderrText(result).contains("maxBlockingThreads must be greater than 0"))
+    }
+
+    @Test("startPaused traps: no paused clock exists yet")
+    func startPaused() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            var c = Runtime.Configuration(flavor: .currentThread)
+            c.startPaused = true
+            _ = Runtime(c)
+        }
+        #expect(stderrText(result).contains("startPaused is not supported"))
+    }
+}
+
+@Suite("Global executor installation")
+struct GlobalInstallTests {
+    @Test("installed globally, plain tasks, detached tasks, async let, group children and default actors run on Kyoto")
+    func installedRunsEverything() async {
+        await #expect(processExitsWith: .success) {
+            actor Probe {
+                func where_() -> String { currentThreadName() }
+            }
+            var c = Runtime.Configuration()
+            c.workerThreads = 2
+            c.threadName = "kyglobal"
+            let r = Runtime(c)
+            guard r.installAsGlobalExecutor(), r.isGlobalExecutor else { exit(2) }
+            // A second installation loses: first writer wins.
+            guard !Runtime.multiThread(workers: 1).installAsGlobalExecutor() else { exit(3) }
+            let names = r.blockOn { () async -> [String] in
+                var names: [String] = []
+                names.append(await Task { currentThreadName() }.value)
+                names.append(await Task.detached { currentThreadName() }.value)
+                async let x = currentThreadName()
+                names.append(await x)
+                let groupNames = await withTaskGroup(of: String.self) { g -> [String] in
+                    for _ in 0..<4 { g.addTask { currentThreadName() } }
+                    var out: [String] = []
+                    for await n in g { out.append(n) }
+                    return out
+                }
+                names += groupNames
+                names.append(await Probe().where_())
+                try? await Task.sleep(for: .milliseconds(2))
+                names.append(currentThreadName())
+                return names
+            }
+            for n in names where !n.hasPrefix("kyglobal-") {
+                print("ran on \(n)")
+                exit(4)
+            }
+            exit(0)
+        }
+    }
+}

@@ -1,0 +1,192 @@
+// JoinSet, shutdown and the cooperative budget.
+
+import Synchronization
+import Testing
+
+@testable import KyotoExecutor
+
+@Suite("JoinSet")
+struct JoinSetTests {
+    @Test("results come out in completion order, then nil", arguments: bothFlavors)
+    func completionOrder(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor)
+        let order = try r.blockOn { () async throws -> [Int] in
+            let set = JoinSet<Int>()
+            let gates = (0..<3).map { _ in Signal() }
+            for i in 0..<3 {
+                set.spawn {
+                    await gates[i].wait()
+                    return i
+                }
+            }
+            #expect(set.count == 3)
+            var seen: [Int] = []
+            for i in [2, 0, 1] {
+                gates[i].fire()
+                if let v = try await set.next() { seen.append(v) }
+            }
+            #expect(try await set.next() == nil)
+            #expect(set.isEmpty)
+            return seen
+        }
+        #expect(order == [2, 0, 1])
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("abortAll then draining yields cancelled results and empties the set")
+    func abortAllDrains() {
+        let r = Runtime.multiThread(workers: 2)
+        let cancelled = r.blockOn { () async -> Int in
+            let set = JoinSet<Void>()
+            for _ in 0..<16 { set.spawn { try await Task.sleep(for: .seconds(60)) } }
+            set.abortAll()
+            var n = 0
+            while let result = await set.nextResult() {
+                if case .failure(let e) = result, (e as? JoinError) == .cancelled { n += 1 }
+            }
+            #expect(set.count == 0)
+            return n
+        }
+        #expect(cancelled == 16)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("dropping a JoinSet aborts its tasks")
+    func dropAborts() throws {
+        let r = Runtime.multiThread(workers: 2)
+        let outcomes = try r.blockOn { () async throws -> [Bool] in
+            var handles: [JoinHandle<Void>] = []
+            do {
+                let set = JoinSet<Void>()
+                for _ in 0..<16 { handles.append(set.spawn { try await Task.sleep(for: .seconds(60)) }) }
+                _ = set
+            }
+            var out: [Bool] = []
+            for h in handles {
+                do {
+                    try await h.value
+                    out.append(false)
+                } catch { out.append((error as? JoinError) == .cancelled) }
+            }
+            return out
+        }
+        #expect(outcomes.count == 16 && outcomes.allSatisfy { $0 })
+        r.shutdown(timeout: .seconds(5))
+    }
+}
+
+@Suite("Shutdown")
+struct ShutdownTests {
+    @Test("shutdown cancels pending tasks and their handles resolve cancelled", arguments: bothFlavors)
+    func shutdownCancels(_ flavor: Runtime.Configuration.Flavor) async throws {
+        let r = makeRuntime(flavor)
+        let started = TestCounter()
+        var handles: [JoinHandle<Int>] = []
+        if flavor == .multiThread {
+            let gate = Signal()
+            handles = r.blockOn {
+                var hs: [JoinHandle<Int>] = []
+                for _ in 0..<8 {
+                    hs.append(spawn { () async throws -> Int in
+                        if started.increment() == 8 { gate.fire() }
+                        try await Task.sleep(for: .seconds(60))
+                        return 1
+                    })
+                }
+                await gate.wait()
+                return hs
+            }
+        } else {
+            for _ in 0..<8 { handles.append(r.spawn { () async throws -> Int in try await Task.sleep(for: .seconds(60)); return 1 }) }
+        }
+        #expect(r.shutdown(timeout: .seconds(10)))
+        #expect(r.isShutDown)
+        for h in handles {
+            await #expect(throws: JoinError.cancelled) { try await h.value }
+            #expect(h.isFinished)
+        }
+        #expect(r.metrics.aliveTasks == 0)
+    }
+
+    @Test("a task spawned after shutdown resolves cancelled without running")
+    func spawnAfterShutdown() async {
+        let r = Runtime.multiThread(workers: 2)
+        r.shutdown(timeout: .seconds(5))
+        let ran = TestCounter()
+        let h = r.spawn { ran.increment() }
+        await #expect(throws: JoinError.cancelled) { try await h.value }
+        #expect(ran.current == 0)
+    }
+
+    @Test("shutdownBackground returns at once and the workers exit")
+    func shutdownBackground() throws {
+        let r = Runtime.multiThread(workers: 2)
+        r.blockOn { await Task.yield() }
+        r.shutdownBackground()
+        #expect(r.shared.terminatedEvent.wait(timeout: .seconds(10)))
+    }
+}
+
+@Suite("Cooperative budget")
+struct BudgetTests {
+    @Test("a fresh job has budget; the 128th consumeBudget forces a yield")
+    func budgetRunsOut() {
+        let r = Runtime.multiThread(workers: 1)
+        let (fresh, afterMany) = r.blockOn { () async -> (Bool, Bool) in
+            let fresh = hasBudgetRemaining()
+            for _ in 0..<127 { await consumeBudget() }
+            return (fresh, hasBudgetRemaining())
+        }
+        #expect(fresh)
+        #expect(afterMany)
+        #expect(r.metrics.budgetForcedYields == 0)
+        r.blockOn { for _ in 0..<128 { await consumeBudget() } }
+        #expect(r.metrics.budgetForcedYields == 1)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("ready operations in a loop still let a neighbour run: 1024 units give about 8 yields",
+          arguments: bothFlavors)
+    func budgetLetsNeighboursRun(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor, workers: 1)
+        let ticks = TestCounter()
+        let stop = FlagBox()
+        let advanced = try r.blockOn { () async throws -> Int in
+            let ticker = spawn {
+                while !stop.flag.load(ordering: .relaxed) {
+                    ticks.increment()
+                    await Task.yield()
+                }
+            }
+            await Task.yield()  // let the ticker start
+            let before = ticks.current
+            for _ in 0..<1024 { await consumeBudget() }
+            let after = ticks.current
+            stop.flag.store(true, ordering: .relaxed)
+            try await ticker.value
+            return after - before
+        }
+        #expect(advanced >= 7 && advanced <= 10, "ticker advanced \(advanced) times")
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("unconstrained switches the budget off")
+    func unconstrainedNeverYields() {
+        let r = Runtime.multiThread(workers: 1)
+        r.blockOn {
+            await unconstrained {
+                for _ in 0..<1000 { await consumeBudget() }
+                #expect(hasBudgetRemaining())
+            }
+        }
+        #expect(r.metrics.budgetForcedYields == 0)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("outside a runtime the budget is unlimited")
+    func outsideRuntime() async {
+        #expect(hasBudgetRemaining())
+        for _ in 0..<1000 { await consumeBudget() }
+        #expect(hasBudgetRemaining())
+    }
+}

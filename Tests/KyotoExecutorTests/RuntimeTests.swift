@@ -1,0 +1,286 @@
+// Runtime behaviour: the Tokio cases of tokio-semantics.md §1 that apply to Swift.
+
+import Synchronization
+import Testing
+
+@testable import KyotoExecutor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Runtime")
+struct RuntimeTests {
+    @Test("multi-thread runtime has the configured worker count; current-thread has one")
+    func workerCounts() {
+        let mt = Runtime.multiThread(workers: 2)
+        #expect(mt.workerCount == 2)
+        #expect(mt.metrics.workers == 2)
+        #expect(mt.metrics.perWorker.count == 2)
+        let ct = Runtime.currentThread()
+        #expect(ct.workerCount == 1)
+        #expect(ct.metrics.workers == 1)
+        #expect(mt.shutdown(timeout: .seconds(5)))
+        #expect(ct.shutdown(timeout: .seconds(5)))
+    }
+
+    @Test("default worker count follows the CPUs available to the process")
+    func defaultWorkerCount() {
+        let r = Runtime()
+        #expect(r.workerCount == Platform.availableParallelism())
+        #expect(r.workerCount >= 1)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("worker threads are named <threadName>-N", arguments: [0, 1])
+    func workerThreadNames(_ index: Int) {
+        var c = Runtime.Configuration()
+        c.workerThreads = 2
+        c.threadName = "kyname\(index)"
+        let r = Runtime(c)
+        let names = r.blockOn { currentThreadName() }
+        #expect(names.hasPrefix("kyname\(index)-"))
+        let all = processThreadNames()
+        #expect(all.contains("kyname\(index)-0"))
+        #expect(all.contains("kyname\(index)-1"))
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("blockOn returns the body's value and rethrows its error", arguments: bothFlavors)
+    func blockOnValueAndError(_ flavor: Runtime.Configuration.Flavor) {
+        struct Boom: Error, Equatable {}
+        let r = makeRuntime(flavor)
+        #expect(r.blockOn { 21 * 2 } == 42)
+        #expect(throws: Boom.self) {
+            try r.blockOn { () async throws(Boom) -> Int in throw Boom() }
+        }
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("the body of blockOn runs on a runtime thread and Runtime.current is set there", arguments: bothFlavors)
+    func blockOnRunsOnRuntime(_ flavor: Runtime.Configuration.Flavor) {
+        let r = makeRuntime(flavor)
+        let same = r.blockOn { Runtime.current === r }
+        #expect(same)
+        #expect(Runtime.current == nil)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("spawn never runs the task inline", arguments: bothFlavors)
+    func spawnNeverInline(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor)
+        let (ranBeforeSpawnReturned, value) = try r.blockOn { () async throws -> (Bool, Int) in
+            let flag = Atomic<Bool>(false)
+            let box = FlagBox()
+            let handle = spawn {
+                box.flag.store(true, ordering: .sequentiallyConsistent)
+                return 7
+            }
+            let early = box.flag.load(ordering: .sequentiallyConsistent)
+            _ = flag
+            return (early, try await handle.value)
+        }
+        #expect(!ranBeforeSpawnReturned)
+        #expect(value == 7)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a task aborted before it starts never runs its body and resolves cancelled", arguments: bothFlavors)
+    func abortBeforeStart(_ flavor: Runtime.Configuration.Flavor) {
+        let r = makeRuntime(flavor)
+        let ran = TestCounter()
+        let outcome = r.blockOn { () async -> String in
+            // Hold the worker(s) so the spawned task cannot start before abort().
+            let handle = spawn { ran.increment() }
+            handle.abort()
+            do {
+                _ = try await handle.value
+                return "value"
+            } catch let e as JoinError {
+                return e == .cancelled ? "cancelled" : "other"
+            } catch { return "other" }
+        }
+        // On the multi-thread flavor the other worker may have started it before abort(); then the body ran.
+        if outcome == "cancelled" {
+            #expect(ran.current == 0)
+        } else {
+            #expect(ran.current == 1)
+        }
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("abort before start is deterministic on the current-thread flavor")
+    func abortBeforeStartCurrentThread() {
+        let r = Runtime.currentThread()
+        let ran = TestCounter()
+        let handle = r.spawn { ran.increment() }  // queued; nothing drives it yet
+        handle.abort()
+        let outcome = r.blockOn { () async -> Bool in
+            do {
+                _ = try await handle.value
+                return false
+            } catch { return (error as? JoinError) == .cancelled }
+        }
+        #expect(outcome)
+        #expect(ran.current == 0)
+        #expect(handle.isFinished)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("aborting a running task resolves cancelled; abort is idempotent; abort after completion keeps the value",
+          arguments: bothFlavors)
+    func abortRunningAndAfterCompletion(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor)
+        try r.blockOn { () async throws in
+            let started = Signal()
+            let sleeper = spawn { () async throws -> Int in
+                started.fire()
+                try await Task.sleep(for: .seconds(30))
+                return 1
+            }
+            await started.wait()
+            sleeper.abort()
+            sleeper.abort()
+            await #expect(throws: JoinError.cancelled) { try await sleeper.value }
+            await #expect(throws: JoinError.cancelled) { try await sleeper.value }
+            #expect(sleeper.isFinished)
+
+            let quick = spawn { 5 }
+            #expect(try await quick.value == 5)
+            quick.abort()
+            #expect(try await quick.value == 5)
+        }
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a task's own error reaches JoinHandle.value unchanged", arguments: bothFlavors)
+    func errorPropagates(_ flavor: Runtime.Configuration.Flavor) {
+        struct Custom: Error, Equatable { let code: Int }
+        let r = makeRuntime(flavor)
+        r.blockOn {
+            let h = spawn { () async throws -> Int in throw Custom(code: 9) }
+            await #expect(throws: Custom(code: 9)) { try await h.value }
+        }
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("dropping a JoinHandle detaches the task: it still runs to completion", arguments: bothFlavors)
+    func dropDetaches(_ flavor: Runtime.Configuration.Flavor) async throws {
+        let r = makeRuntime(flavor)
+        let done = Signal()
+        r.blockOn {
+            _ = spawn { done.fire() }
+            await done.wait()
+        }
+        #expect(done.isSet)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("current-thread: spawned tasks do not progress outside blockOn")
+    func currentThreadNoProgressOutsideBlockOn() throws {
+        let r = Runtime.currentThread()
+        let flag = FlagBox()
+        let handle = r.spawn { flag.flag.store(true, ordering: .sequentiallyConsistent) }
+        // Nothing drives the runtime: the task stays queued however long we look.
+        for _ in 0..<1000 { sched_yield() }
+        let early = flag.flag.load(ordering: .sequentiallyConsistent)
+        #expect(!early)
+        #expect(r.metrics.injectQueueDepth == 1)
+        try r.blockOn { try await handle.value }
+        let late = flag.flag.load(ordering: .sequentiallyConsistent)
+        #expect(late)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("Runtime.current is nil outside and set on worker threads")
+    func runtimeCurrent() {
+        #expect(Runtime.current == nil)
+        let r = Runtime.multiThread(workers: 2)
+        let inside = r.blockOn { () async -> Bool in
+            let h = spawn { Runtime.current === r }
+            return (try? await h.value) ?? false
+        }
+        #expect(inside)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("metrics: a spawned task is alive while it runs and not after it is joined", arguments: bothFlavors)
+    func aliveTasksMetric(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor)
+        let during = try r.blockOn { () async throws -> Int in
+            let h = spawn { r.metrics.aliveTasks }
+            return try await h.value
+        }
+        #expect(during == 1)
+        #expect(r.metrics.aliveTasks == 0)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("metrics: a spawn from a foreign thread on the current-thread flavor lands in the inject queue")
+    func injectDepthMetric() {
+        let r = Runtime.currentThread()
+        let h = r.spawn { 1 }
+        #expect(r.metrics.injectQueueDepth == 1)
+        #expect(r.metrics.remoteSchedules == 1)
+        #expect((try? r.blockOn { try await h.value }) == 1)
+        #expect(r.metrics.injectQueueDepth == 0)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("thread start and stop hooks run on every worker")
+    func threadHooks() {
+        let starts = TestCounter()
+        let stops = TestCounter()
+        let parks = TestCounter()
+        var c = Runtime.Configuration()
+        c.workerThreads = 2
+        c.onThreadStart = { starts.increment() }
+        c.onThreadStop = { stops.increment() }
+        c.onThreadPark = { parks.increment() }
+        let r = Runtime(c)
+        r.blockOn { await Task.yield() }
+        #expect(r.shutdown(timeout: .seconds(5)))
+        #expect(starts.current == 2)
+        #expect(stops.current == 2)
+        #expect(parks.current >= 1)
+    }
+
+    @Test("globalQueueInterval 1 runs tasks to completion")
+    func globalQueueIntervalOne() throws {
+        var c = Runtime.Configuration()
+        c.workerThreads = 2
+        c.globalQueueInterval = 1
+        let r = Runtime(c)
+        let total = try r.blockOn { () async throws -> Int in
+            let set = JoinSet<Int>()
+            for i in 0..<10 { set.spawn { i } }
+            var sum = 0
+            while let v = try await set.next() { sum += v }
+            return sum
+        }
+        #expect(total == 45)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("lifoSlot false still runs everything")
+    func lifoDisabled() throws {
+        var c = Runtime.Configuration()
+        c.workerThreads = 2
+        c.lifoSlot = false
+        let r = Runtime(c)
+        let v = try r.blockOn { () async throws -> Int in
+            var hs: [JoinHandle<Int>] = []
+            for i in 0..<100 { hs.append(spawn { i }) }
+            var s = 0
+            for h in hs { s += try await h.value }
+            return s
+        }
+        #expect(v == 4950)
+        #expect(r.metrics.totalLifoHits == 0)
+        r.shutdown(timeout: .seconds(5))
+    }
+}
+
+final class FlagBox: Sendable {
+    let flag = Atomic<Bool>(false)
+}

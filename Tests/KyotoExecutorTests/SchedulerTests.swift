@@ -1,0 +1,347 @@
+// Scheduler behaviour: LIFO slot, yields, overflow, stealing, conservation, wake-ups, fairness, idling.
+
+import Synchronization
+import Testing
+
+@testable import KyotoExecutor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A one-slot async mailbox used to bounce messages between tasks (no channel module needed).
+final class Mailbox: Sendable {
+    private let state = Mutex<(value: Int?, waiter: CheckedContinuation<Int, Never>?)>((nil, nil))
+
+    func put(_ v: Int) {
+        let waiter = state.withLock { s -> CheckedContinuation<Int, Never>? in
+            if let w = s.waiter {
+                s.waiter = nil
+                return w
+            }
+            precondition(s.value == nil, "mailbox overfilled")
+            s.value = v
+            return nil
+        }
+        waiter?.resume(returning: v)
+    }
+
+    func take() async -> Int {
+        await withCheckedContinuation { (c: CheckedContinuation<Int, Never>) in
+            let v = state.withLock { s -> Int? in
+                if let v = s.value {
+                    s.value = nil
+                    return v
+                }
+                s.waiter = c
+                return nil
+            }
+            if let v { c.resume(returning: v) }
+        }
+    }
+}
+
+@Suite("Scheduler")
+struct SchedulerTests {
+    @Test("Task.yield lets a task spawned just before it run first (yields bypass the LIFO slot)",
+          arguments: bothFlavors)
+    func yieldLetsOthersRun(_ flavor: Runtime.Configuration.Flavor) {
+        let r = makeRuntime(flavor, workers: 1)
+        let sawFlag = r.blockOn { () async -> Bool in
+            let flag = FlagBox()
+            _ = spawn { flag.flag.store(true, ordering: .sequentiallyConsistent) }
+            await Task.yield()
+            return flag.flag.load(ordering: .sequentiallyConsistent)
+        }
+        #expect(sawFlag)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("the yield continuation job has the kind the scheduler looks for")
+    func yieldJobKindIsPinned() {
+        let r = Runtime.multiThread(workers: 1)
+        let before = r.metrics.perWorker[0].lifoHits
+        r.blockOn {
+            for _ in 0..<100 { await Task.yield() }
+        }
+        // A yield is two jobs: the continuation job (must go to the queue) and the task itself, which the
+        // continuation job re-schedules into the LIFO slot. If the kind were not recognised, the
+        // continuation job would also take the LIFO slot and the yield would not let others run.
+        let hits = r.metrics.perWorker[0].lifoHits - before
+        #expect(hits >= 90 && hits <= 110)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("one worker: 300 spawns from a task overflow the local queue exactly once")
+    func overflowOnce() throws {
+        let r = Runtime.multiThread(workers: 1)
+        try r.blockOn {
+            let hold = Signal()
+            var handles: [JoinHandle<Void>] = []
+            // Spawned from the worker, all 300 go through the LIFO slot into the local queue.
+            for _ in 0..<300 { handles.append(spawn { await hold.wait() }) }
+            hold.fire()
+            for h in handles { try await h.value }
+        }
+        #expect(r.metrics.totalOverflows == 1)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("an idle worker steals from a busy one")
+    func stealing() throws {
+        let r = Runtime.multiThread(workers: 2)
+        let threads = Recorder<String>()
+        try r.blockOn {
+            let gate = Signal()
+            var handles: [JoinHandle<Void>] = []
+            for _ in 0..<64 {
+                handles.append(spawn {
+                    threads.append(currentThreadName())
+                    // About a millisecond of CPU work, so the queue outlives the other worker's wake-up.
+                    let until = Platform.monotonicNanos() + 1_000_000
+                    while Platform.monotonicNanos() < until {}
+                    await gate.wait()
+                })
+            }
+            gate.fire()
+            for h in handles { try await h.value }
+        }
+        #expect(r.metrics.totalSteals > 0)
+        #expect(Set(threads.all).count == 2)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a task starting an endless spawn chain neither starves a yielding task nor blocks shutdown")
+    func endlessChainDoesNotStarve() throws {
+        let r = Runtime.multiThread(workers: 1)
+        let stop = FlagBox()
+        @Sendable func link() {
+            if stop.flag.load(ordering: .relaxed) { return }
+            _ = spawn { link() }
+        }
+        let finished = try r.blockOn { () async throws -> Bool in
+            _ = spawn { link() }
+            let other = spawn { () async -> Bool in
+                for _ in 0..<5 { await Task.yield() }
+                return true
+            }
+            return try await other.value
+        }
+        #expect(finished)
+        stop.flag.store(true, ordering: .relaxed)
+        #expect(r.shutdown(timeout: .seconds(10)))
+    }
+
+    @Test("ping-pong pairs saturating the worker do not starve a newly spawned yielding task")
+    func pingPongSaturation() throws {
+        let r = Runtime.multiThread(workers: 1)
+        let stop = FlagBox()
+        let done = try r.blockOn { () async throws -> Bool in
+            for _ in 0..<20 {
+                let a = Mailbox(), b = Mailbox()
+                _ = spawn {
+                    while !stop.flag.load(ordering: .relaxed) {
+                        a.put(1)
+                        _ = await b.take()
+                    }
+                    a.put(0)
+                }
+                _ = spawn {
+                    while !stop.flag.load(ordering: .relaxed) {
+                        _ = await a.take()
+                        b.put(1)
+                    }
+                    b.put(0)
+                }
+            }
+            let late = spawn { () async -> Bool in
+                for _ in 0..<5 { await Task.yield() }
+                return true
+            }
+            let ok = try await late.value
+            stop.flag.store(true, ordering: .relaxed)
+            return ok
+        }
+        #expect(done)
+        r.shutdown(timeout: .seconds(10))
+    }
+
+    @Test("conservation: a million tiny tasks from workers and foreign threads each run exactly once")
+    func conservation() async throws {
+        let total = max(10_000, Int(1_000_000 * stressScale()))
+        let r = Runtime.multiThread(workers: 2)
+        let slots = UnsafeMutablePointer<Atomic<UInt8>>.allocate(capacity: total)
+        for i in 0..<total { (slots + i).initialize(to: Atomic(0)) }
+        defer { slots.deallocate() }
+        let ran = TestCounter()
+        let allRan = Signal()
+        let box = SlotBox(slots)
+        @Sendable func job(_ i: Int) {
+            box.slots[i].wrappingAdd(1, ordering: .relaxed)
+            if ran.increment() == total { allRan.fire() }
+        }
+        let half = total / 2
+        // Half from tasks on the workers (4 spawner tasks)...
+        r.spawn {
+            for s in 0..<4 {
+                spawn {
+                    var i = s
+                    while i < half {
+                        let index = i
+                        spawn { job(index) }
+                        i += 4
+                    }
+                }
+            }
+        }
+        // ...and half from two foreign OS threads.
+        let t1 = Platform.spawnThread(stackSize: nil) {
+            var i = half
+            while i < total {
+                let index = i
+                r.spawn { job(index) }
+                i += 2
+            }
+        }
+        let t2 = Platform.spawnThread(stackSize: nil) {
+            var i = half + 1
+            while i < total {
+                let index = i
+                r.spawn { job(index) }
+                i += 2
+            }
+        }
+        t1.join()
+        t2.join()
+        try await withDeadline(120, "a million tasks") { await allRan.wait() }
+        var wrong = 0
+        for i in 0..<total where slots[i].load(ordering: .relaxed) != 1 { wrong += 1 }
+        #expect(wrong == 0)
+        #expect(ran.current == total)
+        #expect(r.shutdown(timeout: .seconds(10)))
+    }
+
+    @Test("no lost wake-up: 100,000 ping-pong rounds between tasks on different workers")
+    func pingPongNoLostWakeups() async throws {
+        let rounds = max(2_000, Int(100_000 * stressScale()))
+        let r = Runtime.multiThread(workers: 2)
+        let a = Mailbox(), b = Mailbox()
+        let threadsA = Recorder<String>()
+        let pinger = r.spawn { () async -> Int in
+            var sum = 0
+            for i in 0..<rounds {
+                a.put(i)
+                sum += await b.take()
+                if i % 1000 == 0 { threadsA.append(currentThreadName()) }
+            }
+            return sum
+        }
+        let ponger = r.spawn { () async -> Void in
+            for _ in 0..<rounds { b.put(await a.take() &+ 1) }
+        }
+        let sum = try await withDeadline(120, "ping-pong") { try await pinger.value }
+        try await ponger.value
+        #expect(sum == rounds * (rounds + 1) / 2)
+        #expect(r.shutdown(timeout: .seconds(10)))
+    }
+
+    @Test("a task yielding in a loop does not starve other tasks", arguments: bothFlavors)
+    func yieldingLoopDoesNotStarve(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor, workers: 1)
+        let stop = FlagBox()
+        let ok = try r.blockOn { () async throws -> Bool in
+            let spinner = spawn {
+                while !stop.flag.load(ordering: .relaxed) { await Task.yield() }
+            }
+            let other = spawn { () async -> Bool in
+                var n = 0
+                for _ in 0..<100 {
+                    await Task.yield()
+                    n += 1
+                }
+                return n == 100
+            }
+            let v = try await other.value
+            stop.flag.store(true, ordering: .relaxed)
+            try await spinner.value
+            return v
+        }
+        #expect(ok)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("an idle runtime uses under 1% of a core and its workers park")
+    func idleRuntimeSleeps() throws {
+        var c = Runtime.Configuration()
+        c.workerThreads = 2
+        c.threadName = "kyidle"
+        let r = Runtime(c)
+        try r.blockOn {
+            var hs: [JoinHandle<Int>] = []
+            for i in 0..<1000 { hs.append(spawn { i }) }
+            for h in hs { _ = try await h.value }
+        }
+        // Both workers park once the work is gone: wait for that with a deadline (no fixed sleep).
+        let parkedBy = Platform.monotonicNanos() + 5_000_000_000
+        guard case .multiThread(let s) = r.scheduler else { Issue.record("flavor"); return }
+        let start = Platform.monotonicNanos()
+        while !(s.idle.isParked(0) && s.idle.isParked(1)) {
+            if Platform.monotonicNanos() > parkedBy { break }
+            sched_yield()
+        }
+        let parkLatency = Platform.monotonicNanos() - start
+        #expect(s.idle.isParked(0) && s.idle.isParked(1))
+        print("idle: both workers parked \(parkLatency / 1000) µs after the last job")
+        // Then measure the workers' CPU time over one second of idleness (a measurement, not a sync).
+        let before = cpuTicks(ofThreadsNamed: "kyidle-")
+        usleep(1_000_000)
+        let after = cpuTicks(ofThreadsNamed: "kyidle-")
+        // One clock tick is 10 ms = 1% of a core over one second.
+        #expect(after - before <= 1, "idle workers used \(after - before) ticks in 1 s")
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("Task.sleep resumes on the runtime", arguments: bothFlavors)
+    func sleepResumesOnRuntime(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor)
+        let onRuntime = try r.blockOn { () async throws -> Bool in
+            try await Task.sleep(for: .milliseconds(5))
+            return Runtime.current === r
+        }
+        #expect(onRuntime)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("child tasks, async let and default actors stay on the runtime")
+    func structuredConcurrencyStaysOnRuntime() {
+        actor Counter {
+            var n = 0
+            func bump() -> Bool {
+                n += 1
+                return Runtime.current != nil
+            }
+        }
+        let r = Runtime.multiThread(workers: 2)
+        let all = r.blockOn { () async -> Bool in
+            async let x = Runtime.current != nil
+            let group = await withTaskGroup(of: Bool.self) { g -> Bool in
+                for _ in 0..<10 { g.addTask { Runtime.current != nil } }
+                var ok = true
+                for await v in g { ok = ok && v }
+                return ok
+            }
+            let c = Counter()
+            var actorOK = true
+            for _ in 0..<10 { actorOK = await c.bump() && actorOK }
+            return await x && group && actorOK && Runtime.current != nil
+        }
+        #expect(all)
+        r.shutdown(timeout: .seconds(5))
+    }
+}
+
+final class SlotBox: @unchecked Sendable {
+    // Test-only: the slots are atomics; the pointer itself is immutable.
+    let slots: UnsafeMutablePointer<Atomic<UInt8>>
+    init(_ slots: UnsafeMutablePointer<Atomic<UInt8>>) { self.slots = slots }
+}

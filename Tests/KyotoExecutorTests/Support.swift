@@ -1,0 +1,153 @@
+// Test support: bounded waits (no sleeping to synchronize), seeded randomness, thread inspection.
+
+import CKyoto
+import Synchronization
+import Testing
+
+@testable import KyotoExecutor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs `body` and fails the test if it does not finish within `seconds`.
+func withDeadline<T: Sendable>(
+    _ seconds: Int = 30, _ what: String = "operation", sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try? await Task.sleep(for: .seconds(seconds))
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else {
+            Issue.record("\(what) did not finish within \(seconds) s", sourceLocation: sourceLocation)
+            throw DeadlineExceeded()
+        }
+        return value
+    }
+}
+
+struct DeadlineExceeded: Error {}
+
+/// A flag that can be waited for from async code with a deadline, set from anywhere.
+final class Signal: Sendable {
+    private let state = Mutex<(set: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func fire() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.set = true
+            let w = s.waiters
+            s.waiters = []
+            return w
+        }
+        for w in waiters { w.resume() }
+    }
+
+    var isSet: Bool { state.withLock { $0.set } }
+
+    func wait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { s -> Bool in
+                if s.set { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if ready { c.resume() }
+        }
+    }
+}
+
+/// A thread-safe counter for tests.
+final class TestCounter: Sendable {
+    let value = Atomic<Int>(0)
+    @discardableResult
+    func increment() -> Int { value.wrappingAdd(1, ordering: .relaxed).newValue }
+    var current: Int { value.load(ordering: .relaxed) }
+}
+
+/// A thread-safe list of values for tests.
+final class Recorder<T: Sendable>: Sendable {
+    private let items = Mutex<[T]>([])
+    func append(_ item: T) { items.withLock { $0.append(item) } }
+    var all: [T] { items.withLock { $0 } }
+}
+
+/// The name of the calling OS thread (from /proc).
+func currentThreadName() -> String {
+    (readFile("/proc/thread-self/comm") ?? "").filter { $0 != "\n" }
+}
+
+/// Names of all threads of this process.
+func processThreadNames() -> [String] {
+    var names: [String] = []
+    guard let dir = opendir("/proc/self/task") else { return [] }
+    defer { closedir(dir) }
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        if name.hasPrefix(".") { continue }
+        if let comm = readFile("/proc/self/task/\(name)/comm") {
+            names.append(comm.filter { $0 != "\n" })
+        }
+    }
+    return names
+}
+
+/// CPU time (user + system, in clock ticks) of the threads whose name starts with `prefix`.
+func cpuTicks(ofThreadsNamed prefix: String) -> Int {
+    var total = 0
+    guard let dir = opendir("/proc/self/task") else { return 0 }
+    defer { closedir(dir) }
+    while let entry = readdir(dir) {
+        let tid = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        if tid.hasPrefix(".") { continue }
+        guard let comm = readFile("/proc/self/task/\(tid)/comm"), comm.hasPrefix(prefix),
+            let stat = readFile("/proc/self/task/\(tid)/stat"),
+            let close = stat.lastIndex(of: ")")
+        else { continue }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the comm: state(0) ppid(1) ... utime is field 14 overall -> index 11 here; stime index 12.
+        if fields.count > 12, let u = Int(fields[11]), let s = Int(fields[12]) { total += u + s }
+    }
+    return total
+}
+
+func readFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    guard n > 0 else { return nil }
+    return String(decoding: buffer[0..<n], as: UTF8.self)
+}
+
+/// A small deterministic PRNG (SplitMix64) for seeded stress tests.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Scale factor for heavy tests: `KYOTO_STRESS_SCALE` (default 1; CI's sanitizer run lowers the work).
+func stressScale() -> Double {
+    if let v = getenv("KYOTO_STRESS_SCALE"), let d = Double(String(cString: v)) { return d }
+    return 1
+}
+
+/// Both flavors, for tests that apply to each.
+let bothFlavors: [Runtime.Configuration.Flavor] = [.multiThread, .currentThread]
+
+func makeRuntime(_ flavor: Runtime.Configuration.Flavor, workers: Int = 2) -> Runtime {
+    var c = Runtime.Configuration(flavor: flavor)
+    if flavor == .multiThread { c.workerThreads = workers }
+    return Runtime(c)
+}
