@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <dlfcn.h>
 
 int kyoto_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns) {
     struct timespec ts;
@@ -84,4 +85,31 @@ int64_t kyoto_process_cpu_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+// ThreadSanitizer annotations, resolved once at run time: present only when the TSan runtime is loaded.
+typedef void (*kyoto_tsan_fn)(void *);
+static kyoto_tsan_fn kyoto_tsan_acquire_fn;
+static kyoto_tsan_fn kyoto_tsan_release_fn;
+static int kyoto_tsan_state;  // 0 = unresolved, 1 = resolved
+
+static void kyoto_tsan_resolve(void) {
+    if (__atomic_load_n(&kyoto_tsan_state, __ATOMIC_ACQUIRE)) return;
+    kyoto_tsan_fn a = (kyoto_tsan_fn)dlsym(RTLD_DEFAULT, "__tsan_acquire");
+    kyoto_tsan_fn r = (kyoto_tsan_fn)dlsym(RTLD_DEFAULT, "__tsan_release");
+    __atomic_store_n(&kyoto_tsan_acquire_fn, a, __ATOMIC_RELAXED);
+    __atomic_store_n(&kyoto_tsan_release_fn, r, __ATOMIC_RELAXED);
+    __atomic_store_n(&kyoto_tsan_state, 1, __ATOMIC_RELEASE);
+}
+
+void kyoto_tsan_acquire(void *addr) {
+    kyoto_tsan_resolve();
+    kyoto_tsan_fn f = __atomic_load_n(&kyoto_tsan_acquire_fn, __ATOMIC_RELAXED);
+    if (f) f(addr);
+}
+
+void kyoto_tsan_release(void *addr) {
+    kyoto_tsan_resolve();
+    kyoto_tsan_fn f = __atomic_load_n(&kyoto_tsan_release_fn, __ATOMIC_RELAXED);
+    if (f) f(addr);
 }

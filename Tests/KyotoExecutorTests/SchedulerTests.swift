@@ -11,7 +11,7 @@ import Glibc
 
 /// A one-slot async mailbox used to bounce messages between tasks (no channel module needed).
 final class Mailbox: Sendable {
-    private let state = Mutex<(value: Int?, waiter: CheckedContinuation<Int, Never>?)>((nil, nil))
+    private let state = CheckedMutex<(value: Int?, waiter: CheckedContinuation<Int, Never>?)>((nil, nil))
 
     func put(_ v: Int) {
         let waiter = state.withLock { s -> CheckedContinuation<Int, Never>? in

@@ -34,7 +34,7 @@ struct DeadlineExceeded: Error {}
 
 /// A flag that can be waited for from async code with a deadline, set from anywhere.
 final class Signal: Sendable {
-    private let state = Mutex<(set: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let state = CheckedMutex<(set: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     func fire() {
         let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
@@ -70,7 +70,7 @@ final class TestCounter: Sendable {
 
 /// A thread-safe list of values for tests.
 final class Recorder<T: Sendable>: Sendable {
-    private let items = Mutex<[T]>([])
+    private let items = CheckedMutex<[T]>([])
     func append(_ item: T) { items.withLock { $0.append(item) } }
     var all: [T] { items.withLock { $0 } }
 }

@@ -53,6 +53,12 @@ void *kyoto_pointer_load(void **slot);
 /// Process CPU time (user + system) in nanoseconds.
 int64_t kyoto_process_cpu_ns(void);
 
+/// Tells ThreadSanitizer (when it is loaded) that the calling thread acquires / releases the
+/// synchronization object at `addr`. No-ops otherwise. Needed because `Synchronization.Mutex` on Linux
+/// locks with raw futex syscalls, which ThreadSanitizer cannot see.
+void kyoto_tsan_acquire(void *addr);
+void kyoto_tsan_release(void *addr);
+
 #ifdef __cplusplus
 }
 #endif

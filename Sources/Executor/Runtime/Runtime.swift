@@ -236,7 +236,7 @@ public final class Runtime: TaskExecutor, Sendable {
 /// The result slot of one `blockOn` call.
 final class BlockOnCompletion<T: Sendable, E: Error>: Sendable {
     let parker = Parker()
-    private let result = Mutex<Result<T, E>?>(nil)
+    private let result = CheckedMutex<Result<T, E>?>(nil)
     private let done = Atomic<Bool>(false)
 
     var isDone: Bool {

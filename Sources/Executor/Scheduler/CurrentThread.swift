@@ -31,7 +31,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     // MARK: Atomics and locks (any thread)
     private let coreHeld = Atomic<Bool>(false)
     /// Parkers of `blockOn` callers waiting for the core.
-    private let waiters = Mutex<[Parker]>([])
+    private let waiters = CheckedMutex<[Parker]>([])
     private let globalQueueInterval: UInt32
     private let eventInterval: Int
 

@@ -31,13 +31,13 @@ final class Idle: Sendable {
 
     let workerCount: Int
     private let state: Atomic<UInt64>
-    private let sleepers: Mutex<[Int]>
+    private let sleepers: CheckedMutex<[Int]>
 
     init(workerCount: Int) {
         precondition(workerCount < (1 << 16), "BUG DETECTED: too many workers for the idle state word")
         self.workerCount = workerCount
         state = Atomic(UInt64(workerCount) << Idle.unparkShift)
-        sleepers = Mutex([])
+        sleepers = CheckedMutex([])
         sleepers.withLock { $0.reserveCapacity(workerCount) }
     }
 

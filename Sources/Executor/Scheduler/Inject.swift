@@ -15,7 +15,7 @@ final class Inject: Sendable {
         var count: Int = 0
     }
 
-    private let synced = Mutex(Synced())
+    private let synced = CheckedMutex(Synced())
     // Relaxed hint mirroring `Synced.count`; see the file comment.
     private let length = Atomic<Int>(0)
 

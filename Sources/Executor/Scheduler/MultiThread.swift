@@ -32,7 +32,7 @@ final class MultiThreadScheduler: Sendable {
     let workers: [Worker]
     let idle: Idle
     private let liveWorkers: Atomic<Int>
-    private let threads = Mutex<[OSThread]>([])
+    private let threads = CheckedMutex<[OSThread]>([])
 
     init(shared: Shared, workerCount: Int) {
         self.shared = shared

@@ -18,7 +18,7 @@ public final class JoinSet<T: Sendable>: Sendable {
         var unjoined = 0
     }
 
-    private let state = Mutex(State())
+    private let state = CheckedMutex(State())
     private let runtime: Runtime?
 
     /// An empty set spawning on `runtime` (default: the runtime running the caller).

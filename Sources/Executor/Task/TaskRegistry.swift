@@ -32,7 +32,7 @@ final class TaskRegistry: Sendable {
     }
 
     private final class ShardBox: Sendable {
-        let state = Mutex(Shard())
+        let state = CheckedMutex(Shard())
     }
 
     private static let shardCount = 16

@@ -1,0 +1,119 @@
+// Driver mode: runs the global-executor modes in child processes (this same binary with --mode), the
+// preference mode and Swift's default executor in this process, then prints every JSON line and the table.
+
+import Foundation
+
+func runDriver(_ config: RunConfig, passThrough: [String], jsonOnly: Bool) {
+    let started = monotonicNanos()
+    var results: [BenchResult] = []
+    let collect: (BenchResult) -> Void = { r in
+        print(r.jsonLine)
+        fflush(stdout)
+        results.append(r)
+    }
+    // Child processes first, while this process has no runtime threads of its own yet.
+    for mode in [Mode.kyotoGlobal, .nio] {
+        for r in runChild(mode, passThrough) { collect(r) }
+    }
+    runKyotoPref(config, collect)
+    runPlain(.swiftDefault, config, counters: nil, collect)
+
+    let seconds = Double(monotonicNanos() - started) / 1e9
+    if !jsonOnly {
+        print("")
+        print(markdownTable(results, config: config))
+        print("")
+        print(kyotoCountersTable(results))
+        print("")
+        print("total wall time: \(fixed(seconds, 1)) s")
+    }
+}
+
+/// Runs `kyoto-bench --mode <mode>` and returns the results it printed. Fails the run if the child fails.
+func runChild(_ mode: Mode, _ passThrough: [String]) -> [BenchResult] {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: selfExecutablePath())
+    process.arguments = ["--mode", mode.rawValue] + passThrough
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = FileHandle.standardError
+    do {
+        try process.run()
+    } catch {
+        verify(false, "could not start child for mode \(mode.rawValue): \(error)")
+    }
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    verify(
+        process.terminationReason == .exit && process.terminationStatus == 0,
+        "child --mode \(mode.rawValue) failed (status \(process.terminationStatus))")
+    let text = String(decoding: data, as: UTF8.self)
+    var results: [BenchResult] = []
+    for line in text.split(separator: "\n") where line.hasPrefix("{") {
+        do {
+            results.append(try JSONDecoder().decode(BenchResult.self, from: Data(line.utf8)))
+        } catch {
+            verify(false, "child --mode \(mode.rawValue) printed an unreadable line: \(line)")
+        }
+    }
+    return results
+}
+
+func selfExecutablePath() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    if n > 0 { return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+    return CommandLine.arguments[0]
+}
+
+private func formatNanos(_ ns: Double) -> String {
+    if ns >= 10_000 { return "\(fixed(ns / 1000, 1)) µs" }
+    if ns >= 1_000 { return "\(fixed(ns / 1000, 2)) µs" }
+    return "\(fixed(ns, 0)) ns"
+}
+
+func markdownTable(_ results: [BenchResult], config: RunConfig) -> String {
+    func find(_ runtime: Mode, _ workload: String) -> BenchResult? {
+        results.first { $0.runtime == runtime.rawValue && $0.workload == workload }
+    }
+    func cell(_ r: BenchResult?) -> String {
+        guard let r else { return "n/a" }
+        return "\(formatNanos(r.ns_per_op)) (\(fixed(r.allocs_per_op, 2)) allocs)"
+    }
+    func ratio(_ a: BenchResult?, _ b: BenchResult?) -> String {
+        guard let a, let b, b.ns_per_op > 0 else { return "n/a" }
+        return "\(fixed(a.ns_per_op / b.ns_per_op, 2))×"
+    }
+    var lines = [
+        "Median time per op (allocations per op), \(config.iterations) timed iterations after \(config.warmups) warm-up(s), 2 workers.",
+        "Ratios > 1 mean Kyoto is faster than Swift's default executor.",
+        "",
+        "| workload | kyoto (pref) | kyoto (global) | default | nio | ratio default/kyoto-pref | ratio default/kyoto-global |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for w in workloadNames where config.includes(w) {
+        let pref = find(.kyotoPref, w), global = find(.kyotoGlobal, w)
+        let def = find(.swiftDefault, w), nio = find(.nio, w)
+        lines.append(
+            "| \(w) | \(cell(pref)) | \(cell(global)) | \(cell(def)) | \(cell(nio)) | \(ratio(def, pref)) | \(ratio(def, global)) |"
+        )
+    }
+    return lines.joined(separator: "\n")
+}
+
+func kyotoCountersTable(_ results: [BenchResult]) -> String {
+    var lines = [
+        "Kyoto scheduler counters per timed iteration (metrics deltas, summed over workers):",
+        "",
+        "| workload | pref parks | pref steals | global parks | global steals |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for w in workloadNames {
+        let pref = results.first { $0.runtime == Mode.kyotoPref.rawValue && $0.workload == w }
+        let global = results.first { $0.runtime == Mode.kyotoGlobal.rawValue && $0.workload == w }
+        if pref == nil && global == nil { continue }
+        func f(_ x: Double?) -> String { x.map { fixed($0, 1) } ?? "n/a" }
+        lines.append("| \(w) | \(f(pref?.parks)) | \(f(pref?.steals)) | \(f(global?.parks)) | \(f(global?.steals)) |")
+    }
+    return lines.joined(separator: "\n")
+}

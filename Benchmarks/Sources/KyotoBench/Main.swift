@@ -1,0 +1,86 @@
+// kyoto-bench: Kyoto's runtime benchmarks (shared/WORKLOADS.md), against Swift's default executor and
+// SwiftNIO, in one run.
+//
+//   kyoto-bench                 driver: every mode, then the combined table (the global-executor modes run
+//                               in child processes of this same binary, since the hook is process-global)
+//   kyoto-bench --mode M        one mode only: kyoto-pref | swift-default | kyoto-global | nio
+//   --quick                     1 warm-up, 3 timed iterations (smoke run)
+//   --iters N / --warmups N     override the iteration counts (defaults: 2 warm-ups, 9 timed)
+//   --only a,b                  only these workloads
+//   --json                      (driver) print only the JSON lines, no table
+
+import Foundation
+
+@main
+struct KyotoBench {
+    static func main() {
+        var config = RunConfig()
+        var mode: Mode? = nil
+        var jsonOnly = false
+        var passThrough: [String] = []
+        var args = CommandLine.arguments.dropFirst()
+        func value(_ flag: String) -> String {
+            guard let v = args.popFirst() else { usage("\(flag) needs a value") }
+            return v
+        }
+        while let arg = args.popFirst() {
+            switch arg {
+            case "--mode":
+                let v = value(arg)
+                if v == "all" { mode = nil; continue }
+                guard let m = Mode(rawValue: v) else { usage("unknown mode \(v)") }
+                mode = m
+            case "--quick":
+                config.warmups = 1
+                config.iterations = 3
+                passThrough.append(arg)
+            case "--iters":
+                let v = value(arg)
+                guard let n = Int(v), n >= 1 else { usage("bad --iters") }
+                config.iterations = n
+                passThrough += [arg, v]
+            case "--warmups":
+                let v = value(arg)
+                guard let n = Int(v), n >= 0 else { usage("bad --warmups") }
+                config.warmups = n
+                passThrough += [arg, v]
+            case "--only":
+                let v = value(arg)
+                let names = Set(v.split(separator: ",").map(String.init))
+                for n in names where !workloadNames.contains(n) { usage("unknown workload \(n)") }
+                config.only = names
+                passThrough += [arg, v]
+            case "--json":
+                jsonOnly = true
+            case "-h", "--help":
+                usage(nil)
+            default:
+                usage("unknown argument \(arg)")
+            }
+        }
+
+        allocCounterSelfCheck()
+        let emit: (BenchResult) -> Void = { r in
+            print(r.jsonLine)
+            fflush(stdout)
+        }
+        switch mode {
+        case .kyotoPref?: runKyotoPref(config, emit)
+        case .swiftDefault?: runPlain(.swiftDefault, config, counters: nil, emit)
+        case .kyotoGlobal?: runKyotoGlobal(config, emit)
+        case .nio?: runNIO(config, emit)
+        case nil: runDriver(config, passThrough: passThrough, jsonOnly: jsonOnly)
+        }
+    }
+
+    static func usage(_ error: String?) -> Never {
+        if let error { FileHandle.standardError.write("kyoto-bench: \(error)\n".data(using: .utf8)!) }
+        print(
+            """
+            usage: kyoto-bench [--mode all|kyoto-pref|swift-default|kyoto-global|nio] [--quick]
+                               [--iters N] [--warmups N] [--only w1,w2] [--json]
+            workloads: \(workloadNames.joined(separator: ", "))
+            """)
+        exit(error == nil ? 0 : 2)
+    }
+}

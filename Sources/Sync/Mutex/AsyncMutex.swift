@@ -1,0 +1,95 @@
+// AsyncMutex: a fair asynchronous mutex that owns its value.
+//
+// What it is. A front over a one-permit `BatchSemaphore` plus the protected value. Holding the permit is
+// holding the lock; the permit hand-off is FIFO, so lock acquisition order is the order in which callers
+// queued. Nothing here has its own lock or state machine: the semaphore is both.
+//
+// Why the value access is safe. `value` is only touched by the holder of the single permit. Acquiring the
+// permit is an acquiring operation and releasing it a releasing one (see BatchSemaphore.swift), so each
+// holder sees everything the previous holder wrote. That is the whole justification for the
+// `@unchecked Sendable` below, which is conditional on `Value: Sendable` because the value is handed from
+// task to task.
+
+import Synchronization
+
+/// An asynchronous mutual-exclusion lock that owns the value it protects.
+///
+/// Waiting callers are served in first-come, first-served order. A task waiting for the lock that is
+/// cancelled throws `CancellationError`, loses its place and leaves the lock untouched. Locking a free
+/// mutex succeeds even in a cancelled task, so cleanup code can still lock.
+///
+/// ```swift
+/// let counter = AsyncMutex(0)
+/// try await counter.withLock { $0 += 1 }
+/// ```
+public final class AsyncMutex<Value> {
+    private let semaphore = BatchSemaphore(permits: 1, limit: 1)
+    // Guarded by the semaphore's single permit.
+    fileprivate var value: Value
+
+    /// Creates an unlocked mutex protecting `value`.
+    public init(_ value: Value) {
+        self.value = value
+    }
+
+    /// Waits for the lock, runs `body` with exclusive access to the value, and unlocks.
+    ///
+    /// The lock is released when `body` returns or throws. Throws `CancellationError` if the task is
+    /// cancelled while waiting for the lock, otherwise rethrows what `body` throws.
+    public func withLock<Result, Failure: Error>(
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: nonisolated(nonsending) (inout Value) async throws(Failure) -> Result
+    ) async throws -> Result {
+        try await Self.acquire(semaphore)
+        defer { semaphore.release(1) }
+        return try await body(&value)
+    }
+
+    /// Waits for the lock and returns a guard that holds it until the guard goes away.
+    ///
+    /// Throws `CancellationError` if the task is cancelled while waiting.
+    public func lock() async throws(CancellationError) -> Guard {
+        try await Self.acquire(semaphore)
+        return Guard(self)
+    }
+
+    /// Takes the lock if it is free and nobody is waiting for it; otherwise returns nil.
+    public func tryLock() -> Guard? {
+        semaphore.tryAcquire(1) == .acquired ? Guard(self) : nil
+    }
+
+    private static func acquire(_ semaphore: BatchSemaphore) async throws(CancellationError) {
+        do {
+            try await semaphore.acquire(1)
+        } catch {
+            // A mutex's semaphore is never closed, so the only failure is cancellation.
+            throw CancellationError()
+        }
+    }
+
+    /// Exclusive access to the value of a locked `AsyncMutex`; unlocks the mutex when it goes away.
+    public struct Guard: ~Copyable {
+        private let mutex: AsyncMutex
+
+        fileprivate init(_ mutex: AsyncMutex) {
+            self.mutex = mutex
+        }
+
+        /// The protected value.
+        public var value: Value {
+            _read { yield mutex.value }
+            _modify { yield &mutex.value }
+        }
+
+        deinit {
+            mutex.semaphore.release(1)
+        }
+    }
+
+    /// The number of tasks waiting for the lock (for tests and diagnostics).
+    package var queuedWaiterCount: Int { semaphore.queuedWaiterCount }
+}
+
+// SAFETY: `value` is accessed only by the holder of the semaphore's single permit, and permit hand-over is
+// acquire/release ordered; `Value: Sendable` because the value moves between tasks.
+extension AsyncMutex: @unchecked Sendable where Value: Sendable {}

@@ -1,0 +1,153 @@
+// AsyncRwLock: a fair, write-preferring asynchronous reader-writer lock that owns its value.
+//
+// What it is. A front over a `BatchSemaphore` with `maxReaders` permits: a read takes one, a write takes
+// all of them. Because the semaphore is strictly FIFO and a queued write drains the free permits into
+// itself, a waiting writer blocks every reader that arrives after it (Tokio's write preference), and
+// `tryRead` fails while a writer waits. Downgrading a write guard returns `maxReaders - 1` permits and
+// keeps one, so no writer can slip in between.
+//
+// Why the value access is safe. Readers share the value only for reading (the read guard has no setter);
+// a writer holds every permit, so it is alone. Permit hand-over is acquire/release ordered.
+
+import Synchronization
+
+/// An asynchronous reader-writer lock that owns the value it protects.
+///
+/// Many readers or one writer hold the lock at a time. Waiters are served in arrival order, and a
+/// waiting writer makes later readers wait behind it, so writers are never starved. Re-acquiring a
+/// read lock while a writer waits therefore deadlocks. A waiting task that is cancelled throws
+/// `CancellationError` and loses its place.
+public final class AsyncRwLock<Value> {
+    /// The default number of concurrent readers (Tokio's `u32::MAX >> 3`).
+    public static var defaultMaxReaders: Int { Int(UInt32.max >> 3) }
+
+    /// The number of readers that may hold the lock at once.
+    public let maxReaders: Int
+    private let semaphore: BatchSemaphore
+    // Shared by readers, exclusive to the writer (who holds every permit).
+    fileprivate var value: Value
+
+    /// Creates an unlocked lock protecting `value`, admitting up to `maxReaders` concurrent readers.
+    ///
+    /// `maxReaders` must be at least 1.
+    public init(_ value: Value, maxReaders: Int = AsyncRwLock.defaultMaxReaders) {
+        if maxReaders < 1 || maxReaders > BatchSemaphore.maxPermits {
+            bugDetected("an AsyncRwLock needs between 1 and \(BatchSemaphore.maxPermits) readers, got \(maxReaders)")
+        }
+        self.maxReaders = maxReaders
+        self.semaphore = BatchSemaphore(permits: maxReaders, limit: maxReaders)
+        self.value = value
+    }
+
+    /// Waits for shared access, runs `body` with the value, and releases the read lock.
+    ///
+    /// Throws `CancellationError` if the task is cancelled while waiting, otherwise rethrows `body`'s error.
+    public func withReadLock<Result, Failure: Error>(
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: nonisolated(nonsending) (Value) async throws(Failure) -> Result
+    ) async throws -> Result {
+        try await Self.acquire(semaphore, 1)
+        defer { semaphore.release(1) }
+        return try await body(value)
+    }
+
+    /// Waits for exclusive access, runs `body` with the value, and releases the write lock.
+    ///
+    /// Throws `CancellationError` if the task is cancelled while waiting, otherwise rethrows `body`'s error.
+    public func withWriteLock<Result, Failure: Error>(
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: nonisolated(nonsending) (inout Value) async throws(Failure) -> Result
+    ) async throws -> Result {
+        try await Self.acquire(semaphore, maxReaders)
+        defer { semaphore.release(maxReaders) }
+        return try await body(&value)
+    }
+
+    /// Waits for shared access and returns a guard that holds it until the guard goes away.
+    public func read() async throws(CancellationError) -> ReadGuard {
+        try await Self.acquire(semaphore, 1)
+        return ReadGuard(self)
+    }
+
+    /// Waits for exclusive access and returns a guard that holds it until the guard goes away.
+    public func write() async throws(CancellationError) -> WriteGuard {
+        try await Self.acquire(semaphore, maxReaders)
+        return WriteGuard(self)
+    }
+
+    /// Takes a read lock if one is available without waiting: fails while a writer holds or waits for the lock.
+    public func tryRead() -> ReadGuard? {
+        semaphore.tryAcquire(1) == .acquired ? ReadGuard(self) : nil
+    }
+
+    /// Takes the write lock if no reader or writer holds it and nobody waits.
+    public func tryWrite() -> WriteGuard? {
+        semaphore.tryAcquire(maxReaders) == .acquired ? WriteGuard(self) : nil
+    }
+
+    private static func acquire(_ semaphore: BatchSemaphore, _ permits: Int) async throws(CancellationError) {
+        do {
+            try await semaphore.acquire(permits)
+        } catch {
+            // The semaphore is never closed, so the only failure is cancellation.
+            throw CancellationError()
+        }
+    }
+
+    /// Shared access to the value of an `AsyncRwLock`; releases the read lock when it goes away.
+    public struct ReadGuard: ~Copyable {
+        private let lock: AsyncRwLock
+
+        fileprivate init(_ lock: AsyncRwLock) {
+            self.lock = lock
+        }
+
+        /// The protected value (read-only).
+        public var value: Value {
+            _read { yield lock.value }
+        }
+
+        deinit {
+            lock.semaphore.release(1)
+        }
+    }
+
+    /// Exclusive access to the value of an `AsyncRwLock`; releases the write lock when it goes away.
+    public struct WriteGuard: ~Copyable {
+        private let lock: AsyncRwLock
+        // maxReaders while writing; zero once downgraded (the read guard then owns the last permit).
+        private var heldPermits: Int
+
+        fileprivate init(_ lock: AsyncRwLock) {
+            self.lock = lock
+            self.heldPermits = lock.maxReaders
+        }
+
+        /// The protected value.
+        public var value: Value {
+            _read { yield lock.value }
+            _modify { yield &lock.value }
+        }
+
+        /// Atomically turns this write lock into a read lock: no writer can acquire the lock in between.
+        ///
+        /// Waiting readers may proceed afterwards; a waiting writer still waits for this reader.
+        public consuming func downgrade() -> ReadGuard {
+            let readGuard = ReadGuard(lock)
+            lock.semaphore.release(heldPermits - 1)
+            heldPermits = 0
+            return readGuard
+        }
+
+        deinit {
+            if heldPermits > 0 { lock.semaphore.release(heldPermits) }
+        }
+    }
+
+    /// The number of tasks waiting for the lock (for tests and diagnostics).
+    package var queuedWaiterCount: Int { semaphore.queuedWaiterCount }
+}
+
+// SAFETY: readers only read `value`, the writer holds every permit, and permit hand-over is acquire/release
+// ordered; `Value: Sendable` because the value is shared between tasks.
+extension AsyncRwLock: @unchecked Sendable where Value: Sendable {}

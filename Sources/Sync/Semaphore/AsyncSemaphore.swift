@@ -1,0 +1,123 @@
+// AsyncSemaphore: the public counting semaphore, a thin front over `BatchSemaphore`.
+//
+// Permits are `~Copyable` values that return themselves when they go away, so a permit cannot be
+// returned twice or forgotten by accident; `forget()` is the explicit way to drop one without returning it.
+
+/// A fair asynchronous counting semaphore.
+///
+/// `acquire(n)` waits in first-come, first-served order, and a large request at the head of the queue is
+/// never overtaken by smaller ones. After `close()`, every waiting and later acquisition fails with
+/// `ClosedError` even when permits are free. A waiting task that is cancelled throws `CancellationError`
+/// and returns any permits already set aside for it.
+public final class AsyncSemaphore: Sendable {
+    /// The most permits a semaphore can hold.
+    public static var maxPermits: Int { BatchSemaphore.maxPermits }
+
+    /// Thrown by `acquire` and `withPermit` when the semaphore is closed.
+    public struct ClosedError: Error, Equatable, Sendable {
+        /// Creates the error.
+        public init() {}
+    }
+
+    /// Why `tryAcquire` failed.
+    public enum TryAcquireError: Error, Equatable, Sendable {
+        /// Not enough permits are free, or other tasks are already waiting.
+        case noPermits
+        /// The semaphore is closed.
+        case closed
+    }
+
+    private let core: BatchSemaphore
+
+    /// Creates a semaphore with `permits` free permits (at most `maxPermits`).
+    public init(permits: Int) {
+        if permits < 0 || permits > BatchSemaphore.maxPermits {
+            bugDetected("AsyncSemaphore(permits: \(permits)) is outside 0...\(BatchSemaphore.maxPermits)")
+        }
+        core = BatchSemaphore(permits: permits)
+    }
+
+    /// Waits for `n` permits and returns them as a `Permit`.
+    ///
+    /// Throws `ClosedError` if the semaphore is or becomes closed and `CancellationError` if the task is
+    /// cancelled while waiting. `n` must not exceed `maxPermits`.
+    public func acquire(_ n: Int = 1) async throws -> Permit {
+        try await acquireCore(n)
+        return Permit(core, count: n)
+    }
+
+    private func acquireCore(_ n: Int) async throws {
+        do {
+            try await core.acquire(n)
+        } catch .closed {
+            throw ClosedError()
+        } catch {
+            throw CancellationError()
+        }
+    }
+
+    /// Takes `n` permits if they are free now and nobody is waiting.
+    public func tryAcquire(_ n: Int = 1) throws(TryAcquireError) -> Permit {
+        switch core.tryAcquire(n) {
+        case .acquired: return Permit(core, count: n)
+        case .noPermits: throw .noPermits
+        case .closed: throw .closed
+        }
+    }
+
+    /// Waits for `n` permits, runs `body`, and returns the permits.
+    public func withPermit<Result, Failure: Error>(
+        _ n: Int = 1,
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: nonisolated(nonsending) () async throws(Failure) -> Result
+    ) async throws -> Result {
+        try await acquireCore(n)
+        defer { core.release(n) }
+        return try await body()
+    }
+
+    /// Adds `n` permits; waiting tasks are served first. Traps if the total would exceed `maxPermits`.
+    public func addPermits(_ n: Int) {
+        core.release(n)
+    }
+
+    /// Removes up to `n` free permits permanently and returns how many were removed.
+    @discardableResult
+    public func forgetPermits(_ n: Int) -> Int {
+        core.forget(n)
+    }
+
+    /// The number of free permits. Zero while tasks are waiting.
+    public var availablePermits: Int { core.availablePermits }
+
+    /// Closes the semaphore: waiting tasks fail with `ClosedError`, as does every later acquisition.
+    /// Permits held elsewhere still return when released.
+    public func close() { core.close() }
+
+    /// Whether the semaphore has been closed.
+    public var isClosed: Bool { core.isClosed }
+
+    /// The number of tasks waiting for permits (for tests and diagnostics).
+    package var queuedWaiterCount: Int { core.queuedWaiterCount }
+
+    /// Permits taken from an `AsyncSemaphore`; they return to it when the permit goes away.
+    public struct Permit: ~Copyable {
+        private let core: BatchSemaphore
+        /// The number of permits held.
+        public private(set) var count: Int
+
+        fileprivate init(_ core: BatchSemaphore, count: Int) {
+            self.core = core
+            self.count = count
+        }
+
+        /// Drops the permits without returning them: the semaphore permanently loses them.
+        public consuming func forget() {
+            count = 0
+        }
+
+        deinit {
+            if count > 0 { core.release(count) }
+        }
+    }
+}

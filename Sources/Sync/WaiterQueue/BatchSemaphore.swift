@@ -1,0 +1,374 @@
+// BatchSemaphore: the one fair FIFO waiter core of KyotoSync.
+//
+// What it is. A counting semaphore whose `acquire(n)` takes `n` permits at once, in strict FIFO order, and
+// which can be closed. `AsyncMutex` (1 permit), `AsyncRwLock` (a read is 1 permit, a write is all of
+// them), `AsyncSemaphore`, `AsyncOnceCell` and the bounded mpsc channel are thin fronts over it. It is a
+// Swift rendering of Tokio's `sync/batch_semaphore.rs`.
+//
+// Moving parts.
+//   word    Atomic<Int>: free permits, QUEUED and CLOSED bits (layout and transitions: PermitWord.swift).
+//   synced  CheckedMutex<BatchSemaphoreStateMachine>: the FIFO of waiters and the head's partially assigned permits.
+//   nextWaiterID  Atomic<UInt64>: ids handed out before a waiter suspends.
+//
+// Protocol.
+//   Fast acquire  - CAS the word: succeed when not CLOSED, not QUEUED and enough permits. No lock, no
+//                   allocation. Then `consumeBudget()` (the acquisition did not suspend).
+//   Slow acquire  - take an id; inside `withTaskCancellationHandler` and `withUnsafeContinuation`, lock,
+//                   retry the word (`acquiringLocked`); if the caller must wait, drain the free permits
+//                   into it, set QUEUED and append it to the queue; unlock. Queue position is fixed here.
+//   Fast release  - CAS the permits into the word when QUEUED is clear.
+//   Slow release  - QUEUED was set: lock, hand the permits to the queue head-first (`release`), clear
+//                   QUEUED and return leftovers to the word if the queue drained, unlock, then resume the
+//                   satisfied waiters.
+//   Cancel        - the cancellation handler locks and removes the waiter by id; its assigned permits go
+//                   through the slow-release path; it is resumed with `.cancelled` after unlocking.
+//   Close         - lock, set CLOSED, wake every waiter with `.closed`, return their assigned permits.
+//
+// Races considered.
+//   * Cancellation before registration. Swift sets the task's cancelled flag before running cancellation
+//     handlers. The handler takes the lock; registration checks `Task.isCancelled` under the same lock. If
+//     the handler ran first it found no waiter, and registration then sees the flag and does not queue. If
+//     registration ran first, the handler finds and removes the waiter. No tombstones are needed.
+//   * Grant racing cancellation. A release may satisfy a waiter just before its handler runs; the handler
+//     then finds nothing. The waiter wakes with `.acquired`, sees `Task.isCancelled`, releases its permits
+//     (they pass to the next waiter) and throws `.cancelled`: a permit handed to a waiter at the moment it
+//     was cancelled goes to the next one.
+//   * Fast release racing a new waiter. The waiter sets QUEUED with a CAS while holding the lock. A fast
+//     release CAS either lands before it (its permits are drained into the waiter) or fails and retries,
+//     sees QUEUED and goes through the lock. Permits cannot be stranded in the word while someone waits.
+//   * Queue draining racing a fast acquirer. While QUEUED is set the fast path writes nothing; the lock
+//     holder clears QUEUED and returns leftovers in one CAS, after which fast acquirers may take them.
+//
+// Why correct. Permit conservation and FIFO fairness are argued in BatchSemaphoreStateMachine.swift; this
+// file adds that every transition of the word is a CAS from a snapshot through a pure PermitWord function,
+// and that the QUEUED invariant (set iff the queue is non-empty, permits zero while set) is only changed
+// by lock holders. Continuations are always resumed after the lock is released.
+
+import KyotoExecutor
+import Synchronization
+
+/// Why a waiting `acquire` failed.
+package enum AcquireError: Error, Equatable {
+    /// The semaphore was closed before the permits were granted.
+    case closed
+    /// The waiting task was cancelled.
+    case cancelled
+}
+
+/// The result of a non-waiting acquisition.
+package enum TryAcquireResult: Equatable, Sendable {
+    /// The permits were taken.
+    case acquired
+    /// Not enough free permits, or waiters are queued ahead of the caller.
+    case noPermits
+    /// The semaphore is closed.
+    case closed
+}
+
+/// A fair FIFO counting semaphore with batch acquisition, closing and cancellation.
+package final class BatchSemaphore: Sendable {
+    /// How a suspended waiter is resumed.
+    package enum WaitOutcome: Sendable {
+        /// The permits were free when the waiter took the lock; it never suspended.
+        case acquiredImmediately
+        /// The permits were handed over by a release.
+        case acquired
+        /// The semaphore was closed.
+        case closed
+        /// The waiter was cancelled (before or while queued).
+        case cancelled
+    }
+
+    /// The continuation a suspended waiter is resumed through.
+    package typealias Waker = UnsafeContinuation<WaitOutcome, Never>
+
+    /// The most permits any semaphore may hold (leaves room for the two flag bits and overflow checks).
+    package static let maxPermits = Int.max >> 3
+
+    // MARK: Immutable after init (any thread)
+
+    /// The most free permits this semaphore may hold; releasing beyond it is a bug.
+    package let permitLimit: Int
+
+    // MARK: Atomics (any thread)
+
+    /// Free permits plus the QUEUED and CLOSED bits; see `PermitWord`.
+    private let word: Atomic<Int>
+
+    /// Source of waiter ids. Relaxed everywhere: ids need to be unique, not ordered.
+    private let nextWaiterID = Atomic<UInt64>(0)
+
+    // MARK: Guarded by the mutex
+
+    private let synced = CheckedMutex(BatchSemaphoreStateMachine<Waker>())
+
+    /// Creates a semaphore with `permits` free permits and the default limit of `maxPermits`.
+    package convenience init(permits: Int) {
+        self.init(permits: permits, limit: Self.maxPermits)
+    }
+
+    /// Creates a semaphore with `permits` free permits that never holds more than `limit` free permits.
+    package init(permits: Int, limit: Int) {
+        if limit < 1 || limit > Self.maxPermits {
+            bugDetected("a semaphore limit must be between 1 and \(Self.maxPermits), got \(limit)")
+        }
+        if permits < 0 || permits > limit {
+            bugDetected("a semaphore cannot start with \(permits) permits (allowed: 0...\(limit))")
+        }
+        permitLimit = limit
+        word = Atomic(PermitWord(permits: permits).raw)
+    }
+
+    // MARK: Acquire
+
+    /// Takes `n` permits, suspending in FIFO order until they are all granted.
+    ///
+    /// Throws `.closed` if the semaphore is or becomes closed first, `.cancelled` if the task is cancelled
+    /// while it would have to wait. An acquisition that does not need to wait succeeds even in a
+    /// cancelled task. Cancelling a waiter returns any permits already assigned to it.
+    package func acquire(_ n: Int) async throws(AcquireError) {
+        checkRequest(n, "acquire")
+        switch tryAcquireFast(n) {
+        case .acquired:
+            await consumeBudget()
+            return
+        case .closed:
+            throw .closed
+        case .noPermits:
+            try await acquireSlow(n)
+        }
+    }
+
+    /// Takes `n` permits if they are free right now and nobody is queued.
+    package func tryAcquire(_ n: Int) -> TryAcquireResult {
+        checkRequest(n, "tryAcquire")
+        return tryAcquireFast(n)
+    }
+
+    private func checkRequest(_ n: Int, _ operation: String) {
+        if n < 0 || n > permitLimit {
+            bugDetected("\(operation)(\(n)) can never succeed: this semaphore holds at most \(permitLimit) permits")
+        }
+    }
+
+    @inline(__always)
+    private func tryAcquireFast(_ n: Int) -> TryAcquireResult {
+        // Relaxed: this load only seeds the CAS loop; the successful exchange does the synchronising.
+        var current = PermitWord(raw: word.load(ordering: .relaxed))
+        while true {
+            let (result, next) = current.acquiring(n)
+            guard let next else { return result }
+            // Acquiring on success: the permits taken were published by a releasing CAS or store on this
+            // word (fast or slow release, queue drain); this makes the previous holder's writes visible.
+            let (exchanged, original) = word.weakCompareExchange(
+                expected: current.raw, desired: next.raw, successOrdering: .acquiring, failureOrdering: .relaxed)
+            if exchanged { return .acquired }
+            current = PermitWord(raw: original)
+        }
+    }
+
+    private func acquireSlow(_ n: Int) async throws(AcquireError) {
+        // Relaxed: uniqueness is all an id needs.
+        let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let outcome = await withTaskCancellationHandler {
+            await withUnsafeContinuation { (waker: Waker) in
+                if let immediate = register(id: id, requested: n, waker: waker) {
+                    waker.resume(returning: immediate)
+                }
+            }
+        } onCancel: {
+            self.cancel(waiter: id)
+        }
+        switch outcome {
+        case .acquiredImmediately:
+            await consumeBudget()
+        case .acquired:
+            if Task.isCancelled {
+                // Granted at the moment the task was cancelled: pass the permits on and report the cancel.
+                release(n)
+                throw .cancelled
+            }
+        case .closed:
+            throw .closed
+        case .cancelled:
+            throw .cancelled
+        }
+    }
+
+    /// Locks, retries the word and queues the waiter if it must wait. Returns how to resume it right away,
+    /// or nil when it was queued.
+    private func register(id: UInt64, requested n: Int, waker: Waker) -> WaitOutcome? {
+        synced.withLock { machine in
+            let isCancelled = Task.isCancelled
+            // Relaxed: seeds the CAS loop below.
+            var current = PermitWord(raw: word.load(ordering: .relaxed))
+            while true {
+                let (action, next) = current.acquiringLocked(n, isCancelled: isCancelled)
+                switch action {
+                case .closed: return .closed
+                case .cancelled: return .cancelled
+                case .acquired, .enqueue:
+                    // Acquiring on success: the permits taken (or drained into the waiter) were published by
+                    // releasing writes to this word. Pairs with the releasing CAS in `release` and the
+                    // releasing updates in `updateLocked`.
+                    let (exchanged, original) = word.weakCompareExchange(
+                        expected: current.raw, desired: next!.raw, successOrdering: .acquiring,
+                        failureOrdering: .relaxed)
+                    guard exchanged else {
+                        current = PermitWord(raw: original)
+                        continue
+                    }
+                    if case .enqueue(let assigned) = action {
+                        machine.enqueue(id: id, requested: n, assigned: assigned, waker: waker)
+                        return nil
+                    }
+                    return .acquiredImmediately
+                }
+            }
+        }
+    }
+
+    // MARK: Release
+
+    /// Returns `n` permits. Queued waiters are served first, oldest first; only leftovers become free.
+    ///
+    /// Returning more permits than the semaphore's limit allows is a bug and traps.
+    package func release(_ n: Int) {
+        if n < 0 { bugDetected("release(\(n)): cannot release a negative number of permits") }
+        if n == 0 { return }
+        // Relaxed: seeds the CAS loop below.
+        var current = PermitWord(raw: word.load(ordering: .relaxed))
+        while true {
+            let (action, next) = current.releasing(n, limit: permitLimit)
+            switch action {
+            case .exceedsLimit:
+                bugDetected(overLimitMessage(n, free: current.permits))
+            case .takeLock:
+                releaseSlow(n)
+                return
+            case .released:
+                // Releasing: publishes the caller's writes made while holding the permits.
+                // Pairs with: the acquiring CAS in `tryAcquireFast` and `register`.
+                let (exchanged, original) = word.weakCompareExchange(
+                    expected: current.raw, desired: next!.raw, successOrdering: .releasing,
+                    failureOrdering: .relaxed)
+                if exchanged { return }
+                current = PermitWord(raw: original)
+            }
+        }
+    }
+
+    private func overLimitMessage(_ n: Int, free: Int) -> String {
+        "released \(n) permits while \(free) were free, exceeding the limit of \(permitLimit): "
+            + "permits were released more often than they were acquired"
+    }
+
+    private func releaseSlow(_ n: Int) {
+        let wake: BatchSemaphoreStateMachine<Waker>.WakeList? = synced.withLock { machine in
+            // Relaxed: seeds the CAS loop; the lock orders us after every queue change.
+            var current = PermitWord(raw: word.load(ordering: .relaxed))
+            while !current.isQueued {
+                // The queue drained between the fast attempt and taking the lock: plain release.
+                let (action, next) = current.releasing(n, limit: permitLimit)
+                if action == .exceedsLimit { bugDetected(overLimitMessage(n, free: current.permits)) }
+                // Releasing: as in `release`. Pairs with the acquiring CAS in `tryAcquireFast`/`register`.
+                let (exchanged, original) = word.weakCompareExchange(
+                    expected: current.raw, desired: next!.raw, successOrdering: .releasing,
+                    failureOrdering: .relaxed)
+                if exchanged { return nil }
+                current = PermitWord(raw: original)
+            }
+            if n > permitLimit - machine.heldByQueue {
+                bugDetected(overLimitMessage(n, free: machine.heldByQueue))
+            }
+            let action = machine.release(n)
+            if let leftover = action.leftover { updateLocked { $0.queueEmptied(returning: leftover) } }
+            return action.wake
+        }
+        wake?.forEach { $0.resume(returning: .acquired) }
+    }
+
+    /// Rewrites the word while holding the lock (QUEUED or CLOSED changes).
+    ///
+    /// A CAS loop rather than a store: when QUEUED is clear, fast-path threads may change the permits.
+    private func updateLocked(_ transition: (PermitWord) -> PermitWord) {
+        // Relaxed: seeds the CAS loop.
+        var current = PermitWord(raw: word.load(ordering: .relaxed))
+        while true {
+            // Releasing: permits returned here (leftovers, cancelled or closed waiters' permits) become
+            // free; a fast acquirer that takes them must see the writes of whoever released them.
+            // Pairs with: the acquiring CAS in `tryAcquireFast` and `register`.
+            let (exchanged, original) = word.weakCompareExchange(
+                expected: current.raw, desired: transition(current).raw, successOrdering: .releasing,
+                failureOrdering: .relaxed)
+            if exchanged { return }
+            current = PermitWord(raw: original)
+        }
+    }
+
+    // MARK: Cancellation and closing
+
+    private func cancel(waiter id: UInt64) {
+        let action = synced.withLock { machine in
+            let action = machine.cancel(id)
+            if case .resumeCancelled(_, let release) = action, let leftover = release.leftover {
+                updateLocked { $0.queueEmptied(returning: leftover) }
+            }
+            return action
+        }
+        switch action {
+        case .none:
+            break
+        case .resumeCancelled(let waker, let release):
+            release.wake.forEach { $0.resume(returning: .acquired) }
+            waker.resume(returning: .cancelled)
+        }
+    }
+
+    /// Closes the semaphore: every queued waiter fails with `.closed`, and so does every later acquisition,
+    /// even when permits are free. Releases still return permits. Idempotent.
+    package func close() {
+        let action = synced.withLock { machine in
+            let action = machine.close()
+            updateLocked { $0.closing(returning: action.returned) }
+            return action
+        }
+        action.wake.forEach { $0.resume(returning: .closed) }
+    }
+
+    /// Removes up to `n` free permits for good and returns how many were removed.
+    package func forget(_ n: Int) -> Int {
+        if n < 0 { bugDetected("forget(\(n)): cannot forget a negative number of permits") }
+        // Relaxed: seeds the CAS loop.
+        var current = PermitWord(raw: word.load(ordering: .relaxed))
+        while true {
+            let (removed, next) = current.forgetting(n)
+            guard let next else { return removed }
+            // Relaxed: no data is handed over; the permits simply cease to exist. The RMW keeps the
+            // release sequence of earlier releases intact for later acquirers.
+            let (exchanged, original) = word.weakCompareExchange(
+                expected: current.raw, desired: next.raw, successOrdering: .relaxed, failureOrdering: .relaxed)
+            if exchanged { return removed }
+            current = PermitWord(raw: original)
+        }
+    }
+
+    // MARK: Observation
+
+    /// Free permits not assigned to any waiter. Zero while waiters are queued.
+    package var availablePermits: Int {
+        // Relaxed: a snapshot for reporting; it publishes or consumes nothing.
+        PermitWord(raw: word.load(ordering: .relaxed)).permits
+    }
+
+    /// Whether `close()` has run.
+    package var isClosed: Bool {
+        // Relaxed: a snapshot; CLOSED is never unset once set.
+        PermitWord(raw: word.load(ordering: .relaxed)).isClosed
+    }
+
+    /// The number of queued waiters (takes the lock; for tests and diagnostics).
+    package var queuedWaiterCount: Int {
+        synced.withLock { $0.waiters.count }
+    }
+}

@@ -1,0 +1,51 @@
+import KyotoSync
+import Testing
+
+/// Each misuse traps with a message naming the mistake; these tests pin the message.
+@Suite("Misuse traps")
+struct MisuseExitTests {
+    @Test("a barrier with count 0 traps")
+    func barrierCountZero() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = AsyncBarrier(count: 0)
+        }
+        #expect(stderr(result).contains("BUG DETECTED: AsyncBarrier(count: 0): a barrier needs a count of at least 1"))
+    }
+
+    @Test("acquiring more than maxPermits traps")
+    func acquireBeyondMax() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let semaphore = AsyncSemaphore(permits: 1)
+            _ = try await semaphore.acquire(AsyncSemaphore.maxPermits + 1)
+        }
+        #expect(stderr(result).contains("BUG DETECTED: acquire(\(AsyncSemaphore.maxPermits + 1)) can never succeed"))
+    }
+
+    @Test("adding permits beyond maxPermits traps")
+    func addPermitsOverflow() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            AsyncSemaphore(permits: 1).addPermits(AsyncSemaphore.maxPermits)
+        }
+        #expect(stderr(result).contains("BUG DETECTED: released"))
+    }
+
+    @Test("a negative initial permit count traps")
+    func negativePermits() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = AsyncSemaphore(permits: -1)
+        }
+        #expect(stderr(result).contains("BUG DETECTED: AsyncSemaphore(permits: -1) is outside"))
+    }
+
+    @Test("an AsyncRwLock with 0 readers traps")
+    func rwLockZeroReaders() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = AsyncRwLock(0, maxReaders: 0)
+        }
+        #expect(stderr(result).contains("BUG DETECTED: an AsyncRwLock needs between 1 and"))
+    }
+}
+
+private func stderr(_ result: ExitTest.Result?) -> String {
+    String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+}
