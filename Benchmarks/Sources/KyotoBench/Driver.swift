@@ -8,7 +8,7 @@ func runDriver(_ config: RunConfig, passThrough: [String], jsonOnly: Bool) {
     var results: [BenchResult] = []
     let collect: (BenchResult) -> Void = { r in
         print(r.jsonLine)
-        fflush(stdout)
+        fflush(nil)
         results.append(r)
     }
     // Child processes first, while this process has no runtime threads of its own yet.

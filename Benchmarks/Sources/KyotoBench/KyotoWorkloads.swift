@@ -30,7 +30,7 @@ enum KyotoWorkloads {
         handles.reserveCapacity(n)
         for _ in 0..<n { handles.append(runtime.spawn { 1 }) }
         let all = handles
-        let total = runtime.blockOn {
+        let total = try! runtime.blockOn {
             var sum = 0
             for h in all { sum += try await h.value }
             return sum
@@ -41,7 +41,7 @@ enum KyotoWorkloads {
     }
 
     static func yieldMany(_ runtime: Runtime) -> Sample {
-        let (sample, total) = runtime.blockOn {
+        let (sample, total) = try! runtime.blockOn {
             let clock = Stopwatch()
             var handles: [JoinHandle<Int>] = []
             handles.reserveCapacity(Size.yieldTasks)

@@ -62,7 +62,7 @@ struct KyotoBench {
         allocCounterSelfCheck()
         let emit: (BenchResult) -> Void = { r in
             print(r.jsonLine)
-            fflush(stdout)
+            fflush(nil)
         }
         switch mode {
         case .kyotoPref?: runKyotoPref(config, emit)

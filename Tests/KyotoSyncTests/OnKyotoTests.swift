@@ -1,0 +1,56 @@
+// The primitives on a Kyoto runtime: the cooperative budget makes a loop of ready acquisitions yield.
+
+import KyotoExecutor
+import Synchronization
+import Testing
+
+@testable import KyotoSync
+
+@Suite("Primitives on Kyoto")
+struct OnKyotoTests {
+    @Test("a loop of uncontended locks still lets a neighbour task run (budget)")
+    func uncontendedLockLoopYields() throws {
+        let runtime = Runtime.multiThread(workers: 1)
+        let box = TickBox()
+        let advanced = try runtime.blockOn { () async throws -> Int in
+            let ticker = spawn {
+                while !box.stop.load(ordering: .relaxed) {
+                    box.ticks.wrappingAdd(1, ordering: .relaxed)
+                    await Task.yield()
+                }
+            }
+            await Task.yield()
+            let mutex = AsyncMutex(0)
+            let before = box.ticks.load(ordering: .relaxed)
+            for _ in 0..<1024 { try await mutex.withLock { $0 += 1 } }
+            let after = box.ticks.load(ordering: .relaxed)
+            box.stop.store(true, ordering: .relaxed)
+            try await ticker.value
+            return after - before
+        }
+        #expect(advanced >= 4, "the ticker advanced \(advanced) times during 1024 uncontended locks")
+        #expect(runtime.metrics.budgetForcedYields >= 4)
+        runtime.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("mutual exclusion holds for tasks on a 2-worker runtime")
+    func mutualExclusionOnKyoto() throws {
+        let runtime = Runtime.multiThread(workers: 2)
+        let total = try runtime.blockOn { () async throws -> Int in
+            let mutex = AsyncMutex(0)
+            var handles: [JoinHandle<Void>] = []
+            for _ in 0..<8 {
+                handles.append(spawn { for _ in 0..<1000 { try await mutex.withLock { $0 += 1 } } })
+            }
+            for h in handles { try await h.value }
+            return try await mutex.withLock { $0 }
+        }
+        #expect(total == 8000)
+        runtime.shutdown(timeout: .seconds(5))
+    }
+}
+
+final class TickBox: Sendable {
+    let ticks = Atomic<Int>(0)
+    let stop = Atomic<Bool>(false)
+}
