@@ -50,7 +50,7 @@ func verify(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> 
 /// How many iterations to run.
 struct RunConfig: Sendable {
     var warmups = 2
-    var iterations = 9
+    var iterations = 15
     /// Only these workloads (nil: all).
     var only: Set<String>? = nil
 
@@ -127,6 +127,7 @@ func measure(
 
 /// Checks that the interposed allocator really sees Swift's allocations: a fresh Array buffer must count.
 func allocCounterSelfCheck() {
+    _ = makeArray(count: 1_000)  // first use instantiates metadata; measure the second
     let before = bench_alloc_count()
     let array = makeArray(count: 1_000)
     let after = bench_alloc_count()

@@ -5,7 +5,7 @@
 //                               in child processes of this same binary, since the hook is process-global)
 //   kyoto-bench --mode M        one mode only: kyoto-pref | swift-default | kyoto-global | nio
 //   --quick                     1 warm-up, 3 timed iterations (smoke run)
-//   --iters N / --warmups N     override the iteration counts (defaults: 2 warm-ups, 9 timed)
+//   --iters N / --warmups N     override the iteration counts (defaults: 2 warm-ups, 15 timed)
 //   --only a,b                  only these workloads
 //   --json                      (driver) print only the JSON lines, no table
 

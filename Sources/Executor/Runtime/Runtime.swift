@@ -139,8 +139,9 @@ public final class Runtime: TaskExecutor, Sendable {
         let task = Task<T, any Error>(name: name, executorPreference: taskPreference, priority: priority) {
             [self] in
             defer { taskFinished(id) }
-            // A task aborted before it first runs never runs its body.
-            if Task.isCancelled { throw JoinError.cancelled }
+            // A task aborted before it first runs never runs its body; neither does one that starts after
+            // shutdown began (its registration may not have been seen by shutdown's cancel pass yet).
+            if Task.isCancelled || shared.isClosed { throw JoinError.cancelled }
             do {
                 return try await body()
             } catch {

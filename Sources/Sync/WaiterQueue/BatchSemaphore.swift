@@ -183,6 +183,8 @@ package final class BatchSemaphore: Sendable {
         case .acquiredImmediately:
             await consumeBudget()
         case .acquired:
+            // The permits were assigned under `synced` by a releaser that resumed us after unlocking.
+            synced.synchronizeWithLastHolder()
             if Task.isCancelled {
                 // Granted at the moment the task was cancelled: pass the permits on and report the cancel.
                 release(n)
