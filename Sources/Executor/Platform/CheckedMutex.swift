@@ -1,33 +1,55 @@
-// CheckedMutex: `Synchronization.Mutex` plus ThreadSanitizer annotations.
+// CheckedMutex: the one lock type of Kyoto. It owns the state it guards (reach it with `withLock`).
 //
-// On Linux, `Mutex` locks with raw futex syscalls, which ThreadSanitizer does not intercept, so every
-// access to lock-guarded state looks like a race to it (a two-thread counter under `Mutex.withLock`
-// reproduces the report). This wrapper tells TSan about the hand-off: entering the critical section
-// "acquires" the guarded value's address and leaving it "releases" it. Outside TSan builds the
-// annotations are a call into the C shim that finds no TSan runtime and returns.
+// Why not `Synchronization.Mutex`: on Linux it costs about 70 ns per uncontended lock/unlock on this
+// machine (measured 78 ns vs 7 ns for a pthread mutex in the same loop), and ThreadSanitizer cannot see
+// its hand-offs (it locks with raw futex syscalls), so every access to guarded state looks like a race.
+// A pthread mutex is both faster and intercepted by ThreadSanitizer.
 //
-// Every lock in Kyoto is a CheckedMutex, and the state it guards lives inside it.
+// Layout: one allocation holding the `pthread_mutex_t` followed by the guarded value, so the mutex has
+// the stable address pthreads require and the value lives inside the lock's storage, not beside it.
 
 import CKyoto
-import Synchronization
 
-/// A mutex that owns the state it guards (use `withLock` to reach it), visible to ThreadSanitizer.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A mutex that owns the state it guards. Non-recursive; never hold it across an `await`.
 package struct CheckedMutex<Value: ~Copyable>: ~Copyable, @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): `mutex` is Sendable; `token` is an immutable address used only as an
-    // identity for the TSan annotations (never dereferenced).
-    private let mutex: Mutex<Value>
-    /// The address TSan's acquire/release annotations name. A separate allocation, because taking the
-    /// address of the guarded value is itself an access that TSan would check before the annotation.
-    private let token: UnsafeMutableRawPointer
+    // SAFETY (@unchecked Sendable): the value is reached only through `withLock`, which holds the mutex;
+    // `storage` itself is immutable. Values are handed in and out as `sending`, as with `Mutex`.
+    private let storage: UnsafeMutableRawPointer
+
+    private static var valueOffset: Int {
+        let size = MemoryLayout<pthread_mutex_t>.stride
+        let align = max(MemoryLayout<Value>.alignment, 1)
+        return (size + align - 1) / align * align
+    }
+
+    @inline(__always)
+    private var mutex: UnsafeMutablePointer<pthread_mutex_t> {
+        storage.assumingMemoryBound(to: pthread_mutex_t.self)
+    }
+
+    @inline(__always)
+    private var value: UnsafeMutablePointer<Value> {
+        (storage + Self.valueOffset).assumingMemoryBound(to: Value.self)
+    }
 
     /// A mutex guarding `initialValue`.
     package init(_ initialValue: consuming sending Value) {
-        mutex = Mutex(initialValue)
-        token = .allocate(byteCount: 1, alignment: 1)
+        let alignment = max(MemoryLayout<pthread_mutex_t>.alignment, MemoryLayout<Value>.alignment)
+        storage = .allocate(byteCount: Self.valueOffset + max(MemoryLayout<Value>.size, 1), alignment: alignment)
+        let m = storage.bindMemory(to: pthread_mutex_t.self, capacity: 1)
+        m.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(m, nil)
+        (storage + Self.valueOffset).bindMemory(to: Value.self, capacity: 1).initialize(to: initialValue)
     }
 
     deinit {
-        token.deallocate()
+        value.deinitialize(count: 1)
+        pthread_mutex_destroy(mutex)
+        storage.deallocate()
     }
 
     /// Runs `body` with exclusive access to the guarded value.
@@ -35,12 +57,9 @@ package struct CheckedMutex<Value: ~Copyable>: ~Copyable, @unchecked Sendable {
     package borrowing func withLock<Result: ~Copyable, E: Error>(
         _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result {
-        let token = self.token
-        return try mutex.withLock { (value: inout sending Value) throws(E) -> sending Result in
-            kyoto_tsan_acquire(token)
-            defer { kyoto_tsan_release(token) }
-            return try body(&value)
-        }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value.pointee)
     }
 
     /// Tells ThreadSanitizer that the caller was handed work by the last holder of this lock: call it
@@ -48,6 +67,6 @@ package struct CheckedMutex<Value: ~Copyable>: ~Copyable, @unchecked Sendable {
     /// waiter touches what it was handed. No effect outside ThreadSanitizer builds.
     @inline(__always)
     package borrowing func synchronizeWithLastHolder() {
-        kyoto_tsan_acquire(token)
+        kyoto_tsan_acquire(UnsafeMutableRawPointer(mutex))
     }
 }

@@ -130,18 +130,20 @@ public final class Runtime: TaskExecutor, Sendable {
 
     /// Starts `body` as a new task on this runtime and returns a handle to its result. The task starts
     /// running on a worker, never inline. Dropping the handle detaches the task.
+    @inlinable
     @discardableResult
     public func spawn<T: Sendable>(
         name: String? = nil, priority: TaskPriority? = nil, _ body: sending @escaping () async throws -> T
     ) -> JoinHandle<T> {
-        let registry = shared.registry
-        let id = registry.begin()
-        let task = Task<T, any Error>(name: name, executorPreference: taskPreference, priority: priority) {
+        // Inlinable so the generic task creation is specialized at the call site; the bookkeeping is in
+        // the non-generic `_beginTask`/`_linkTask`/`_finishTask`.
+        let node = _beginTask()
+        let task = Task<T, any Error>(name: name, executorPreference: _taskPreference, priority: priority) {
             [self] in
-            defer { taskFinished(id) }
+            defer { _finishTask(node) }
             // A task aborted before it first runs never runs its body; neither does one that starts after
             // shutdown began (its registration may not have been seen by shutdown's cancel pass yet).
-            if Task.isCancelled || shared.isClosed { throw JoinError.cancelled }
+            if Task.isCancelled || _isClosed { throw JoinError.cancelled }
             do {
                 return try await body()
             } catch {
@@ -149,13 +151,33 @@ public final class Runtime: TaskExecutor, Sendable {
                 throw error
             }
         }
-        if !registry.insert(id, task, closed: shared.closed) { task.cancel() }
-        return JoinHandle(task: task, id: JoinHandle<T>.ID(rawValue: id), registry: registry)
+        _linkTask(node, ErasedTask(task))
+        return JoinHandle(task: task, node: node)
     }
 
-    private func taskFinished(_ id: UInt64) {
-        if shared.registry.finish(id) == 0 && shared.isClosed { wakeAll() }
+    /// Counts a new task alive and makes its registry node.
+    @usableFromInline
+    func _beginTask() -> TaskNode { shared.registry.begin() }
+
+    /// Registers the task created for `node`; cancels it if the runtime is already shutting down.
+    @usableFromInline
+    func _linkTask(_ node: TaskNode, _ task: ErasedTask) {
+        if !shared.registry.link(node, task: task, closed: shared.closed) { task.cancel() }
     }
+
+    /// Called by a spawned task's body when it ends.
+    @usableFromInline
+    func _finishTask(_ node: TaskNode) {
+        if shared.registry.finish(node) == 0 && shared.isClosed { wakeAll() }
+    }
+
+    /// Whether shutdown has begun.
+    @usableFromInline
+    var _isClosed: Bool { shared.isClosed }
+
+    /// The executor preference new tasks get (see `taskPreference`).
+    @usableFromInline
+    var _taskPreference: (any TaskExecutor)? { taskPreference }
 
     private func wakeAll() {
         switch scheduler {

@@ -26,8 +26,12 @@ final class Shared: @unchecked Sendable {
     let registry = TaskRegistry()
     /// The single identity every job runs on (see DESIGN.md §2). Set by `Runtime.init`.
     nonisolated(unsafe) var executor: UnownedTaskExecutor!
-    /// The runtime, for `Runtime.current`. Weak: runtime threads must not keep their runtime alive.
-    nonisolated(unsafe) weak var runtime: Runtime?
+    /// The runtime, for `Runtime.current`. Not retained: runtime threads must not keep their runtime alive.
+    /// Not `weak` either: a weak reference gives the runtime a side table, which sends every retain and
+    /// release of it (one per task, through the executor preference) down Swift's slow refcount path.
+    /// Safe because jobs that can ask for `Runtime.current` belong to tasks that retain the runtime
+    /// (their executor preference) or to the installed global runtime, which is retained forever.
+    nonisolated(unsafe) unowned(unsafe) var runtime: Runtime?
 
     // MARK: Atomics (any thread)
     let closed = Atomic<Bool>(false)

@@ -57,7 +57,8 @@ public nonisolated(nonsending) func yieldNow() async {
     await Task.yield()
 }
 
-private func currentRuntimeOrTrap(_ function: String) -> Runtime {
+@usableFromInline
+func currentRuntimeOrTrap(_ function: String) -> Runtime {
     guard let runtime = Runtime.current else {
         fatalError("BUG DETECTED: \(function) called outside a Kyoto runtime; call it from a task running on a Runtime, or use runtime.\(function)")
     }
@@ -65,6 +66,7 @@ private func currentRuntimeOrTrap(_ function: String) -> Runtime {
 }
 
 /// Spawns `body` on the runtime running the caller. Traps when called outside a Kyoto runtime thread.
+@inlinable
 @discardableResult
 public func spawn<T: Sendable>(
     name: String? = nil, priority: TaskPriority? = nil, _ body: sending @escaping () async throws -> T

@@ -23,13 +23,23 @@ public struct JoinHandle<T: Sendable>: Sendable {
         public var description: String { "\(rawValue)" }
     }
 
+    @usableFromInline
     let task: Task<T, any Error>
+    @usableFromInline
+    let node: TaskNode
+
+    @usableFromInline
+    init(task: Task<T, any Error>, node: TaskNode) {
+        self.task = task
+        self.node = node
+    }
+
     /// The task's identity.
-    public let id: ID
-    let registry: TaskRegistry
+    public var id: ID { ID(rawValue: node.id) }
 
     /// The task's value. Throws the task's own error unchanged, or ``JoinError/cancelled`` when the task
     /// was aborted and did not finish with a value. May be awaited any number of times.
+    @inlinable
     public var value: T {
         get async throws {
             try await task.value
@@ -39,10 +49,14 @@ public struct JoinHandle<T: Sendable>: Sendable {
     /// Asks the task to stop: a task that has not started never runs its body; a running task is
     /// cancelled (Swift cooperative cancellation) and its handle resolves to ``JoinError/cancelled`` unless
     /// it still finishes with a value. Idempotent.
+    @inlinable
     public func abort() {
         task.cancel()
     }
 
     /// Whether the task has finished (with a value, an error, or cancelled).
-    public var isFinished: Bool { !registry.isAlive(id.rawValue) }
+    public var isFinished: Bool {
+        // Acquiring: pairs with the releasing store in `TaskRegistry.finish`.
+        node.finished.load(ordering: .acquiring)
+    }
 }
