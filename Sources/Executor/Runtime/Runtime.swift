@@ -137,10 +137,13 @@ public final class Runtime: TaskExecutor, Sendable {
     ) -> JoinHandle<T> {
         // Inlinable so the generic task creation is specialized at the call site; the bookkeeping is in
         // the non-generic `_beginTask`/`_linkTask`/`_finishTask`.
-        let node = _beginTask()
+        let slot = _beginTask()
+        // `unowned(unsafe)`: the task's executor preference (or the global installation) keeps the runtime
+        // alive while the task runs; a strong capture would add a retain/release of the runtime per task,
+        // on a cache line every worker shares.
         let task = Task<T, any Error>(name: name, executorPreference: _taskPreference, priority: priority) {
-            [self] in
-            defer { _finishTask(node) }
+            [unowned(unsafe) self] in
+            defer { _finishTask(slot) }
             // A task aborted before it first runs never runs its body; neither does one that starts after
             // shutdown began (its registration may not have been seen by shutdown's cancel pass yet).
             if Task.isCancelled || _isClosed { throw JoinError.cancelled }
@@ -151,24 +154,31 @@ public final class Runtime: TaskExecutor, Sendable {
                 throw error
             }
         }
-        _linkTask(node, ErasedTask(task))
-        return JoinHandle(task: task, node: node)
+        _linkTask(slot, ErasedTask(task))
+        return JoinHandle(task: task, slot: slot, registry: _registry)
     }
 
-    /// Counts a new task alive and makes its registry node.
+    /// Reserves a registry slot for a new task.
     @usableFromInline
-    func _beginTask() -> TaskNode { shared.registry.begin() }
+    func _beginTask() -> TaskSlot { shared.registry.begin() }
 
-    /// Registers the task created for `node`; cancels it if the runtime is already shutting down.
+    /// Registers the task created for `slot`; cancels it if the runtime is already shutting down.
     @usableFromInline
-    func _linkTask(_ node: TaskNode, _ task: ErasedTask) {
-        if !shared.registry.link(node, task: task, closed: shared.closed) { task.cancel() }
+    func _linkTask(_ slot: TaskSlot, _ task: ErasedTask) {
+        if !shared.registry.link(slot, task: task, closed: shared.closed) { task.cancel() }
     }
+
+    /// The registry, for join handles.
+    @usableFromInline
+    var _registry: TaskRegistry { shared.registry }
 
     /// Called by a spawned task's body when it ends.
     @usableFromInline
-    func _finishTask(_ node: TaskNode) {
-        if shared.registry.finish(node) == 0 && shared.isClosed { wakeAll() }
+    func _finishTask(_ slot: TaskSlot) {
+        shared.registry.finish(slot)
+        // After shutdown began, the last task to finish wakes the workers so they can exit. The registry
+        // lock `finish` took orders this read after `beginShutdown`'s store for every task it cancelled.
+        if shared.isClosed && shared.registry.aliveCount == 0 { wakeAll() }
     }
 
     /// Whether shutdown has begun.

@@ -26,16 +26,19 @@ public struct JoinHandle<T: Sendable>: Sendable {
     @usableFromInline
     let task: Task<T, any Error>
     @usableFromInline
-    let node: TaskNode
+    let slot: TaskSlot
+    @usableFromInline
+    let registry: TaskRegistry
 
     @usableFromInline
-    init(task: Task<T, any Error>, node: TaskNode) {
+    init(task: Task<T, any Error>, slot: TaskSlot, registry: TaskRegistry) {
         self.task = task
-        self.node = node
+        self.slot = slot
+        self.registry = registry
     }
 
     /// The task's identity.
-    public var id: ID { ID(rawValue: node.id) }
+    public var id: ID { ID(rawValue: slot.id) }
 
     /// The task's value. Throws the task's own error unchanged, or ``JoinError/cancelled`` when the task
     /// was aborted and did not finish with a value. May be awaited any number of times.
@@ -55,8 +58,5 @@ public struct JoinHandle<T: Sendable>: Sendable {
     }
 
     /// Whether the task has finished (with a value, an error, or cancelled).
-    public var isFinished: Bool {
-        // Acquiring: pairs with the releasing store in `TaskRegistry.finish`.
-        node.finished.load(ordering: .acquiring)
-    }
+    public var isFinished: Bool { registry.isFinished(slot) }
 }
