@@ -130,3 +130,23 @@ struct GlobalInstallTests {
         }
     }
 }
+
+@Suite("Blocking misuse traps")
+struct BlockingMisuseTests {
+    @Test("blockInPlace on a current-thread runtime traps")
+    func blockInPlaceCurrentThread() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.currentThread()
+            r.blockOn { blockInPlace { () } }
+        }
+        #expect(stderrText(result).contains("blockInPlace called on a current-thread Kyoto runtime"))
+    }
+
+    @Test("spawnBlocking outside a runtime traps")
+    func spawnBlockingOutside() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = spawnBlocking { 1 }
+        }
+        #expect(stderrText(result).contains("spawnBlocking called outside a Kyoto runtime"))
+    }
+}

@@ -71,7 +71,18 @@ enum Platform {
     /// Starts a joinable OS thread running `body`. Traps if the OS refuses (out of threads is not
     /// something a runtime can recover from at this point).
     static func spawnThread(name: String? = nil, stackSize: Int?, _ body: @escaping @Sendable () -> Void) -> OSThread {
-        let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+        // The name is set twice: by the parent (so it is visible as soon as this returns) and by the thread
+        // itself before it runs `body` (so code on the thread never sees the parent's name in the gap).
+        let named: @Sendable () -> Void
+        if let name {
+            named = {
+                Platform.setThreadName(name)
+                body()
+            }
+        } else {
+            named = body
+        }
+        let box = Unmanaged.passRetained(ThreadBody(named)).toOpaque()
         var handle: UInt64 = 0
         let entry: @convention(c) (UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? = { arg in
             let body = Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue()

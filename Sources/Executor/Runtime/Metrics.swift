@@ -73,7 +73,7 @@ public struct RuntimeMetrics: Sendable, CustomStringConvertible {
     public var remoteSchedules: UInt64
     /// Times the cooperative budget forced a task to yield.
     public var budgetForcedYields: UInt64
-    /// Threads of the blocking pool (0 until the blocking pool is used).
+    /// Threads of the blocking pool (they start on demand).
     public var blockingThreads: Int
     /// Idle threads of the blocking pool.
     public var idleBlockingThreads: Int

@@ -27,6 +27,7 @@ public final class Runtime: TaskExecutor, Sendable {
 
     let shared: Shared
     let scheduler: Scheduler
+    let blockingPool: BlockingPool
 
     /// The configuration this runtime was built with.
     public let configuration: Configuration
@@ -48,6 +49,7 @@ public final class Runtime: TaskExecutor, Sendable {
             scheduler = .currentThread(CurrentThreadScheduler(shared: shared))
             workerCount = 1
         }
+        blockingPool = BlockingPool(shared: shared)
         shared.executor = asUnownedTaskExecutor()
         shared.runtime = self
         if case .multiThread(let s) = scheduler { s.start() }
@@ -67,6 +69,7 @@ public final class Runtime: TaskExecutor, Sendable {
 
     deinit {
         beginShutdown()
+        blockingPool.shutdown()
         if case .multiThread(let s) = scheduler { s.detachThreads() }
         if case .currentThread = scheduler { shared.markTerminated() }
     }
@@ -89,6 +92,24 @@ public final class Runtime: TaskExecutor, Sendable {
         }
     }
 
+    /// Runs `job` once `nanos` nanoseconds have passed (the `Task.sleep` path). Never runs it inline: this
+    /// is called from inside the sleeping task's own job, before it has suspended.
+    func scheduleTimer(_ job: JobRef, afterNanos nanos: Int64) {
+        let deadline = Platform.monotonicNanos() &+ UInt64(max(0, nanos))
+        let isEarliest = shared.timers.insert(job, deadline: deadline)
+        // After termination nobody fires timers: the drainer thread runs them (see Shared.drain).
+        if shared.terminated.load(ordering: .sequentiallyConsistent) {
+            shared.ensureDrainer()
+            return
+        }
+        guard isEarliest else { return }
+        // The new timer is the earliest: make sure a sleeping thread re-arms its wake-up.
+        switch scheduler {
+        case .multiThread(let s): s.timerBecameEarliest()
+        case .currentThread(let s): s.parker.unpark()
+        }
+    }
+
     /// The executor preference new tasks get: none when this runtime is installed as the global
     /// executor (so Swift keeps its direct actor switching), this runtime otherwise.
     var taskPreference: (any TaskExecutor)? {
@@ -104,7 +125,7 @@ public final class Runtime: TaskExecutor, Sendable {
     /// from a runtime thread (that would block a worker on itself): use `await` there instead.
     public func blockOn<T: Sendable, E: Error>(_ body: sending @escaping () async throws(E) -> T) throws(E) -> T {
         precondition(
-            ThreadContext.current == nil,
+            !(ThreadContext.current?.runsScheduler ?? false),
             "BUG DETECTED: blockOn called from inside a Kyoto runtime thread; await the work instead")
         precondition(
             !shared.isClosed, "BUG DETECTED: blockOn called on a Kyoto runtime that has been shut down")
@@ -213,26 +234,32 @@ public final class Runtime: TaskExecutor, Sendable {
     @discardableResult
     public func shutdown(timeout: Duration) -> Bool {
         precondition(
-            ThreadContext.current == nil,
+            !(ThreadContext.current?.runsScheduler ?? false),
             "BUG DETECTED: shutdown(timeout:) called from a Kyoto runtime thread would wait for itself; "
                 + "use shutdownBackground()")
+        let deadline = Platform.monotonicNanos() &+ UInt64(max(0, timeout.nanoseconds))
         beginShutdown()
+        blockingPool.shutdown()
+        let tasksDone: Bool
         switch scheduler {
         case .multiThread(let s):
-            let done = shared.terminatedEvent.wait(timeout: timeout)
+            tasksDone = shared.terminatedEvent.wait(timeout: timeout)
             s.detachThreads()
-            return done
         case .currentThread(let s):
-            let deadline = Platform.monotonicNanos() &+ UInt64(max(0, timeout.nanoseconds))
-            let done = s.drainForShutdown(deadline: deadline)
+            tasksDone = s.drainForShutdown(deadline: deadline)
             shared.markTerminated()
-            return done
         }
+        // Running blocking jobs cannot be interrupted: wait for them with what is left of the timeout.
+        let now = Platform.monotonicNanos()
+        let left = now >= deadline ? Duration.zero : .nanoseconds(Int64(deadline - now))
+        let blockingDone = blockingPool.drained.wait(timeout: left)
+        return tasksDone && blockingDone
     }
 
     /// Starts shutting down (as ``shutdown(timeout:)``) without waiting. Allowed on runtime threads.
     public func shutdownBackground() {
         beginShutdown()
+        blockingPool.shutdown()
         switch scheduler {
         case .multiThread(let s): s.detachThreads()
         case .currentThread(let s):
@@ -253,15 +280,16 @@ public final class Runtime: TaskExecutor, Sendable {
         case .multiThread(let s): perWorker = s.metricsSnapshot
         case .currentThread(let s): perWorker = [RuntimeMetrics.Worker(s.stats, depth: s.localDepth)]
         }
+        let blocking = blockingPool.counts
         return RuntimeMetrics(
             workers: workerCount,
             aliveTasks: shared.registry.aliveCount,
             injectQueueDepth: shared.inject.count,
             remoteSchedules: shared.remoteSchedules.load(ordering: .relaxed),
             budgetForcedYields: shared.budgetForcedYields.load(ordering: .relaxed),
-            blockingThreads: 0,
-            idleBlockingThreads: 0,
-            blockingQueueDepth: 0,
+            blockingThreads: blocking.threads,
+            idleBlockingThreads: blocking.idle,
+            blockingQueueDepth: blocking.queued,
             perWorker: perWorker)
     }
 }

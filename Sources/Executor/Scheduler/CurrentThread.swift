@@ -99,7 +99,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     }
 
     private func runWithCore(until isDone: () -> Bool) {
-        let context = ThreadContext(shared: shared, worker: nil, currentThread: self)
+        let context = ThreadContext(shared: shared, worker: nil, currentThread: self, role: .currentThreadDriver)
         ThreadContext.with(context) {
             while !isDone() {
                 var ran = 0
@@ -117,15 +117,28 @@ final class CurrentThreadScheduler: @unchecked Sendable {
                     ran += 1
                     if isDone() { return }
                 }
+                if fireDueTimers() > 0 { continue }
                 if ran == 0 {
                     shared.configuration.onThreadPark?()
                     stats.parks.add()
-                    parker.park()
+                    parker.park(timeoutNanos: timeUntilNextTimer())
                     stats.unparks.add()
                     shared.configuration.onThreadUnpark?()
                 }
             }
         }
+    }
+
+    /// Runs due timers' wake-up jobs here; the tasks they resume are scheduled locally. Core holder only.
+    private func fireDueTimers() -> Int {
+        shared.timers.fireDue(now: Platform.monotonicNanos()) { shared.runTimerJob($0) }
+    }
+
+    /// Nanoseconds until the earliest timer, or nil when none is pending.
+    private func timeUntilNextTimer() -> UInt64? {
+        guard let deadline = shared.timers.nextDeadline else { return nil }
+        let now = Platform.monotonicNanos()
+        return deadline > now ? deadline - now : 0
     }
 
     /// Runs queued jobs until the runtime has no alive task or `deadline` passes (used by shutdown when
@@ -134,17 +147,18 @@ final class CurrentThreadScheduler: @unchecked Sendable {
         guard coreHeld.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
         else { return false }
         defer { releaseCore() }
-        let context = ThreadContext(shared: shared, worker: nil, currentThread: self)
+        let context = ThreadContext(shared: shared, worker: nil, currentThread: self, role: .currentThreadDriver)
         return ThreadContext.with(context) {
             while true {
                 if let job = popLocal() ?? shared.inject.pop() {
                     shared.run(job, context: context)
                     continue
                 }
+                if fireDueTimers() > 0 { continue }
                 if shared.registry.aliveCount == 0 { break }
                 let now = Platform.monotonicNanos()
                 if now >= deadline { return false }
-                parker.park(timeoutNanos: deadline - now)
+                parker.park(timeoutNanos: min(deadline - now, timeUntilNextTimer() ?? .max))
             }
             // Anything left locally goes to the inject queue, which the drainer empties after termination.
             while let job = popLocal() { shared.inject.push(job) }

@@ -32,6 +32,8 @@ final class MultiThreadScheduler: Sendable {
     let workers: [Worker]
     let idle: Idle
     private let liveWorkers: Atomic<Int>
+    /// Index of the worker that sleeps until the next timer deadline (the time driver), or -1.
+    let timeDriver = Atomic<Int>(-1)
     private let threads = CheckedMutex<[OSThread]>([])
 
     init(shared: Shared, workerCount: Int) {
@@ -52,11 +54,25 @@ final class MultiThreadScheduler: Sendable {
             let name = "\(config.threadName)-\(worker.index)"
             started.append(
                 Platform.spawnThread(name: name, stackSize: config.threadStackSize) { [self] in
-                    worker.run()
-                    workerExited()
+                    if worker.run() == .exited { workerExited() }
                 })
         }
         threads.withLock { $0 = started }
+    }
+
+    /// `blockInPlace` on a worker thread: moves `worker` (its queues, LIFO slot and counters) to a new
+    /// thread, so the calling thread can block. The caller's context stops holding the worker at once;
+    /// its run loop notices when the current job returns and lets the thread end.
+    func handOff(_ worker: Worker, from context: ThreadContext) {
+        precondition(context.worker === worker, "BUG DETECTED: handing off a worker this thread does not hold")
+        context.worker = nil
+        context.role = .blockInPlace
+        let name = "\(shared.configuration.threadName)-\(worker.index)"
+        // Thread creation orders everything this thread wrote to the worker before the new thread reads it.
+        let thread = Platform.spawnThread(name: name, stackSize: shared.configuration.threadStackSize) { [self] in
+            if worker.run() == .exited { workerExited() }
+        }
+        thread.detach()
     }
 
     private func workerExited() {
@@ -108,6 +124,18 @@ final class MultiThreadScheduler: Sendable {
             return
         }
         if shared.inject.hasWorkSeqCst { notifyParked() }
+    }
+
+    /// A new earliest timer exists: wake the time driver so it re-arms its sleep, or, if no worker is
+    /// driving time, a parked worker (which becomes the driver when it parks again).
+    func timerBecameEarliest() {
+        // Sequentially consistent: pairs with the driver election in `Worker.park` (see TimerQueue.swift).
+        let driver = timeDriver.load(ordering: .sequentiallyConsistent)
+        if driver >= 0 {
+            workers[driver].parker.unpark()
+        } else {
+            notifyParked()
+        }
     }
 
     /// Unparks every worker (shutdown).
@@ -201,25 +229,37 @@ final class Worker: @unchecked Sendable {
 
     // MARK: The run loop
 
-    func run() {
-        let context = ThreadContext(shared: shared, worker: self, currentThread: nil)
-        ThreadContext.with(context) {
+    /// How a worker's run on a thread ended.
+    enum RunOutcome {
+        /// The runtime shut down and the worker stopped.
+        case exited
+        /// `blockInPlace` moved the worker to another thread; this thread no longer holds it.
+        case handedOff
+    }
+
+    /// Runs the worker on the calling thread until shutdown or hand-off.
+    func run() -> RunOutcome {
+        let context = ThreadContext(shared: shared, worker: self, currentThread: nil, role: .worker)
+        return ThreadContext.with(context) {
             shared.configuration.onThreadStart?()
             busyStart = Platform.monotonicNanos()
-            runLoop(context)
+            let outcome = runLoop(context)
             shared.configuration.onThreadStop?()
+            return outcome
         }
     }
 
-    private func runLoop(_ context: ThreadContext) {
+    private func runLoop(_ context: ThreadContext) -> RunOutcome {
         while true {
             tick &+= 1
             if tick % eventInterval == 0 { maintenance() }
             if let job = nextJob() ?? stealWork() {
-                runJob(job, context: context)
+                // After a job that called `blockInPlace`, this thread no longer holds the worker: it must
+                // not touch the worker's state again (another thread owns it now).
+                if !runJob(job, context: context) { return .handedOff }
                 continue
             }
-            if shouldExit() { return }
+            if shouldExit() { return .exited }
             park()
         }
     }
@@ -229,7 +269,8 @@ final class Worker: @unchecked Sendable {
             && shared.inject.isEmpty
     }
 
-    private func runJob(_ job: JobRef, context: ThreadContext) {
+    /// Runs `job` and then the LIFO chain. Returns false if a job handed the worker off (`blockInPlace`).
+    private func runJob(_ job: JobRef, context: ThreadContext) -> Bool {
         if isSearching {
             isSearching = false
             // The last searcher found work: wake another worker, more may be waiting (chain wake-up).
@@ -237,19 +278,22 @@ final class Worker: @unchecked Sendable {
         }
         stats.polls.add()
         shared.run(job, context: context, resetBudget: true)
+        if context.worker !== self { return false }
         var lifoPolls = 0
         while let next = lifo {
             lifo = nil
             if lifoPolls >= Worker.maxLifoPollsPerTick || context.budget <= 0 {
                 pushBack(next)
-                return
+                return true
             }
             lifoPolls += 1
             stats.lifoHits.add()
             stats.polls.add()
             // LIFO-chained jobs share the budget of the job that started the chain (Tokio's rule).
             shared.run(next, context: context, resetBudget: false)
+            if context.worker !== self { return false }
         }
+        return true
     }
 
     private func nextJob() -> JobRef? {
@@ -305,6 +349,8 @@ final class Worker: @unchecked Sendable {
     }
 
     private func park() {
+        // Fire due timers first: if any fired, there is work and no reason to sleep.
+        if fireDueTimers() > 0 { return }
         let wasSearching = isSearching
         isSearching = false
         let isLastSearcher = scheduler.idle.transitionToParked(index, isSearching: wasSearching)
@@ -312,9 +358,30 @@ final class Worker: @unchecked Sendable {
         accountBusyTime()
         shared.configuration.onThreadPark?()
         stats.parks.add()
+        var isDriver = false
         while true {
-            parker.park()
+            // Become the time driver if timers are pending and nobody drives; the driver sleeps only until
+            // the earliest deadline. Sequentially consistent: see TimerQueue.swift.
+            var timeout: UInt64? = nil
+            if let deadline = shared.timers.nextDeadline {
+                if !isDriver {
+                    isDriver = scheduler.timeDriver.compareExchange(
+                        expected: -1, desired: index, ordering: .sequentiallyConsistent
+                    ).exchanged
+                }
+                if isDriver {
+                    let now = Platform.monotonicNanos()
+                    timeout = deadline > now ? deadline - now : 0
+                }
+            }
+            parker.park(timeoutNanos: timeout)
             stats.unparks.add()
+            if isDriver && fireDueTimers() > 0 {
+                // We made work: leave the sleeper list unless a notifier already took us off it (then it
+                // counted us as searching).
+                isSearching = !scheduler.idle.unparkWorker(index)
+                break
+            }
             if shared.isClosed {
                 // Shutdown woke us: take ourselves off the sleeper list (unless a notifier already did,
                 // in which case we were counted as searching).
@@ -328,8 +395,21 @@ final class Worker: @unchecked Sendable {
             }
             stats.noops.add()
         }
+        if isDriver {
+            // Sequentially consistent: see TimerQueue.swift. If timers remain, wake a sleeper to drive.
+            scheduler.timeDriver.store(-1, ordering: .sequentiallyConsistent)
+        }
         shared.configuration.onThreadUnpark?()
         busyStart = Platform.monotonicNanos()
+    }
+
+    /// Runs due timers' wake-up jobs here (they resume their sleeping tasks, which this worker then
+    /// schedules locally). Owner thread only. Returns how many fired.
+    private func fireDueTimers() -> Int {
+        guard let deadline = shared.timers.nextDeadline else { return 0 }
+        let now = Platform.monotonicNanos()
+        if deadline > now { return 0 }
+        return shared.timers.fireDue(now: now) { shared.runTimerJob($0) }
     }
 
     private func accountBusyTime() {
@@ -341,6 +421,7 @@ final class Worker: @unchecked Sendable {
     /// Every `eventInterval` ticks: busy-time accounting and global-queue-interval tuning.
     private func maintenance() {
         accountBusyTime()
+        fireDueTimers()
         guard tunesInterval else { return }
         let polls = stats.polls.load
         let busy = stats.busyNanos.load

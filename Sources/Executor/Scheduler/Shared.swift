@@ -24,6 +24,7 @@ final class Shared: @unchecked Sendable {
     let configuration: Runtime.Configuration
     let inject = Inject()
     let registry = TaskRegistry()
+    let timers = TimerQueue()
     /// The single identity every job runs on (see DESIGN.md §2). Set by `Runtime.init`.
     nonisolated(unsafe) var executor: UnownedTaskExecutor!
     /// The runtime, for `Runtime.current`. Not retained: runtime threads must not keep their runtime alive.
@@ -60,13 +61,28 @@ final class Shared: @unchecked Sendable {
         context.runningJob = nil
     }
 
+    /// The identity timer jobs run on: the default global executor's. A timer job is the wake-up task that
+    /// `Task.sleep` hands to `SchedulingExecutor.enqueue(_:after:...)`. It has no executor preference, so
+    /// run on the runtime's identity it would hop to the default executor (Dispatch's cooperative pool)
+    /// before resuming the sleeper, and hang when that pool is blocked. Run on the default executor's
+    /// identity, it resumes the sleeping task right here, and the sleeper is scheduled on this runtime
+    /// through its own preference.
+    let timerJobExecutor: UnownedTaskExecutor = globalConcurrentExecutor.asUnownedTaskExecutor()
+
+    /// Runs a due timer job inline on the calling runtime thread (see `timerJobExecutor`).
+    func runTimerJob(_ job: JobRef) {
+        job.unownedJob.runSynchronously(on: timerJobExecutor)
+    }
+
     /// Marks the runtime terminated and makes sure nothing left in the inject queue is stranded.
     func markTerminated() {
         // Sequentially consistent: pairs with the load in `afterRemotePush` (store-buffering: the pusher
         // writes the queue then reads `terminated`; we write `terminated` then read the queue).
         terminated.store(true, ordering: .sequentiallyConsistent)
+        // Nobody will fire pending timers any more: run their wake-up jobs now (the tasks they belong to
+        // were cancelled by shutdown or belong to code outside the runtime's tasks).
         terminatedEvent.set()
-        if !inject.isEmpty { ensureDrainer() }
+        if !inject.isEmpty || timers.nextDeadline != nil { ensureDrainer() }
     }
 
     /// Called after pushing to the inject queue from outside the runtime's threads.
@@ -88,13 +104,14 @@ final class Shared: @unchecked Sendable {
     }
 
     private func drain() {
-        let context = ThreadContext(shared: self, worker: nil, currentThread: nil)
+        let context = ThreadContext(shared: self, worker: nil, currentThread: nil, role: .drain)
         while true {
+            timers.drainAll { runTimerJob($0) }
             while let job = inject.pop() { run(job, context: context) }
             // Releasing: pairs with the CAS in `ensureDrainer`.
             draining.store(false, ordering: .releasing)
             // Re-check after clearing the flag: a push that saw `draining == true` relied on us.
-            if inject.isEmpty { return }
+            if inject.isEmpty && timers.nextDeadline == nil { return }
             guard draining.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing)
                 .exchanged
             else { return }
@@ -104,19 +121,39 @@ final class Shared: @unchecked Sendable {
 
 /// What a runtime thread knows about itself. Owned by that thread; only that thread touches the vars.
 final class ThreadContext {
+    /// What the thread is doing for the runtime.
+    enum Role {
+        /// A multi-thread worker (holds `worker`).
+        case worker
+        /// The thread inside `blockOn` driving a current-thread runtime.
+        case currentThreadDriver
+        /// A blocking-pool thread.
+        case blocking
+        /// A former worker running a `blockInPlace` closure (its worker moved to another thread).
+        case blockInPlace
+        /// The post-shutdown drainer.
+        case drain
+    }
+
     unowned(unsafe) let shared: Shared
-    let worker: Worker?
+    /// The worker this thread holds; nil once handed off by `blockInPlace`.
+    var worker: Worker?
     let currentThread: CurrentThreadScheduler?
+    var role: Role
     /// Remaining cooperative budget of the job being run.
     var budget = initialBudget
     /// The job being run (used to recognise a task re-scheduling itself).
     var runningJob: JobRef?
 
-    init(shared: Shared, worker: Worker?, currentThread: CurrentThreadScheduler?) {
+    init(shared: Shared, worker: Worker?, currentThread: CurrentThreadScheduler?, role: Role) {
         self.shared = shared
         self.worker = worker
         self.currentThread = currentThread
+        self.role = role
     }
+
+    /// Whether blocking this thread would stall the runtime's scheduler (a worker or current-thread driver).
+    var runsScheduler: Bool { role == .worker || role == .currentThreadDriver }
 
     /// The calling thread's context, if it is a runtime thread.
     @inline(__always)

@@ -43,10 +43,20 @@ public final class JoinSet<T: Sendable>: Sendable {
         name: String? = nil, priority: TaskPriority? = nil, _ body: sending @escaping () async throws -> T
     ) -> JoinHandle<T> {
         state.withLock { $0.unjoined += 1 }
-        let handle = resolveRuntime().spawn(name: name, priority: priority, body)
+        return track(resolveRuntime().spawn(name: name, priority: priority, body))
+    }
+
+    /// Runs the blocking closure `body` on the runtime's blocking pool as a member of the set.
+    @discardableResult
+    public func spawnBlocking(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
+        state.withLock { $0.unjoined += 1 }
+        return track(resolveRuntime().spawnBlocking(body))
+    }
+
+    private func track(_ handle: JoinHandle<T>) -> JoinHandle<T> {
         let id = handle.id.rawValue
         state.withLock { $0.running[id] = handle }
-        // A watcher task awaits the handle and files the result; it inherits nothing but the runtime.
+        // A watcher task awaits the handle and files the result in completion order.
         resolveRuntime().spawnDetachedWatcher { [weak self] in
             let result: Result<T, any Error>
             do { result = .success(try await handle.value) } catch { result = .failure(error) }

@@ -1,0 +1,213 @@
+// BlockingPool: threads for blocking work (Tokio's `spawn_blocking` pool).
+//
+// What it is: a FIFO of blocking jobs and a set of OS threads that run them. The pool grows on demand: a
+// job submitted while no thread is idle starts a new thread, up to `maxBlockingThreads`; beyond that jobs
+// wait in FIFO order. A thread that finds no work for `blockingKeepAlive` exits.
+//
+// Moving parts (all inside one CheckedMutex): the job queue, the stack of idle threads (each with its own
+// Parker), thread counts, and the shutdown flag. A job is a `BlockingJob`: a closure plus an atomic state
+// (pending → running | cancelled), so a job aborted before it starts is skipped and one that has started
+// runs to completion.
+//
+// Protocol:
+// - submit: lock; if shut down, cancel the job; else enqueue it; if an idle thread exists, pop it and
+//   unpark it after unlocking (it is "notified": it will not time out on this wake-up); else if below the
+//   thread limit, count a new thread and start it after unlocking.
+// - thread loop: lock; pop a job if any (then unlock and run it); else if shut down, exit; else push itself
+//   on the idle stack, unlock, and park with the keep-alive timeout. After waking: lock; if it is no longer
+//   on the idle stack, somebody notified it: loop; if it still is, it timed out: remove itself and exit
+//   (if the queue is empty; otherwise loop).
+// - shutdown: lock; set the flag, take the queued jobs (they are cancelled: never run), take the idle
+//   threads; unlock; cancel the jobs, unpark the idle threads so they exit. Running jobs finish; the
+//   runtime's shutdown waits for `threads == 0` up to its timeout.
+//
+// Races considered: a notify racing a keep-alive time-out is decided under the lock by whether the thread
+// is still on the idle stack; a job submitted concurrently with shutdown is either queued before the flag
+// (and cancelled by shutdown) or sees the flag (and is cancelled by submit).
+
+import Synchronization
+
+/// One blocking job. `start()` and `cancel()` race through one atomic: exactly one of them wins.
+final class BlockingJob: Sendable {
+    private static let pending: UInt8 = 0
+    private static let running: UInt8 = 1
+    private static let cancelled: UInt8 = 2
+
+    private let state = Atomic<UInt8>(BlockingJob.pending)
+    private let body: @Sendable (_ started: Bool) -> Void
+
+    /// `body(true)` runs the work; `body(false)` reports that it was cancelled before it started.
+    init(_ body: @escaping @Sendable (_ started: Bool) -> Void) {
+        self.body = body
+    }
+
+    /// Runs the job on the calling pool thread unless it was cancelled first.
+    func run() {
+        // Acquiring-and-releasing: orders the job's effects after the submitter's writes (acquire) and
+        // decides the race with `cancel` (single RMW).
+        if state.compareExchange(expected: BlockingJob.pending, desired: BlockingJob.running,
+            ordering: .acquiringAndReleasing).exchanged
+        {
+            body(true)
+        }
+    }
+
+    /// Cancels the job if it has not started. Returns true if it will never run.
+    @discardableResult
+    func cancel() -> Bool {
+        // Acquiring-and-releasing: see `run`.
+        if state.compareExchange(expected: BlockingJob.pending, desired: BlockingJob.cancelled,
+            ordering: .acquiringAndReleasing).exchanged
+        {
+            body(false)
+            return true
+        }
+        return false
+    }
+}
+
+final class BlockingPool: Sendable {
+    private struct Synced: ~Copyable {
+        var queue = JobFIFO()
+        var idle: [Parker] = []
+        var threads = 0
+        var nextThreadNumber = 0
+        var isShutdown = false
+    }
+
+    private let synced = CheckedMutex(Synced())
+    private let maxThreads: Int
+    private let keepAliveNanos: UInt64
+    private let stackSize: Int?
+    /// Shared by the runtime: thread hooks, `Runtime.current` on pool threads.
+    unowned(unsafe) let shared: Shared
+    /// Set when the last pool thread exits after shutdown.
+    let drained = OneShotEvent()
+
+    init(shared: Shared) {
+        self.shared = shared
+        let config = shared.configuration
+        maxThreads = config.maxBlockingThreads
+        keepAliveNanos = UInt64(max(0, config.blockingKeepAlive.nanoseconds))
+        stackSize = config.threadStackSize
+    }
+
+    /// Queues `job`; starts or wakes a thread for it.
+    func submit(_ job: BlockingJob) {
+        enum Action { case none, wake(Parker), start(Int), cancel }
+        let action = synced.withLock { s -> Action in
+            if s.isShutdown { return .cancel }
+            s.queue.push(job)
+            if let parker = s.idle.popLast() { return .wake(parker) }
+            if s.threads < maxThreads {
+                s.threads += 1
+                s.nextThreadNumber += 1
+                return .start(s.nextThreadNumber - 1)
+            }
+            return .none
+        }
+        switch action {
+        case .none: break
+        case .wake(let parker): parker.unpark()
+        case .start(let number): startThread(number: number)
+        case .cancel: job.cancel()
+        }
+    }
+
+    private func startThread(number: Int) {
+        let thread = Platform.spawnThread(name: "kyoto-blocking-\(number)", stackSize: stackSize) { [self] in
+            let context = ThreadContext(shared: shared, worker: nil, currentThread: nil, role: .blocking)
+            ThreadContext.with(context) {
+                shared.configuration.onThreadStart?()
+                threadLoop()
+                shared.configuration.onThreadStop?()
+            }
+            threadExited()
+        }
+        thread.detach()
+    }
+
+    private func threadLoop() {
+        let parker = Parker()
+        while true {
+            enum Next { case run(BlockingJob), exit, wait }
+            let next = synced.withLock { s -> Next in
+                if let job = s.queue.pop() { return .run(job) }
+                if s.isShutdown { return .exit }
+                s.idle.append(parker)
+                return .wait
+            }
+            switch next {
+            case .run(let job):
+                job.run()
+                continue
+            case .exit:
+                return
+            case .wait:
+                parker.park(timeoutNanos: keepAliveNanos)
+                let stillIdle = synced.withLock { s -> Bool in
+                    guard let i = s.idle.firstIndex(where: { $0 === parker }) else { return false }
+                    // Timed out (nobody popped us): leave unless work arrived meanwhile.
+                    if s.queue.isEmpty || s.isShutdown {
+                        s.idle.remove(at: i)
+                        return true
+                    }
+                    s.idle.remove(at: i)
+                    return false
+                }
+                if stillIdle { return }
+            }
+        }
+    }
+
+    private func threadExited() {
+        let last = synced.withLock { s -> Bool in
+            s.threads -= 1
+            return s.isShutdown && s.threads == 0
+        }
+        if last { drained.set() }
+    }
+
+    /// Stops accepting work, cancels queued jobs and lets idle threads exit. Running jobs finish.
+    func shutdown() {
+        let (jobs, idle, none) = synced.withLock { s -> ([BlockingJob], [Parker], Bool) in
+            s.isShutdown = true
+            var jobs: [BlockingJob] = []
+            while let j = s.queue.pop() { jobs.append(j) }
+            let idle = s.idle
+            s.idle = []
+            return (jobs, idle, s.threads == 0)
+        }
+        for j in jobs { j.cancel() }
+        for p in idle { p.unpark() }
+        if none { drained.set() }
+    }
+
+    /// (threads, idle threads, queued jobs), for metrics.
+    var counts: (threads: Int, idle: Int, queued: Int) {
+        synced.withLock { ($0.threads, $0.idle.count, $0.queue.count) }
+    }
+}
+
+/// A FIFO of blocking jobs (amortised O(1) push and pop).
+struct JobFIFO {
+    private var items: [BlockingJob?] = []
+    private var head = 0
+
+    var count: Int { items.count - head }
+    var isEmpty: Bool { count == 0 }
+
+    mutating func push(_ job: BlockingJob) { items.append(job) }
+
+    mutating func pop() -> BlockingJob? {
+        guard head < items.count else { return nil }
+        let job = items[head]
+        items[head] = nil
+        head += 1
+        if head > 64 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return job
+    }
+}

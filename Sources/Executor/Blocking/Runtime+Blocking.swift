@@ -1,0 +1,105 @@
+// spawnBlocking and blockInPlace: running blocking code without stalling the workers.
+
+import Synchronization
+
+/// The result slot of one blocking job, awaited by the task that `spawnBlocking` returns a handle to.
+final class BlockingCall<T: Sendable>: Sendable {
+    private struct State: ~Copyable {
+        var result: Result<T, any Error>?
+        var waiter: UnsafeContinuation<T, any Error>?
+    }
+
+    private let state = CheckedMutex(State())
+
+    /// Delivers the job's outcome (exactly once) and resumes the waiter, if any, after unlocking.
+    func deliver(_ result: sending Result<T, any Error>) {
+        let waiter = state.withLock { s -> UnsafeContinuation<T, any Error>? in
+            if let w = s.waiter {
+                s.waiter = nil
+                return w
+            }
+            s.result = result
+            return nil
+        }
+        waiter?.resume(with: result)
+    }
+
+    /// The job's outcome, suspending until it is delivered.
+    func value() async throws -> T {
+        try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<T, any Error>) in
+            let ready = state.withLock { s -> Result<T, any Error>? in
+                if let r = s.result {
+                    s.result = nil
+                    return r
+                }
+                s.waiter = c
+                return nil
+            }
+            if let ready { c.resume(with: ready) }
+        }
+    }
+}
+
+extension Runtime {
+    /// Runs the blocking closure `body` on the runtime's blocking pool (threads named `kyoto-blocking-N`,
+    /// started on demand up to `maxBlockingThreads`, FIFO beyond that) and returns a handle to its result.
+    ///
+    /// A job aborted before it starts never runs (its handle resolves to ``JoinError/cancelled``); a job
+    /// that has started cannot be interrupted and its handle still returns its value. The closure's error
+    /// reaches ``JoinHandle/value`` unchanged.
+    @discardableResult
+    public func spawnBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
+        let call = BlockingCall<T>()
+        let job = BlockingJob { started in
+            if started {
+                call.deliver(Result { try body() })
+            } else {
+                call.deliver(.failure(JoinError.cancelled))
+            }
+        }
+        blockingPool.submit(job)
+        let slot = _beginTask()
+        let task = Task<T, any Error>(executorPreference: _taskPreference) { [unowned(unsafe) self] in
+            defer { _finishTask(slot) }
+            // Aborting the handle cancels this task, which cancels the job if it has not started yet.
+            return try await withTaskCancellationHandler {
+                try await call.value()
+            } onCancel: {
+                job.cancel()
+            }
+        }
+        _linkTask(slot, ErasedTask(task))
+        return JoinHandle(task: task, slot: slot, registry: _registry)
+    }
+}
+
+/// Runs the blocking closure `body` on the blocking pool of the runtime running the caller. Traps
+/// outside a Kyoto runtime thread. See ``Runtime/spawnBlocking(_:)``.
+@discardableResult
+public func spawnBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
+    currentRuntimeOrTrap("spawnBlocking").spawnBlocking(body)
+}
+
+/// Runs the blocking closure `body` on the current worker thread after handing the worker's queued work
+/// to a new thread, so other tasks keep running while `body` blocks (Tokio's `block_in_place`).
+///
+/// After `body` returns, the calling task continues on this thread until it next suspends; the thread
+/// then stops being a worker. Outside a runtime thread (or on a blocking-pool thread) `body` simply runs.
+/// Traps on a current-thread runtime, whose only thread cannot be handed off.
+public func blockInPlace<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+    if let context = ThreadContext.current {
+        switch context.role {
+        case .currentThreadDriver:
+            preconditionFailure(
+                "BUG DETECTED: blockInPlace called on a current-thread Kyoto runtime, whose only thread "
+                    + "cannot be handed off; use spawnBlocking instead")
+        case .worker:
+            if let worker = context.worker {
+                worker.scheduler.handOff(worker, from: context)
+            }
+        case .blocking, .blockInPlace, .drain:
+            break
+        }
+    }
+    return try body()
+}

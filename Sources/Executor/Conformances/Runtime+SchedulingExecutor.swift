@@ -1,0 +1,32 @@
+// Runtime as a `SchedulingExecutor` (SPI in Swift 6.3): `Task.sleep` on a Kyoto task lands on Kyoto's own
+// timer queue instead of Dispatch's timer thread.
+//
+// Swift's `Task.sleep` asks the task's executor (preference or current) whether it is a
+// `SchedulingExecutor` and, if so, hands it the wake-up job with a delay. Without this conformance the
+// timer runs on Dispatch, which also makes sleeping tasks depend on Dispatch's threads being free.
+// Clocks whose `Duration` is Swift's `Duration` (ContinuousClock, SuspendingClock) are measured on
+// CLOCK_MONOTONIC; any other clock is handed to the default global executor's scheduling, whose wake-up
+// job then resumes the task on Kyoto as usual.
+
+#if compiler(>=6.3)
+@_spi(ExperimentalCustomExecutors) @_spi(ExperimentalScheduling) import _Concurrency
+
+@_spi(ExperimentalScheduling)
+extension Runtime: SchedulingExecutor {
+    /// Schedules `job` to run after `delay` on `clock`. Called by Swift Concurrency (`Task.sleep`).
+    public func enqueue<C: Clock>(
+        _ job: consuming ExecutorJob, after delay: C.Duration, tolerance: C.Duration?, clock: C
+    ) {
+        if let d = delay as? Duration {
+            scheduleTimer(JobRef(job), afterNanos: d.nanoseconds)
+            return
+        }
+        if let fallback = globalConcurrentExecutor as? any SchedulingExecutor {
+            fallback.enqueue(job, after: delay, tolerance: tolerance, clock: clock)
+        } else {
+            // No way to measure this clock: run the wake-up now rather than lose it.
+            schedule(JobRef(job))
+        }
+    }
+}
+#endif

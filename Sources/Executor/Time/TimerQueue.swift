@@ -1,0 +1,120 @@
+// TimerQueue: the runtime's pending timers (`Task.sleep` wake-ups), ordered by deadline.
+//
+// What it is: a binary min-heap of (deadline, sequence, job) behind a CheckedMutex, plus `earliest`, an
+// atomic mirror of the smallest deadline so schedulers can ask "is anything due?" without locking.
+// A heap rather than Tokio's hierarchical wheel: O(log n) insert and pop with no tick granularity, which
+// suits Swift's per-sleep wake-up jobs (cancelled sleeps still fire their wake-up job, which the Swift
+// runtime turns into a no-op, so there is no cancellation path to optimise).
+//
+// Who fires timers (see MultiThread.swift and CurrentThread.swift): a worker about to park takes the
+// *driver* role if nobody holds it and sleeps only until the earliest deadline; every worker also fires
+// due timers during maintenance and before parking. Inserting a timer that becomes the earliest wakes the
+// driver (or, if there is none, a parked worker) so its sleep is re-armed.
+//
+// Why SeqCst on `earliest`: an inserter writes `earliest` then reads the idle state (to wake somebody),
+// while a parking worker writes the idle state then reads `earliest` (to decide how long to sleep): a
+// store-buffering pair; SeqCst on both sides guarantees one of them sees the other.
+
+import Synchronization
+
+final class TimerQueue: Sendable {
+    private struct Entry {
+        let deadline: UInt64
+        let sequence: UInt64
+        let job: JobRef
+
+        func precedes(_ other: Entry) -> Bool {
+            deadline != other.deadline ? deadline < other.deadline : sequence < other.sequence
+        }
+    }
+
+    private struct Heap: ~Copyable {
+        var entries: [Entry] = []
+        var nextSequence: UInt64 = 0
+
+        mutating func push(_ e: Entry) {
+            entries.append(e)
+            var i = entries.count - 1
+            while i > 0 {
+                let parent = (i - 1) / 2
+                if !entries[i].precedes(entries[parent]) { break }
+                entries.swapAt(i, parent)
+                i = parent
+            }
+        }
+
+        mutating func popMin() -> Entry? {
+            guard !entries.isEmpty else { return nil }
+            let top = entries[0]
+            let last = entries.removeLast()
+            if !entries.isEmpty {
+                entries[0] = last
+                var i = 0
+                while true {
+                    let l = 2 * i + 1, r = l + 1
+                    var m = i
+                    if l < entries.count && entries[l].precedes(entries[m]) { m = l }
+                    if r < entries.count && entries[r].precedes(entries[m]) { m = r }
+                    if m == i { break }
+                    entries.swapAt(i, m)
+                    i = m
+                }
+            }
+            return top
+        }
+
+        var minDeadline: UInt64 { entries.first?.deadline ?? .max }
+    }
+
+    private let heap = CheckedMutex(Heap())
+    /// Smallest pending deadline (monotonic ns), or `UInt64.max`. SeqCst: see the file comment.
+    private let earliest = Atomic<UInt64>(.max)
+
+    /// The earliest pending deadline, or nil if no timer is pending.
+    var nextDeadline: UInt64? {
+        let d = earliest.load(ordering: .sequentiallyConsistent)
+        return d == .max ? nil : d
+    }
+
+    /// Number of pending timers.
+    var count: Int { heap.withLock { $0.entries.count } }
+
+    /// Adds a timer. Returns true if it is now the earliest (the caller must make sure somebody re-arms
+    /// its sleep).
+    func insert(_ job: JobRef, deadline: UInt64) -> Bool {
+        heap.withLock { h -> Bool in
+            let before = h.minDeadline
+            h.push(Entry(deadline: deadline, sequence: h.nextSequence, job: job))
+            h.nextSequence &+= 1
+            earliest.store(h.minDeadline, ordering: .sequentiallyConsistent)
+            return deadline < before
+        }
+    }
+
+    /// Removes every timer due at `now` and hands its job to `fire` (outside the lock), oldest first.
+    /// Returns how many fired.
+    @discardableResult
+    func fireDue(now: UInt64, _ fire: (JobRef) -> Void) -> Int {
+        // Cheap check first: nothing is due.
+        if earliest.load(ordering: .sequentiallyConsistent) > now { return 0 }
+        let due = heap.withLock { h -> [JobRef] in
+            var out: [JobRef] = []
+            while h.minDeadline <= now, let e = h.popMin() { out.append(e.job) }
+            earliest.store(h.minDeadline, ordering: .sequentiallyConsistent)
+            return out
+        }
+        for job in due { fire(job) }
+        return due.count
+    }
+
+    /// Takes every pending timer (shutdown: the jobs must still run so their tasks can finish).
+    func drainAll(_ fire: (JobRef) -> Void) {
+        let all = heap.withLock { h -> [JobRef] in
+            var out: [JobRef] = []
+            while let e = h.popMin() { out.append(e.job) }
+            earliest.store(.max, ordering: .sequentiallyConsistent)
+            return out
+        }
+        for job in all { fire(job) }
+    }
+}

@@ -1,0 +1,270 @@
+// spawnBlocking and blockInPlace: the cases of tokio-semantics.md §3 that apply to Swift.
+
+import Synchronization
+import Testing
+
+@testable import KyotoExecutor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A gate blocking OS threads (not tasks) until opened, with a deadline so a bug cannot hang the suite.
+final class ThreadGate: Sendable {
+    private let open = Atomic<Bool>(false)
+    func release() { open.store(true, ordering: .releasing) }
+    /// Blocks the calling thread until released or `seconds` pass; returns whether it was released.
+    @discardableResult
+    func wait(seconds: Double = 10) -> Bool {
+        let deadline = Platform.monotonicNanos() + UInt64(seconds * 1e9)
+        while !open.load(ordering: .acquiring) {
+            if Platform.monotonicNanos() > deadline { return false }
+            usleep(200)
+        }
+        return true
+    }
+}
+
+@Suite("Blocking pool")
+struct BlockingPoolTests {
+    @Test("spawnBlocking returns the closure's value, runs on a kyoto-blocking thread with Runtime.current set",
+          arguments: bothFlavors)
+    func valueAndThread(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor)
+        let (v, name, current) = try r.blockOn { () async throws -> (Int, String, Bool) in
+            let h = spawnBlocking { (6 * 7, currentThreadName(), Runtime.current === r) }
+            return try await h.value
+        }
+        #expect(v == 42)
+        #expect(name.hasPrefix("kyoto-blocking-"))
+        #expect(current)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a thrown error reaches JoinHandle.value unchanged")
+    func errorUnchanged() {
+        struct Failure: Error, Equatable { let code: Int }
+        let r = Runtime.multiThread(workers: 2)
+        r.blockOn {
+            let h = spawnBlocking { () throws -> Int in throw Failure(code: 3) }
+            await #expect(throws: Failure(code: 3)) { try await h.value }
+        }
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("64 jobs that each block 50 ms finish far sooner than 64 x 50 ms: the pool grows")
+    func poolGrows() throws {
+        let r = Runtime.multiThread(workers: 2)
+        let start = Platform.monotonicNanos()
+        try r.blockOn {
+            var hs: [JoinHandle<Void>] = []
+            for _ in 0..<64 { hs.append(spawnBlocking { usleep(50_000) }) }
+            for h in hs { try await h.value }
+        }
+        let elapsedMs = Double(Platform.monotonicNanos() - start) / 1e6
+        #expect(elapsedMs < 64 * 50 / 4, "took \(elapsedMs) ms")
+        #expect(r.metrics.blockingThreads > 8)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("with maxBlockingThreads = 2 at most 2 jobs run at once and the rest start in FIFO order")
+    func boundedAndFIFO() throws {
+        var c = Runtime.Configuration()
+        c.workerThreads = 2
+        c.maxBlockingThreads = 2
+        let r = Runtime(c)
+        let order = Recorder<Int>()
+        let box = PeakBox()
+        try r.blockOn {
+            var hs: [JoinHandle<Void>] = []
+            for i in 0..<12 {
+                hs.append(spawnBlocking {
+                    order.append(i)
+                    let now = box.running.wrappingAdd(1, ordering: .relaxed).newValue
+                    var p = box.peak.load(ordering: .relaxed)
+                    while now > p {
+                        let (ok, cur) = box.peak.compareExchange(expected: p, desired: now, ordering: .relaxed)
+                        if ok { break }
+                        p = cur
+                    }
+                    usleep(5_000)
+                    box.running.wrappingSubtract(1, ordering: .relaxed)
+                })
+            }
+            #expect(r.metrics.blockingThreads <= 2)
+            for h in hs { try await h.value }
+        }
+        #expect(box.peak.load(ordering: .relaxed) <= 2)
+        // The first two start in either order; after that each start follows submission order.
+        let started = order.all
+        #expect(Set(started.prefix(2)) == [0, 1])
+        #expect(Array(started.dropFirst(2)) == Array(2..<12))
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("idle blocking threads exit after the keep-alive")
+    func keepAlive() throws {
+        var c = Runtime.Configuration()
+        c.workerThreads = 1
+        c.blockingKeepAlive = .milliseconds(50)
+        let r = Runtime(c)
+        try r.blockOn {
+            var hs: [JoinHandle<Void>] = []
+            for _ in 0..<4 { hs.append(spawnBlocking { usleep(2_000) }) }
+            for h in hs { try await h.value }
+        }
+        #expect(r.metrics.blockingThreads >= 1)
+        // Wait (bounded) for the threads to time out.
+        let deadline = Platform.monotonicNanos() + 5_000_000_000
+        while r.metrics.blockingThreads > 0 && Platform.monotonicNanos() < deadline { usleep(5_000) }
+        #expect(r.metrics.blockingThreads == 0)
+        #expect(r.metrics.idleBlockingThreads == 0)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a job aborted before it starts never runs; one aborted while running still returns its value")
+    func abortSemantics() throws {
+        var c = Runtime.Configuration()
+        c.workerThreads = 2
+        c.maxBlockingThreads = 1
+        let r = Runtime(c)
+        let gate = ThreadGate()
+        let started = Signal()
+        let ranSecond = TestCounter()
+        try r.blockOn { () async throws in
+            let first = spawnBlocking { () -> Int in
+                started.fire()
+                gate.wait()
+                return 1
+            }
+            await started.wait()
+            // The only thread is busy: the second job is queued, then aborted before it can start.
+            let second = spawnBlocking { () -> Int in
+                ranSecond.increment()
+                return 2
+            }
+            #expect(r.metrics.blockingQueueDepth == 1)
+            second.abort()
+            await #expect(throws: JoinError.cancelled) { try await second.value }
+            first.abort()  // already running: cannot be interrupted
+            gate.release()
+            #expect(try await first.value == 1)
+        }
+        #expect(ranSecond.current == 0)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a blocking call inside spawnBlocking does not delay a ticking task on the workers")
+    func blockingDoesNotStallWorkers() throws {
+        let r = Runtime.multiThread(workers: 1)
+        let worstGapMs = try r.blockOn { () async throws -> Double in
+            let blocker = spawnBlocking { usleep(300_000) }
+            var last = Platform.monotonicNanos()
+            var worst: UInt64 = 0
+            for _ in 0..<50 {
+                try await Task.sleep(for: .milliseconds(2))
+                let now = Platform.monotonicNanos()
+                worst = max(worst, now - last)
+                last = now
+            }
+            try await blocker.value
+            return Double(worst) / 1e6
+        }
+        // A ticker sharing its only worker with a 300 ms blocking call would see a 300 ms gap.
+        #expect(worstGapMs < 150, "worst tick gap \(worstGapMs) ms")
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("shutdown waits for a running blocking job up to the timeout; shutdownBackground does not wait")
+    func shutdownWaitsForRunningJobs() throws {
+        let r = Runtime.multiThread(workers: 1)
+        let gate = ThreadGate()
+        let started = Signal()
+        r.blockOn {
+            _ = spawnBlocking {
+                started.fire()
+                gate.wait()
+            }
+            await started.wait()
+        }
+        let t0 = Platform.monotonicNanos()
+        let finished = r.shutdown(timeout: .milliseconds(100))
+        let waitedMs = Double(Platform.monotonicNanos() - t0) / 1e6
+        #expect(!finished)
+        #expect(waitedMs >= 90 && waitedMs < 2_000, "waited \(waitedMs) ms")
+        gate.release()
+
+        let r2 = Runtime.multiThread(workers: 1)
+        let gate2 = ThreadGate()
+        let started2 = Signal()
+        r2.blockOn {
+            _ = spawnBlocking {
+                started2.fire()
+                gate2.wait()
+            }
+            await started2.wait()
+        }
+        let t1 = Platform.monotonicNanos()
+        r2.shutdownBackground()
+        #expect(Double(Platform.monotonicNanos() - t1) / 1e6 < 50)
+        gate2.release()
+    }
+
+    @Test("JoinSet.spawnBlocking results come back through next()")
+    func joinSetBlocking() throws {
+        let r = Runtime.multiThread(workers: 2)
+        let sum = try r.blockOn { () async throws -> Int in
+            let set = JoinSet<Int>()
+            for i in 1...10 { set.spawnBlocking { i } }
+            var s = 0
+            while let v = try await set.next() { s += v }
+            return s
+        }
+        #expect(sum == 55)
+        r.shutdown(timeout: .seconds(5))
+    }
+}
+
+@Suite("blockInPlace")
+struct BlockInPlaceTests {
+    @Test("while one worker blocks in place, 1,000 other tasks complete and its queued work is not stranded")
+    func othersKeepRunning() throws {
+        let r = Runtime.multiThread(workers: 2)
+        let done = try r.blockOn { () async throws -> Int in
+            let gate = ThreadGate()
+            let entered = Signal()
+            let blocker = spawn { () -> Bool in
+                // Queue work on this worker first: it must move with the worker, not be stranded.
+                var local: [JoinHandle<Int>] = []
+                for i in 0..<50 { local.append(spawn { i }) }
+                let released = blockInPlace { () -> Bool in
+                    entered.fire()
+                    return gate.wait()
+                }
+                var s = 0
+                for h in local { s += (try? await h.value) ?? 0 }
+                return released && s == 1225
+            }
+            await entered.wait()
+            var hs: [JoinHandle<Int>] = []
+            for i in 0..<1000 { hs.append(spawn { i }) }
+            var total = 0
+            for h in hs { total += try await h.value }
+            gate.release()
+            #expect(try await blocker.value)
+            return total
+        }
+        #expect(done == 499_500)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("blockInPlace outside a runtime just runs the closure")
+    func outsideRuntime() {
+        #expect(blockInPlace { 5 } == 5)
+    }
+}
+
+final class PeakBox: Sendable {
+    let running = Atomic<Int>(0)
+    let peak = Atomic<Int>(0)
+}
