@@ -30,7 +30,7 @@ let package = Package(
         .executableTarget(name: "KyotoTour", dependencies: ["Kyoto"], path: "Examples/KyotoTour"),
         .testTarget(name: "KyotoExecutorTests", dependencies: ["KyotoExecutor", "CKyoto"]),
         .testTarget(name: "KyotoSyncTests", dependencies: ["KyotoSync", "KyotoExecutor"]),
-        .testTarget(name: "KyotoChannelsTests", dependencies: ["KyotoChannels", "KyotoExecutor"]),
+        .testTarget(name: "KyotoChannelsTests", dependencies: ["KyotoChannels", "KyotoSync", "KyotoExecutor"]),
     ],
     swiftLanguageModes: [.v6]
 )

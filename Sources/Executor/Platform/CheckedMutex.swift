@@ -15,28 +15,35 @@ import Glibc
 #endif
 
 /// A mutex that owns the state it guards. Non-recursive; never hold it across an `await`.
+///
+/// `package` and `@usableFromInline`: the channels' inlinable hot paths (specialised in the caller's
+/// module for the element type) take it; it is not public API.
+@usableFromInline
 package struct CheckedMutex<Value: ~Copyable>: ~Copyable, @unchecked Sendable {
     // SAFETY (@unchecked Sendable): the value is reached only through `withLock`, which holds the mutex;
     // `storage` itself is immutable. Values are handed in and out as `sending`, as with `Mutex`.
-    private let storage: UnsafeMutableRawPointer
+    @usableFromInline
+    let storage: UnsafeMutableRawPointer
 
-    private static var valueOffset: Int {
+    @inlinable
+    static var valueOffset: Int {
         let size = MemoryLayout<pthread_mutex_t>.stride
         let align = max(MemoryLayout<Value>.alignment, 1)
         return (size + align - 1) / align * align
     }
 
-    @inline(__always)
-    private var mutex: UnsafeMutablePointer<pthread_mutex_t> {
+    @inlinable
+    var mutex: UnsafeMutablePointer<pthread_mutex_t> {
         storage.assumingMemoryBound(to: pthread_mutex_t.self)
     }
 
-    @inline(__always)
-    private var value: UnsafeMutablePointer<Value> {
+    @inlinable
+    var value: UnsafeMutablePointer<Value> {
         (storage + Self.valueOffset).assumingMemoryBound(to: Value.self)
     }
 
     /// A mutex guarding `initialValue`.
+    @inlinable
     package init(_ initialValue: consuming sending Value) {
         let alignment = max(MemoryLayout<pthread_mutex_t>.alignment, MemoryLayout<Value>.alignment)
         storage = .allocate(byteCount: Self.valueOffset + max(MemoryLayout<Value>.size, 1), alignment: alignment)
@@ -46,6 +53,7 @@ package struct CheckedMutex<Value: ~Copyable>: ~Copyable, @unchecked Sendable {
         (storage + Self.valueOffset).bindMemory(to: Value.self, capacity: 1).initialize(to: initialValue)
     }
 
+    @inlinable
     deinit {
         value.deinitialize(count: 1)
         pthread_mutex_destroy(mutex)
@@ -53,7 +61,7 @@ package struct CheckedMutex<Value: ~Copyable>: ~Copyable, @unchecked Sendable {
     }
 
     /// Runs `body` with exclusive access to the guarded value.
-    @inline(__always)
+    @inlinable
     package borrowing func withLock<Result: ~Copyable, E: Error>(
         _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result {
@@ -65,7 +73,7 @@ package struct CheckedMutex<Value: ~Copyable>: ~Copyable, @unchecked Sendable {
     /// Tells ThreadSanitizer that the caller was handed work by the last holder of this lock: call it
     /// in a waiter woken through a continuation that a lock holder resumed after unlocking, before the
     /// waiter touches what it was handed. No effect outside ThreadSanitizer builds.
-    @inline(__always)
+    @inlinable
     package borrowing func synchronizeWithLastHolder() {
         kyoto_tsan_acquire(UnsafeMutableRawPointer(mutex))
     }

@@ -1,0 +1,143 @@
+// The public front of the broadcast channel: every receiver sees every value sent after it
+// subscribed. Thin wrappers over `BroadcastStorage`.
+
+/// Broadcast channels: one sender, many receivers, each receiving every value.
+public enum Broadcast {
+    /// Creates a broadcast channel retaining up to `capacity` values, rounded up to a power of
+    /// two; a receiver more than that many values behind lags. `capacity` must be at least 1.
+    public static func channel<Element: Sendable>(
+        of elementType: Element.Type = Element.self,
+        capacity: Int
+    ) -> (Sender<Element>, Receiver<Element>) {
+        precondition(
+            capacity > 0,
+            "BUG DETECTED: Broadcast.channel(of:capacity:) requires a capacity of at least 1, got \(capacity)"
+        )
+        precondition(
+            capacity <= Int.max >> 1,
+            "BUG DETECTED: Broadcast.channel(of:capacity:) capacity \(capacity) is too large"
+        )
+        let storage = BroadcastStorage<Element>(capacity: RingBuffer<Element>.roundedCapacity(capacity))
+        let receiver = Receiver(storage: storage)
+        return (Sender(storage: storage), receiver)
+    }
+
+    /// Why a broadcast receive produced no value.
+    public enum RecvError: Error, Equatable {
+        /// The receiver fell behind and missed this many values; the next receive returns the
+        /// oldest value still retained.
+        case lagged(Int)
+        /// The sender is gone and every retained value was received.
+        case closed
+        /// The waiting task was cancelled; nothing was consumed.
+        case cancelled
+    }
+
+    /// Why `tryRecv()` produced no value.
+    public enum TryRecvError: Error, Equatable {
+        /// Nothing new yet.
+        case empty
+        /// The receiver missed this many values; the next receive returns the oldest retained one.
+        case lagged(Int)
+        /// The sender is gone and every retained value was received.
+        case closed
+    }
+
+    /// The sending half. Share it by reference; the channel closes when it is deinitialized.
+    public final class Sender<Element: Sendable>: Sendable {
+        let storage: BroadcastStorage<Element>
+
+        init(storage: BroadcastStorage<Element>) {
+            self.storage = storage
+        }
+
+        deinit {
+            storage.dropSender()
+        }
+
+        /// Sends `value` to every current receiver and returns how many there are. With no
+        /// receiver it throws `.closed(value)` and the value is not retained.
+        @discardableResult
+        public func send(_ value: Element) throws(SendError<Element>) -> Int {
+            try storage.send(value)
+        }
+
+        /// Creates a receiver that sees every value sent from now on.
+        public func subscribe() -> Receiver<Element> {
+            Receiver(storage: storage)
+        }
+
+        /// The number of live receivers.
+        public var receiverCount: Int { storage.receiverCount }
+
+        /// The number of retained values that some receiver has not read yet.
+        public var count: Int { storage.queued }
+
+        /// Whether every retained value was read by every receiver.
+        public var isEmpty: Bool { storage.queued == 0 }
+    }
+
+    /// A receiving half. Each receiver has its own position in the stream.
+    public final class Receiver<Element: Sendable>: Sendable, AsyncSequence {
+        let storage: BroadcastStorage<Element>
+        let id: UInt64
+
+        init(storage: BroadcastStorage<Element>) {
+            self.storage = storage
+            self.id = storage.subscribe()
+        }
+
+        deinit {
+            storage.unsubscribe(id)
+        }
+
+        /// Receives the next value, waiting for one. Throws `.lagged(n)` once after missing `n`
+        /// values, `.closed` when the sender is gone and everything was read, `.cancelled` if the
+        /// task was cancelled while waiting (nothing consumed).
+        public func recv() async throws(RecvError) -> Element {
+            try await storage.receive(id)
+        }
+
+        /// Receives the next value without waiting.
+        public func tryRecv() throws(TryRecvError) -> Element {
+            try storage.tryReceive(id)
+        }
+
+        /// Creates a new receiver positioned at the end of the stream (independent of this one).
+        public func resubscribe() -> Receiver<Element> {
+            Receiver(storage: storage)
+        }
+
+        /// The number of values this receiver has not read yet; above the capacity it will lag.
+        public var count: Int { storage.unread(by: id) }
+
+        /// Whether this receiver has read everything sent so far.
+        public var isEmpty: Bool { storage.unread(by: id) == 0 }
+
+        /// Whether the sender is gone.
+        public var isClosed: Bool { !storage.isSenderAlive }
+
+        /// Returns an iterator over the values. It throws `.lagged(n)` when values were missed and
+        /// can be called again afterwards; it ends at `.closed` and when the task is cancelled.
+        public func makeAsyncIterator() -> Iterator {
+            Iterator(receiver: self)
+        }
+
+        /// Receives values one by one; see `makeAsyncIterator()`.
+        public struct Iterator: AsyncIteratorProtocol, Sendable {
+            let receiver: Receiver<Element>
+
+            /// The next value; `nil` at the end or on cancellation; throws `.lagged(n)`.
+            public mutating func next() async throws(RecvError) -> Element? {
+                do {
+                    return try await receiver.recv()
+                } catch {
+                    switch error {
+                    case .closed, .cancelled: return nil
+                    case .lagged: throw error
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+// The storage of a broadcast channel: `Mutex<BroadcastStateMachine>` plus the code that performs
+// its actions after unlocking. See `BroadcastStateMachine` for the protocol.
+
+import KyotoExecutor
+import Synchronization
+
+final class BroadcastStorage<Element: Sendable>: Sendable {
+    let state: CheckedMutex<BroadcastStateMachine<Element>>
+
+    init(capacity: Int) {
+        self.state = CheckedMutex(BroadcastStateMachine(capacity: capacity))
+    }
+
+    func send(_ value: Element) throws(SendError<Element>) -> Int {
+        switch state.withLock({ $0.send(value) }) {
+        case .wake(let waiters, let receivers, _):
+            for waiter in waiters { waiter.resume(returning: true) }
+            return receivers
+        case .reject(let value):
+            throw .closed(value)
+        }
+    }
+
+    func dropSender() {
+        let waiters = state.withLock { $0.dropSender() }
+        for waiter in waiters { waiter.resume(returning: true) }
+    }
+
+    func subscribe() -> UInt64 {
+        state.withLock { $0.subscribe() }
+    }
+
+    func unsubscribe(_ receiver: UInt64) {
+        let released = state.withLock { $0.unsubscribe(receiver) }
+        _ = consume released
+    }
+
+    func receive(_ receiver: UInt64) async throws(Broadcast.RecvError) -> Element {
+        var suspended = false
+        while true {
+            let waiter: UInt64
+            switch state.withLock({ $0.receive(receiver) }) {
+            case .value(let value):
+                if !suspended { await consumeBudget() }
+                return value
+            case .lagged(let count):
+                if !suspended { await consumeBudget() }
+                throw .lagged(count)
+            case .closed:
+                if !suspended { await consumeBudget() }
+                throw .closed
+            case .suspend(let id):
+                waiter = id
+            }
+            suspended = true
+            let woken = await withTaskCancellationHandler {
+                await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
+                    let immediate = state.withLock {
+                        $0.park(
+                            receiver: receiver,
+                            waiter: waiter,
+                            continuation: continuation,
+                            isCancelled: Task.isCancelled
+                        )
+                    }
+                    if let immediate { continuation.resume(returning: immediate) }
+                }
+            } onCancel: {
+                state.withLock { $0.cancelWaiter(waiter) }?.resume(returning: false)
+            }
+            if !woken { throw .cancelled }
+        }
+    }
+
+    func tryReceive(_ receiver: UInt64) throws(Broadcast.TryRecvError) -> Element {
+        switch state.withLock({ $0.tryReceive(receiver) }) {
+        case .value(let value): return value
+        case .lagged(let count): throw .lagged(count)
+        case .closed: throw .closed
+        case .empty: throw .empty
+        }
+    }
+
+    var receiverCount: Int { state.withLock { $0.receiverCount } }
+    var queued: Int { state.withLock { $0.queued } }
+    func unread(by receiver: UInt64) -> Int { state.withLock { $0.unread(by: receiver) } }
+    var isSenderAlive: Bool { state.withLock { $0.senderAlive } }
+}

@@ -1,2 +1,0 @@
-// Placeholder file so the module builds until its issue lands; it declares nothing public.
-enum _KyotoChannelsModuleMarker {}

@@ -1,0 +1,193 @@
+// The receiving fronts of mpsc channels: thin wrappers over `MpscChannel`.
+//
+// A receiver has a single consumer: two tasks receiving from it at the same time is a bug and
+// traps. Dropping the receiver closes the channel and releases every buffered message at once.
+// Receiving is cancel-safe: a cancelled `recv` took no message, so each message is either
+// delivered or still buffered.
+
+/// Extends the namespace with the receiving handles.
+extension Mpsc {
+    /// The receiving half of a bounded channel.
+    public final class Receiver<Element: Sendable>: Sendable, AsyncSequence {
+        @usableFromInline
+        let core: MpscChannel<Element, BoundedPermits>
+
+        @usableFromInline
+
+        init(core: MpscChannel<Element, BoundedPermits>) {
+            self.core = core
+        }
+
+        deinit {
+            core.dropReceiver()
+        }
+
+        /// Receives the next message, waiting for one; `nil` once every sender is gone (or the
+        /// channel was closed) and the buffer is drained. Throws only if the task is cancelled while
+        /// waiting, in which case no message was taken.
+        @inlinable
+        public func recv() async throws(CancellationError) -> Element? {
+            try await core.receive()
+        }
+
+        /// Waits for at least one message and returns up to `limit` of them, oldest first. Returns
+        /// an empty array only at the end of the stream, or at once if `limit` is 0.
+        @inlinable
+        public func recv(many limit: Int) async throws(CancellationError) -> [Element] {
+            var output: [Element] = []
+            _ = try await core.receiveMany(into: &output, limit: limit)
+            return output
+        }
+
+        /// Appends up to `limit` messages to `buffer`, waiting for at least one; returns how many
+        /// were appended (0 only at the end of the stream, or at once if `limit` is 0).
+        @inlinable
+        public func recvMany(into buffer: inout [Element], limit: Int) async throws(CancellationError) -> Int {
+            try await core.receiveMany(into: &buffer, limit: limit)
+        }
+
+        /// Takes the next message without waiting.
+        @inlinable
+        public func tryRecv() throws(TryRecvError) -> Element {
+            try core.tryReceive()
+        }
+
+        /// Closes the channel: further sends fail (outstanding permits may still send), buffered
+        /// messages stay receivable, and `recv` returns `nil` once they are drained.
+        @inlinable
+        public func close() {
+            core.closeReceiver()
+        }
+
+        /// Whether no message can be sent any more: every sender is gone or `close()` was called.
+        @inlinable
+        public var isClosed: Bool { core.isClosedForReceiver }
+
+        /// Whether no message is buffered.
+        @inlinable
+        public var isEmpty: Bool { core.isEmpty }
+
+        /// The number of buffered messages.
+        @inlinable
+        public var count: Int { core.count }
+
+        /// Returns an iterator that receives messages until the end of the stream (or until the
+        /// iterating task is cancelled).
+        @inlinable
+        public func makeAsyncIterator() -> Iterator {
+            Iterator(core: core, owner: self)
+        }
+
+        /// Receives messages one by one; ends at the end of the stream or when the task is cancelled.
+        public struct Iterator: AsyncIteratorProtocol, Sendable {
+            @usableFromInline
+            let core: MpscChannel<Element, BoundedPermits>
+            @usableFromInline
+            let owner: Receiver<Element>
+
+            @usableFromInline
+            init(core: MpscChannel<Element, BoundedPermits>, owner: Receiver<Element>) {
+                self.core = core
+                self.owner = owner
+            }
+
+            /// Receives the next message, or `nil` at the end of the stream or on cancellation.
+            @inlinable
+            public mutating func next() async -> Element? {
+                try? await core.receive()
+            }
+        }
+    }
+
+    /// The receiving half of an unbounded channel.
+    public final class UnboundedReceiver<Element: Sendable>: Sendable, AsyncSequence {
+        @usableFromInline
+        let core: MpscChannel<Element, UnboundedPermits>
+
+        @usableFromInline
+
+        init(core: MpscChannel<Element, UnboundedPermits>) {
+            self.core = core
+        }
+
+        deinit {
+            core.dropReceiver()
+        }
+
+        /// Receives the next message, waiting for one; `nil` once every sender is gone (or the
+        /// channel was closed) and the buffer is drained. Throws only if the task is cancelled while
+        /// waiting, in which case no message was taken.
+        @inlinable
+        public func recv() async throws(CancellationError) -> Element? {
+            try await core.receive()
+        }
+
+        /// Waits for at least one message and returns up to `limit` of them, oldest first. Returns
+        /// an empty array only at the end of the stream, or at once if `limit` is 0.
+        @inlinable
+        public func recv(many limit: Int) async throws(CancellationError) -> [Element] {
+            var output: [Element] = []
+            _ = try await core.receiveMany(into: &output, limit: limit)
+            return output
+        }
+
+        /// Appends up to `limit` messages to `buffer`, waiting for at least one; returns how many
+        /// were appended (0 only at the end of the stream, or at once if `limit` is 0).
+        @inlinable
+        public func recvMany(into buffer: inout [Element], limit: Int) async throws(CancellationError) -> Int {
+            try await core.receiveMany(into: &buffer, limit: limit)
+        }
+
+        /// Takes the next message without waiting.
+        @inlinable
+        public func tryRecv() throws(TryRecvError) -> Element {
+            try core.tryReceive()
+        }
+
+        /// Closes the channel: further sends fail, buffered messages stay receivable, and `recv`
+        /// returns `nil` once they are drained.
+        @inlinable
+        public func close() {
+            core.closeReceiver()
+        }
+
+        /// Whether no message can be sent any more: every sender is gone or `close()` was called.
+        @inlinable
+        public var isClosed: Bool { core.isClosedForReceiver }
+
+        /// Whether no message is buffered.
+        @inlinable
+        public var isEmpty: Bool { core.isEmpty }
+
+        /// The number of buffered messages.
+        @inlinable
+        public var count: Int { core.count }
+
+        /// Returns an iterator that receives messages until the end of the stream (or until the
+        /// iterating task is cancelled).
+        @inlinable
+        public func makeAsyncIterator() -> Iterator {
+            Iterator(core: core, owner: self)
+        }
+
+        /// Receives messages one by one; ends at the end of the stream or when the task is cancelled.
+        public struct Iterator: AsyncIteratorProtocol, Sendable {
+            @usableFromInline
+            let core: MpscChannel<Element, UnboundedPermits>
+            @usableFromInline
+            let owner: UnboundedReceiver<Element>
+
+            @usableFromInline
+            init(core: MpscChannel<Element, UnboundedPermits>, owner: UnboundedReceiver<Element>) {
+                self.core = core
+                self.owner = owner
+            }
+
+            /// Receives the next message, or `nil` at the end of the stream or on cancellation.
+            @inlinable
+            public mutating func next() async -> Element? {
+                try? await core.receive()
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+// The sending fronts of mpsc channels: thin wrappers over `MpscChannel`.
+//
+// A sender is a final class shared by reference; the channel counts sender objects, not
+// references to them. When the last sender object is deinitialized (together with every
+// outstanding `Permit`) the receiver sees the end of the stream once it drained the buffer.
+
+/// Extends the namespace with the sending handles.
+extension Mpsc {
+    /// The sending half of a bounded channel. Share it by reference between tasks.
+    public final class Sender<Element: Sendable>: Sendable {
+        @usableFromInline
+        let core: MpscChannel<Element, BoundedPermits>
+
+        @usableFromInline
+
+        init(core: MpscChannel<Element, BoundedPermits>) {
+            self.core = core
+        }
+
+        deinit {
+            core.dropSender()
+        }
+
+        /// Sends `value`, waiting while the channel is full.
+        ///
+        /// Waiting senders are served in the order they started waiting. Throws `.closed(value)` if
+        /// the receiver closed the channel or is gone, and `.cancelled(value)` if the task was
+        /// cancelled while waiting; in both cases the value was not sent. A successful return does
+        /// not mean the value will be received (the receiver may be dropped first).
+        @inlinable
+        public func send(_ value: Element) async throws(SendError<Element>) {
+            try await core.send(value)
+        }
+
+        /// Sends `value` if the channel has free capacity right now; never waits.
+        @inlinable
+        public func trySend(_ value: Element) throws(TrySendError<Element>) {
+            try core.trySend(value)
+        }
+
+        /// Waits for one slot of capacity and returns it as a permit.
+        ///
+        /// Sending through the permit cannot fail and does not wait; dropping it unused gives the
+        /// slot back. Cancelling a waiting `reserve()` loses nothing but the place in the queue.
+        @inlinable
+        public func reserve() async throws(ReserveError) -> Permit<Element> {
+            try await core.reserve()
+            return Permit(core: core)
+        }
+
+        /// Whether the receiver closed the channel or is gone; sends then fail.
+        @inlinable
+        public var isClosed: Bool { core.isClosedForSenders }
+
+        /// Returns once the receiver closed the channel or is gone. Throws if the task is cancelled.
+        @inlinable
+        public func closed() async throws(CancellationError) {
+            try await core.waitClosed()
+        }
+
+        /// The number of free slots: decreased by sends and reservations, increased by receives.
+        @inlinable
+        public var capacity: Int { core.permits.available }
+
+        /// The capacity the channel was created with.
+        @inlinable
+        public var maxCapacity: Int { core.permits.maximum }
+    }
+
+    /// One reserved slot of a bounded channel's capacity.
+    ///
+    /// `send(_:)` consumes the permit and enqueues the value without waiting; a permit that goes
+    /// away unused returns its slot. While a permit exists the receiver does not see the end of
+    /// the stream, even after every sender is gone or the channel was closed.
+    public struct Permit<Element: Sendable>: ~Copyable, Sendable {
+        @usableFromInline
+        let core: MpscChannel<Element, BoundedPermits>
+        @usableFromInline
+        var used = false
+
+        @usableFromInline
+
+        init(core: MpscChannel<Element, BoundedPermits>) {
+            self.core = core
+        }
+
+        deinit {
+            if !used { core.releaseReservation() }
+        }
+
+        /// Enqueues `value` in the reserved slot. If the receiver is already gone, the value is
+        /// released, as every buffered message is at that moment.
+        @inlinable
+        public consuming func send(_ value: Element) {
+            core.sendReserved(value)
+            used = true
+        }
+    }
+
+    /// The sending half of an unbounded channel. Share it by reference between tasks.
+    public final class UnboundedSender<Element: Sendable>: Sendable {
+        @usableFromInline
+        let core: MpscChannel<Element, UnboundedPermits>
+
+        @usableFromInline
+
+        init(core: MpscChannel<Element, UnboundedPermits>) {
+            self.core = core
+        }
+
+        deinit {
+            core.dropSender()
+        }
+
+        /// Enqueues `value` without waiting. Throws `.closed(value)` if the receiver closed the
+        /// channel or is gone.
+        @inlinable
+        public func send(_ value: Element) throws(SendError<Element>) {
+            if let rejected = core.push(value, reserved: false) {
+                throw .closed(rejected)
+            }
+        }
+
+        /// Whether the receiver closed the channel or is gone; sends then fail.
+        @inlinable
+        public var isClosed: Bool { core.isClosedForSenders }
+
+        /// Returns once the receiver closed the channel or is gone. Throws if the task is cancelled.
+        @inlinable
+        public func closed() async throws(CancellationError) {
+            try await core.waitClosed()
+        }
+    }
+}

@@ -1,0 +1,90 @@
+// The public front of the oneshot channel: a single value from one sender to one receiver.
+// Thin wrappers over `OneshotStorage`.
+
+/// Oneshot channels: send exactly one value from one task to another.
+public enum Oneshot {
+    /// Creates a oneshot channel.
+    public static func channel<Value: Sendable>(
+        of valueType: Value.Type = Value.self
+    ) -> (Sender<Value>, Receiver<Value>) {
+        let storage = OneshotStorage<Value>()
+        return (Sender(storage: storage), Receiver(storage: storage))
+    }
+
+    /// Why awaiting a oneshot receiver produced no value.
+    public enum RecvError: Error, Equatable {
+        /// The sender went away without sending (or the receiver closed before a value arrived).
+        case closed
+        /// The waiting task was cancelled; the receiver can be awaited again.
+        case cancelled
+    }
+
+    /// Why `tryRecv()` returned no value.
+    public enum TryRecvError: Error, Equatable {
+        /// No value was sent yet.
+        case empty
+        /// No value will arrive: the sender is gone, the receiver closed, or the value was taken.
+        case closed
+    }
+
+    /// The sending half. `send(_:)` may be called once.
+    public final class Sender<Value: Sendable>: Sendable {
+        let storage: OneshotStorage<Value>
+
+        init(storage: OneshotStorage<Value>) {
+            self.storage = storage
+        }
+
+        deinit {
+            storage.dropSender()
+        }
+
+        /// Sends the value. Throws `.closed(value)` if the receiver closed the channel or is gone.
+        /// Calling it a second time is a bug and traps.
+        public func send(_ value: Value) throws(SendError<Value>) {
+            try storage.send(value)
+        }
+
+        /// Whether the receiver closed the channel or is gone.
+        public var isClosed: Bool { storage.isClosedForSender }
+
+        /// Returns once the receiver closed the channel or is gone. Throws if the task is cancelled.
+        public func closed() async throws(CancellationError) {
+            try await storage.waitClosed()
+        }
+    }
+
+    /// The receiving half. Await `value` once.
+    public final class Receiver<Value: Sendable>: Sendable {
+        let storage: OneshotStorage<Value>
+
+        init(storage: OneshotStorage<Value>) {
+            self.storage = storage
+        }
+
+        deinit {
+            storage.dropReceiver()
+        }
+
+        /// The sent value, waiting for it. Throws `.closed` if the sender went away without
+        /// sending, `.cancelled` if the task was cancelled while waiting (the receiver may then be
+        /// awaited again). Awaiting it again after it produced a value or `.closed` is a bug and
+        /// traps.
+        public var value: Value {
+            get async throws(RecvError) {
+                try await storage.receive()
+            }
+        }
+
+        /// Takes the value without waiting.
+        public func tryRecv() throws(TryRecvError) -> Value {
+            try storage.tryReceive()
+        }
+
+        /// Closes the channel: a later `send` fails and gives its value back; a value sent before
+        /// stays obtainable.
+        public func close() {
+            storage.closeReceiver()
+        }
+    }
+}

@@ -1,0 +1,129 @@
+// Behaviour of the watch channel: the Tokio cases (tokio-semantics.md §7.5, T7.17–T7.21, T8.5).
+
+import Testing
+
+@testable import KyotoChannels
+
+@Suite("Watch")
+struct WatchTests {
+    @Test("changed waits for a new version; send without receivers fails; sendReplace stores (T7.17)")
+    func basics() async throws {
+        let (tx, rx) = Watch.channel(initial: "a")
+        #expect(try rx.hasChanged() == false)
+        let waiting = Task { try await rx.changed() }
+        await waitUntil("receiver parked") { rx.storage.state.withLock { $0.waiterCount == 1 } }
+        try tx.send("b")
+        try await waiting.value
+        #expect(rx.borrow() == "b")
+        _ = consume rx
+        #expect(throws: SendError.closed("c")) { try tx.send("c") }
+        #expect(tx.borrow() == "b")
+        #expect(tx.sendReplace("d") == "b")
+        #expect(tx.borrow() == "d")
+    }
+
+    @Test("after the sender is gone: hasChanged throws, changed returns once for the unseen value, then throws (T7.18)")
+    func closeRules() async throws {
+        let (tx, rx) = Watch.channel(initial: "a")
+        try tx.send("x")
+        _ = consume tx
+        #expect(throws: Watch.RecvError.closed) { try rx.hasChanged() }
+        try await rx.changed()
+        #expect(rx.borrow() == "x")
+        await #expect(throws: Watch.RecvError.closed) { try await rx.changed() }
+    }
+
+    @Test("markChanged and markUnchanged (T7.19)")
+    func marks() async throws {
+        let (tx, rx) = Watch.channel(initial: 0)
+        rx.markChanged()
+        #expect(try rx.hasChanged())
+        try await rx.changed()
+        rx.markChanged()
+        rx.markUnchanged()
+        #expect(try rx.hasChanged() == false)
+        _ = tx
+    }
+
+    @Test("wait(for:) checks the current value first, skips to a match, throws closed when none (T7.20)")
+    func waitFor() async throws {
+        let (tx, rx) = Watch.channel(initial: 3)
+        #expect(try await rx.wait { $0 == 3 } == 3)
+        let waiting = Task { try await rx.wait { $0 == 6 } }
+        for value in 4...6 { try tx.send(value) }
+        #expect(try await waiting.value == 6)
+        #expect(try rx.hasChanged() == false)
+        try tx.send(2)
+        _ = consume tx
+        await #expect(throws: Watch.RecvError.closed) { _ = try await rx.wait { $0 == 99 } }
+    }
+
+    @Test("sendIfModified returning false does not notify but the change is visible (T7.20)")
+    func silentModification() throws {
+        let (tx, rx) = Watch.channel(initial: [1])
+        let modified = tx.sendIfModified { value in
+            value.append(2)
+            return false
+        }
+        #expect(!modified)
+        #expect(try rx.hasChanged() == false)
+        #expect(rx.borrow() == [1, 2])
+        tx.sendModify { $0.append(3) }
+        #expect(try rx.hasChanged())
+        #expect(rx.borrowAndUpdate() == [1, 2, 3])
+        #expect(try rx.hasChanged() == false)
+    }
+
+    @Test("a cloned receiver inherits the seen version (T7.21)")
+    func cloneInheritsSeen() throws {
+        let (tx, rx) = Watch.channel(initial: 1)
+        try tx.send(2)
+        let clone = rx.clone()
+        #expect(try clone.hasChanged())
+        _ = rx.borrowAndUpdate()
+        #expect(try rx.hasChanged() == false)
+        #expect(try clone.hasChanged())
+        #expect(tx.receiverCount == 2)
+    }
+
+    @Test("a cancelled changed() marks nothing seen (T8.5)")
+    func cancelledChanged() async throws {
+        let (tx, rx) = Watch.channel(initial: 0)
+        let waiting = Task { () -> Watch.RecvError? in
+            do throws(Watch.RecvError) {
+                try await rx.changed()
+                return nil
+            } catch {
+                return error
+            }
+        }
+        await waitUntil("receiver parked") { rx.storage.state.withLock { $0.waiterCount == 1 } }
+        waiting.cancel()
+        #expect(await waiting.value == .cancelled)
+        try tx.send(1)
+        #expect(try rx.hasChanged())
+        try await rx.changed()
+    }
+
+    @Test("sender closed() returns when the last receiver goes away")
+    func senderClosed() async throws {
+        let (tx, rx) = Watch.channel(initial: 0)
+        let other = tx.subscribe()
+        let waiting = Task { try await tx.closed() }
+        _ = consume rx
+        #expect(!tx.isClosed)
+        _ = consume other
+        try await waiting.value
+        #expect(tx.isClosed)
+    }
+
+    @Test("changes yields the value of each change and ends when the sender is gone")
+    func changesSequence() async throws {
+        let (tx, rx) = Watch.channel(initial: 0)
+        try tx.send(1)
+        _ = consume tx
+        var seen: [Int] = []
+        for await value in rx.changes { seen.append(value) }
+        #expect(seen == [1])
+    }
+}
