@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "KyotoChannels", targets: ["KyotoChannels"]),
         .library(name: "KyotoActors", targets: ["KyotoActors"]),
         .executable(name: "kyoto-tour", targets: ["KyotoTour"]),
+        .executable(name: "pipeline-demo", targets: ["PipelineDemo"]),
+        .executable(name: "blocking-demo", targets: ["BlockingDemo"]),
     ],
     targets: [
         .target(
@@ -28,6 +30,8 @@ let package = Package(
             path: "Sources/Kyoto"
         ),
         .executableTarget(name: "KyotoTour", dependencies: ["Kyoto"], path: "Examples/KyotoTour"),
+        .executableTarget(name: "PipelineDemo", dependencies: ["Kyoto"], path: "Examples/PipelineDemo"),
+        .executableTarget(name: "BlockingDemo", dependencies: ["Kyoto"], path: "Examples/BlockingDemo"),
         .testTarget(name: "KyotoExecutorTests", dependencies: ["KyotoExecutor", "CKyoto"]),
         .testTarget(name: "KyotoSyncTests", dependencies: ["KyotoSync", "KyotoExecutor"]),
         .testTarget(name: "KyotoChannelsTests", dependencies: ["KyotoChannels", "KyotoSync", "KyotoExecutor"]),

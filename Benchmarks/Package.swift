@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(path: ".."),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-async-algorithms", from: "1.1.4"),
     ],
     targets: [
         // malloc & co. defined in the executable: they interpose glibc's for every shared library and count calls.
@@ -20,8 +21,11 @@ let package = Package(
             dependencies: [
                 "CAllocCounter",
                 .product(name: "KyotoExecutor", package: "main"),
+                .product(name: "KyotoSync", package: "main"),
+                .product(name: "KyotoChannels", package: "main"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
             ],
             path: "Sources/KyotoBench"
         ),

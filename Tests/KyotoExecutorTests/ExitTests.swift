@@ -150,3 +150,26 @@ struct BlockingMisuseTests {
         #expect(stderrText(result).contains("spawnBlocking called outside a Kyoto runtime"))
     }
 }
+
+@Suite("LocalSet misuse traps")
+struct LocalSetMisuseTests {
+    @Test("spawnLocal on a set that is not running traps")
+    func spawnLocalOutside() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let set = LocalSet()
+            _ = await set.spawnLocal { 1 }
+        }
+        #expect(stderrText(result).contains("spawnLocal called on a LocalSet that is not running"))
+    }
+
+    @Test("blockInPlace inside a LocalSet traps")
+    func blockInPlaceInLocalSet() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.multiThread(workers: 1)
+            r.blockOn {
+                await LocalSet().runUntil { _ in blockInPlace { () } }
+            }
+        }
+        #expect(stderrText(result).contains("blockInPlace called inside a LocalSet"))
+    }
+}

@@ -3,7 +3,7 @@
 
 import Foundation
 
-func runDriver(_ config: RunConfig, passThrough: [String], jsonOnly: Bool) {
+func runDriver(_ config: RunConfig, suites: Set<Suite>, passThrough: [String], jsonOnly: Bool) {
     let started = monotonicNanos()
     var results: [BenchResult] = []
     let collect: (BenchResult) -> Void = { r in
@@ -11,19 +11,34 @@ func runDriver(_ config: RunConfig, passThrough: [String], jsonOnly: Bool) {
         fflush(nil)
         results.append(r)
     }
-    // Child processes first, while this process has no runtime threads of its own yet.
-    for mode in [Mode.kyotoGlobal, .nio] {
-        for r in runChild(mode, passThrough) { collect(r) }
+    // Child processes first, while this process has no runtime threads of its own yet. They run the runtime
+    // suite only (the sync/channel suites compare on Kyoto's runtime and Swift's default executor).
+    if suites.contains(.runtime) && workloadNames.contains(where: config.includes) {
+        for mode in [Mode.kyotoGlobal, .nio] {
+            for r in runChild(mode, passThrough + ["--suite", Suite.runtime.rawValue]) { collect(r) }
+        }
     }
-    runKyotoPref(config, collect)
-    runPlain(.swiftDefault, config, counters: nil, collect)
+    runKyotoPref(config, suites: suites, collect)
+    runSwiftDefault(config, suites: suites, collect)
 
     let seconds = Double(monotonicNanos() - started) / 1e9
     if !jsonOnly {
-        print("")
-        print(markdownTable(results, config: config))
-        print("")
-        print(kyotoCountersTable(results))
+        if results.contains(where: { $0.impl == nil }) {
+            print("")
+            print(markdownTable(results, config: config))
+            print("")
+            print(kyotoCountersTable(results))
+        }
+        for suite in [Suite.sync, .channels] {
+            if let table = syncChannelTable(results, suite: suite, config: config) {
+                print("")
+                print(table)
+            }
+        }
+        if let table = acceptanceTable(results) {
+            print("")
+            print(table)
+        }
         print("")
         print("total wall time: \(fixed(seconds, 1)) s")
     }
@@ -66,15 +81,9 @@ func selfExecutablePath() -> String {
     return CommandLine.arguments[0]
 }
 
-private func formatNanos(_ ns: Double) -> String {
-    if ns >= 10_000 { return "\(fixed(ns / 1000, 1)) µs" }
-    if ns >= 1_000 { return "\(fixed(ns / 1000, 2)) µs" }
-    return "\(fixed(ns, 0)) ns"
-}
-
 func markdownTable(_ results: [BenchResult], config: RunConfig) -> String {
     func find(_ runtime: Mode, _ workload: String) -> BenchResult? {
-        results.first { $0.runtime == runtime.rawValue && $0.workload == workload }
+        results.first { $0.runtime == runtime.rawValue && $0.workload == workload && $0.impl == nil }
     }
     func cell(_ r: BenchResult?) -> String {
         guard let r else { return "n/a" }
@@ -109,8 +118,8 @@ func kyotoCountersTable(_ results: [BenchResult]) -> String {
         "|---|---:|---:|---:|---:|",
     ]
     for w in workloadNames {
-        let pref = results.first { $0.runtime == Mode.kyotoPref.rawValue && $0.workload == w }
-        let global = results.first { $0.runtime == Mode.kyotoGlobal.rawValue && $0.workload == w }
+        let pref = results.first { $0.runtime == Mode.kyotoPref.rawValue && $0.workload == w && $0.impl == nil }
+        let global = results.first { $0.runtime == Mode.kyotoGlobal.rawValue && $0.workload == w && $0.impl == nil }
         if pref == nil && global == nil { continue }
         func f(_ x: Double?) -> String { x.map { fixed($0, 1) } ?? "n/a" }
         lines.append("| \(w) | \(f(pref?.parks)) | \(f(pref?.steals)) | \(f(global?.parks)) | \(f(global?.steals)) |")

@@ -53,6 +53,11 @@ struct RunConfig: Sendable {
     var iterations = 15
     /// Only these workloads (nil: all).
     var only: Set<String>? = nil
+    /// Sync/channel suites: only these implementations (`--impl kyoto,actor-lock`; nil: all).
+    var impls: Set<String>? = nil
+    /// Diagnostic (`--kyoto-on-default`): also run Kyoto's sync/channel primitives on Swift's default executor
+    /// (tasks without an executor preference).
+    var kyotoOnDefault = false
 
     func includes(_ workload: String) -> Bool { only?.contains(workload) ?? true }
 }
@@ -78,6 +83,9 @@ struct BenchResult: Codable, Sendable {
     var parks: Double?
     /// Kyoto only: jobs stolen per timed iteration.
     var steals: Double?
+    /// Sync/channel workloads only: which implementation ran (`kyoto` for Kyoto's own primitive, otherwise
+    /// the Swift substitute, e.g. `actor-lock`, `async-channel`); `runtime` names the executor it ran on.
+    var impl: String? = nil
 
     /// One JSON line, fields in WORKLOADS.md order first.
     var jsonLine: String {
@@ -87,6 +95,7 @@ struct BenchResult: Codable, Sendable {
         s += ",\"min_ns_per_op\":\(fixed(min_ns_per_op, 1)),\"max_ns_per_op\":\(fixed(max_ns_per_op, 1))"
         if let parks { s += ",\"parks\":\(fixed(parks, 1))" }
         if let steals { s += ",\"steals\":\(fixed(steals, 1))" }
+        if let impl { s += ",\"impl\":\"\(impl)\"" }
         return s + "}"
     }
 }
@@ -100,7 +109,7 @@ func fixed(_ x: Double, _ digits: Int) -> String {
 /// counter deltas per iteration.
 func measure(
     runtime: String, workload: String, ops: Int, workers: Int, config: RunConfig,
-    counters: (() -> SchedulerCounters)? = nil,
+    counters: (() -> SchedulerCounters)? = nil, impl: String? = nil,
     _ iteration: () -> Sample
 ) -> BenchResult {
     for _ in 0..<config.warmups { _ = iteration() }
@@ -117,7 +126,7 @@ func measure(
     var result = BenchResult(
         runtime: runtime, workload: workload, ns_per_op: median, ops: ops, iters: n, workers: workers,
         allocs_per_op: Double(allocs) / Double(ops * n), min_ns_per_op: perOp.first!, max_ns_per_op: perOp.last!,
-        parks: nil, steals: nil)
+        parks: nil, steals: nil, impl: impl)
     if let before, let after {
         result.parks = Double(after.parks &- before.parks) / Double(n)
         result.steals = Double(after.steals &- before.steals) / Double(n)

@@ -7,6 +7,12 @@
 //   --quick                     1 warm-up, 3 timed iterations (smoke run)
 //   --iters N / --warmups N     override the iteration counts (defaults: 2 warm-ups, 15 timed)
 //   --only a,b                  only these workloads
+//   --suite runtime|sync|channels|all   which suites (default all; comma-separated list allowed). The sync and
+//                               channel suites run in the driver process on Kyoto (preference mode) and on
+//                               Swift's default executor; the global-executor modes run the runtime suite only
+//   --impl a,b                  sync/channel suites: only these implementations (kyoto, actor-lock,
+//                               actor-semaphore, sync-mutex, async-channel, async-stream, continuation)
+//   --kyoto-on-default          diagnostic: also run Kyoto's sync/channel primitives on Swift's default executor
 //   --json                      (driver) print only the JSON lines, no table
 
 import Foundation
@@ -17,6 +23,7 @@ struct KyotoBench {
         var config = RunConfig()
         var mode: Mode? = nil
         var jsonOnly = false
+        var suites = Set(Suite.allCases)
         var passThrough: [String] = []
         var args = CommandLine.arguments.dropFirst()
         func value(_ flag: String) -> String {
@@ -47,9 +54,28 @@ struct KyotoBench {
             case "--only":
                 let v = value(arg)
                 let names = Set(v.split(separator: ",").map(String.init))
-                for n in names where !workloadNames.contains(n) { usage("unknown workload \(n)") }
+                for n in names where !allWorkloadNames.contains(n) { usage("unknown workload \(n)") }
                 config.only = names
                 passThrough += [arg, v]
+            case "--suite":
+                let v = value(arg)
+                if v == "all" {
+                    suites = Set(Suite.allCases)
+                } else {
+                    suites = []
+                    for part in v.split(separator: ",") {
+                        guard let s = Suite(rawValue: String(part)) else { usage("unknown suite \(part)") }
+                        suites.insert(s)
+                    }
+                }
+                passThrough += [arg, v]
+            case "--impl":
+                let v = value(arg)
+                config.impls = Set(v.split(separator: ",").map(String.init))
+                passThrough += [arg, v]
+            case "--kyoto-on-default":
+                config.kyotoOnDefault = true
+                passThrough.append(arg)
             case "--json":
                 jsonOnly = true
             case "-h", "--help":
@@ -65,11 +91,11 @@ struct KyotoBench {
             fflush(nil)
         }
         switch mode {
-        case .kyotoPref?: runKyotoPref(config, emit)
-        case .swiftDefault?: runPlain(.swiftDefault, config, counters: nil, emit)
-        case .kyotoGlobal?: runKyotoGlobal(config, emit)
-        case .nio?: runNIO(config, emit)
-        case nil: runDriver(config, passThrough: passThrough, jsonOnly: jsonOnly)
+        case .kyotoPref?: runKyotoPref(config, suites: suites, emit)
+        case .swiftDefault?: runSwiftDefault(config, suites: suites, emit)
+        case .kyotoGlobal?: runKyotoGlobal(config, suites: suites, emit)
+        case .nio?: runNIO(config, suites: suites, emit)
+        case nil: runDriver(config, suites: suites, passThrough: passThrough, jsonOnly: jsonOnly)
         }
     }
 
@@ -78,8 +104,10 @@ struct KyotoBench {
         print(
             """
             usage: kyoto-bench [--mode all|kyoto-pref|swift-default|kyoto-global|nio] [--quick]
-                               [--iters N] [--warmups N] [--only w1,w2] [--json]
-            workloads: \(workloadNames.joined(separator: ", "))
+                               [--iters N] [--warmups N] [--only w1,w2] [--suite runtime|sync|channels|all] [--impl i1,i2] [--kyoto-on-default] [--json]
+            runtime workloads: \(workloadNames.joined(separator: ", "))
+            sync workloads: \(syncWorkloadNames.joined(separator: ", "))
+            channel workloads: \(channelWorkloadNames.joined(separator: ", "))
             """)
         exit(error == nil ? 0 : 2)
     }

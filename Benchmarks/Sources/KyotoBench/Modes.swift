@@ -18,7 +18,8 @@ enum Mode: String, CaseIterable {
 let benchWorkers = 2
 
 /// Kyoto in preference mode: `Runtime.multiThread(workers: 2)`, work entered with blockOn/spawn.
-func runKyotoPref(_ config: RunConfig, _ emit: (BenchResult) -> Void) {
+/// Runs the runtime suite, then Kyoto's sync/channel primitives and the Swift substitutes, on that runtime.
+func runKyotoPref(_ config: RunConfig, suites: Set<Suite>, _ emit: (BenchResult) -> Void) {
     let runtime = Runtime.multiThread(workers: benchWorkers)
     let counters = { kyotoCounters(runtime) }
     let cases: [(String, Int, () -> Sample)] = [
@@ -29,13 +30,20 @@ func runKyotoPref(_ config: RunConfig, _ emit: (BenchResult) -> Void) {
         ("chained_spawn", Size.chainDepth, { KyotoWorkloads.chainedSpawn(runtime) }),
         ("actor_ping_pong", Size.actorCalls, { KyotoWorkloads.actorPingPong(runtime) }),
     ]
-    for (name, ops, body) in cases where config.includes(name) {
+    for (name, ops, body) in cases where suites.contains(.runtime) && config.includes(name) {
         emit(
             measure(
                 runtime: Mode.kyotoPref.rawValue, workload: name, ops: ops, workers: benchWorkers, config: config,
                 counters: counters, body))
     }
+    runSyncChannels(.kyoto(runtime), suites: suites, config, counters: counters, emit)
     verify(runtime.shutdown(timeout: .seconds(5)), "kyoto-pref: runtime did not shut down within 5 s")
+}
+
+/// Swift's default executor: the runtime suite, then the sync/channel substitutes.
+func runSwiftDefault(_ config: RunConfig, suites: Set<Suite>, _ emit: (BenchResult) -> Void) {
+    if suites.contains(.runtime) { runPlain(.swiftDefault, config, counters: nil, emit) }
+    runSyncChannels(.swiftDefault, suites: suites, config, counters: nil, emit)
 }
 
 /// The plain-Swift workloads on whatever is the global executor now.
@@ -59,18 +67,18 @@ func runPlain(
 }
 
 /// Kyoto installed as Swift's global executor. Must be the only global-executor hook in the process.
-func runKyotoGlobal(_ config: RunConfig, _ emit: (BenchResult) -> Void) {
+func runKyotoGlobal(_ config: RunConfig, suites: Set<Suite>, _ emit: (BenchResult) -> Void) {
     let runtime = Runtime.multiThread(workers: benchWorkers)
     verify(runtime.installAsGlobalExecutor(), "kyoto-global: installAsGlobalExecutor() returned false")
     verify(runtime.isGlobalExecutor, "kyoto-global: runtime does not report being the global executor")
     // Prove the hook took: a plain detached task must run on a Kyoto worker.
     let onKyoto = blockWait { Runtime.current === runtime }
     verify(onKyoto, "kyoto-global: Task.detached did not run on the Kyoto runtime")
-    runPlain(.kyotoGlobal, config, counters: { kyotoCounters(runtime) }, emit)
+    if suites.contains(.runtime) { runPlain(.kyotoGlobal, config, counters: { kyotoCounters(runtime) }, emit) }
 }
 
 /// SwiftNIO's MultiThreadedEventLoopGroup (2 loops) installed as Swift's global executor.
-func runNIO(_ config: RunConfig, _ emit: (BenchResult) -> Void) {
+func runNIO(_ config: RunConfig, suites: Set<Suite>, _ emit: (BenchResult) -> Void) {
     NIOSingletons.groupLoopCountSuggestion = benchWorkers
     verify(
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor(),
@@ -80,7 +88,7 @@ func runNIO(_ config: RunConfig, _ emit: (BenchResult) -> Void) {
         MultiThreadedEventLoopGroup.singleton.makeIterator().contains { $0.inEventLoop }
     }
     verify(onLoop, "nio: Task.detached did not run on an event loop of MultiThreadedEventLoopGroup.singleton")
-    runPlain(.nio, config, counters: nil, emit)
+    if suites.contains(.runtime) { runPlain(.nio, config, counters: nil, emit) }
 }
 
 func kyotoCounters(_ runtime: Runtime) -> SchedulerCounters {

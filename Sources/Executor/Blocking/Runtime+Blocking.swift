@@ -85,7 +85,7 @@ public func spawnBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> 
 ///
 /// After `body` returns, the calling task continues on this thread until it next suspends; the thread
 /// then stops being a worker. Outside a runtime thread (or on a blocking-pool thread) `body` simply runs.
-/// Traps on a current-thread runtime, whose only thread cannot be handed off.
+/// Traps on a current-thread runtime, whose only thread cannot be handed off, and inside a LocalSet.
 public func blockInPlace<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
     if let context = ThreadContext.current {
         switch context.role {
@@ -97,6 +97,10 @@ public func blockInPlace<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T 
             if let worker = context.worker {
                 worker.scheduler.handOff(worker, from: context)
             }
+        case .localSet:
+            preconditionFailure(
+                "BUG DETECTED: blockInPlace called inside a LocalSet, whose tasks are pinned to this thread; "
+                    + "use spawnBlocking instead")
         case .blocking, .blockInPlace, .drain:
             break
         }

@@ -130,21 +130,29 @@ public final class Runtime: TaskExecutor, Sendable {
         precondition(
             !shared.isClosed, "BUG DETECTED: blockOn called on a Kyoto runtime that has been shut down")
         let completion = BlockOnCompletion<T, E>()
+        // LocalSets started under this call run their jobs on this thread while it waits (`runUntil`).
+        let localDriver: LocalDriver
+        switch scheduler {
+        case .multiThread: localDriver = LocalDriver(parker: completion.parker, shared: shared)
+        case .currentThread(let s): localDriver = LocalDriver(parker: s.parker, shared: shared)
+        }
         Task(executorPreference: taskPreference) {
-            let result: Result<T, E>
-            do throws(E) {
-                result = .success(try await body())
-            } catch {
-                result = .failure(error)
+            let result = await LocalDriver.$current.withValue(localDriver) { () async -> Result<T, E> in
+                do throws(E) {
+                    return .success(try await body())
+                } catch {
+                    return .failure(error)
+                }
             }
             completion.complete(result)
         }
         switch scheduler {
         case .multiThread:
-            completion.parker.park()
-            while !completion.isDone { completion.parker.park() }
+            while !completion.isDone {
+                if localDriver.runPending() == 0 { completion.parker.park() }
+            }
         case .currentThread(let s):
-            s.drive(callerParker: completion.parker) { completion.isDone }
+            s.drive(callerParker: completion.parker, localDriver: localDriver) { completion.isDone }
         }
         return try completion.take().get()
     }

@@ -71,11 +71,11 @@ final class CurrentThreadScheduler: @unchecked Sendable {
 
     /// Drives the scheduler on the calling thread until `isDone()` returns true.
     /// `callerParker` is unparked by whoever completes the caller's work.
-    func drive(callerParker: Parker, until isDone: () -> Bool) {
+    func drive(callerParker: Parker, localDriver: LocalDriver? = nil, until isDone: () -> Bool) {
         while !isDone() {
             // Acquiring-and-releasing: taking the core orders us after the previous holder's accesses.
             if coreHeld.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
-                runWithCore(until: isDone)
+                runWithCore(localDriver: localDriver, until: isDone)
                 releaseCore()
                 return
             }
@@ -98,7 +98,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
         for p in toWake { p.unpark() }
     }
 
-    private func runWithCore(until isDone: () -> Bool) {
+    private func runWithCore(localDriver: LocalDriver?, until isDone: () -> Bool) {
         let context = ThreadContext(shared: shared, worker: nil, currentThread: self, role: .currentThreadDriver)
         ThreadContext.with(context) {
             while !isDone() {
@@ -118,6 +118,11 @@ final class CurrentThreadScheduler: @unchecked Sendable {
                     if isDone() { return }
                 }
                 if fireDueTimers() > 0 { continue }
+                // LocalSets under this blockOn run on this thread too.
+                if let localDriver, localDriver.runPending() > 0 {
+                    if isDone() { return }
+                    continue
+                }
                 if ran == 0 {
                     shared.configuration.onThreadPark?()
                     stats.parks.add()

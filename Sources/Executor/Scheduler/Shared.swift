@@ -133,6 +133,8 @@ final class ThreadContext {
         case blockInPlace
         /// The post-shutdown drainer.
         case drain
+        /// A thread running a LocalSet's jobs (the `blockOn` thread of a multi-thread runtime).
+        case localSet
     }
 
     unowned(unsafe) let shared: Shared

@@ -1,0 +1,152 @@
+// LocalExecutor and LocalDriver: the machinery that pins a LocalSet's jobs to one OS thread.
+//
+// - `LocalExecutor` is the `SerialExecutor` of a `LocalSet` actor. It never runs jobs itself: it queues
+//   them and wakes the `LocalDriver` it is bound to.
+// - `LocalDriver` is a thread that runs bound executors' jobs: either the thread inside `Runtime.blockOn`
+//   (which drives them while it waits, as Tokio's `run_until`), or a thread the driver owns (a LocalSet
+//   used outside any `blockOn`). Exactly one thread runs a given driver's jobs, so every job of a set runs
+//   on that one thread: this is what lets local tasks share non-Sendable values, and what `checkIsolated`
+//   verifies (`runningThread` is the thread inside `runPending`).
+//
+// Races considered: a job enqueued while the driver is deciding to park: the enqueuer pushes then unparks
+// the driver's parker; the parker's `notified` state makes the next `park` return at once (Parker.swift),
+// so the job is never stranded. Binding changes happen only between `runUntil` calls.
+
+import CKyoto
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the jobs of the LocalExecutors bound to it on one thread.
+final class LocalDriver: Sendable {
+    /// The parker of the thread that runs this driver's jobs.
+    let parker: Parker
+    /// The runtime whose `Runtime.current` local tasks see (nil for a standalone set outside a runtime).
+    let shared: Shared?
+    private let executors = CheckedMutex<[LocalExecutor]>([])
+    private let stopped = Atomic<Bool>(false)
+    private let exited = OneShotEvent()
+
+    /// A driver run by a thread that parks on `parker` (the `blockOn` thread).
+    init(parker: Parker, shared: Shared?) {
+        self.parker = parker
+        self.shared = shared
+    }
+
+    /// The driver of the `blockOn` call the current task runs under, if any.
+    @TaskLocal static var current: LocalDriver?
+
+    func attach(_ executor: LocalExecutor) {
+        executors.withLock { $0.append(executor) }
+    }
+
+    func detach(_ executor: LocalExecutor) {
+        executors.withLock { list in list.removeAll { $0 === executor } }
+    }
+
+    /// Wakes the driving thread.
+    func wake() { parker.unpark() }
+
+    /// Runs every queued job of every attached executor. Driving thread only. Returns how many ran.
+    func runPending() -> Int {
+        let list = executors.withLock { $0 }
+        if list.isEmpty { return 0 }
+        var ran = 0
+        let context = shared.map { ThreadContext(shared: $0, worker: nil, currentThread: nil, role: .localSet) }
+        let run = {
+            for executor in list { ran += executor.runPending() }
+        }
+        if let context, ThreadContext.current == nil {
+            ThreadContext.with(context, run)
+        } else {
+            run()
+        }
+        return ran
+    }
+
+    /// Starts a thread that drives this driver until `stop()`. For sets used outside `blockOn`.
+    static func startOwnedThread(shared: Shared?) -> LocalDriver {
+        let driver = LocalDriver(parker: Parker(), shared: shared)
+        let thread = Platform.spawnThread(name: "kyoto-local", stackSize: nil) {
+            while !driver.stopped.load(ordering: .acquiring) {
+                if driver.runPending() == 0 { driver.parker.park() }
+            }
+            driver.exited.set()
+        }
+        thread.detach()
+        return driver
+    }
+
+    /// Stops an owned thread after it finishes the jobs it has.
+    func stop() {
+        // Releasing: pairs with the owned thread's acquiring load.
+        stopped.store(true, ordering: .releasing)
+        parker.unpark()
+    }
+}
+
+/// The serial executor of one LocalSet. Its jobs run only on the thread of the driver it is bound to.
+final class LocalExecutor: SerialExecutor, @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): all mutable state is inside `state` (a CheckedMutex) or atomic.
+
+    private struct State: ~Copyable {
+        var jobs = JobDeque()
+        var driver: LocalDriver?
+    }
+
+    private let state = CheckedMutex(State())
+    /// `pthread_self()` of the thread inside `runPending`, or 0. Written only by that thread.
+    private let runningThread = Atomic<UInt>(0)
+
+    init() {}
+
+    private static var currentThread: UInt { UInt(bitPattern: Int(bitPattern: pthread_self())) }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let ref = JobRef(job)
+        let driver = state.withLock { s -> LocalDriver? in
+            s.jobs.pushBack(ref)
+            return s.driver
+        }
+        driver?.wake()
+    }
+
+    /// Binds the executor to `driver` (nil: unbound; queued jobs wait for the next binding).
+    func bind(_ driver: LocalDriver?) {
+        let hasJobs = state.withLock { s -> Bool in
+            s.driver = driver
+            return s.jobs.count > 0
+        }
+        if hasJobs { driver?.wake() }
+    }
+
+    /// Runs the queued jobs (and any they enqueue) on the calling driver thread. Returns how many ran.
+    func runPending() -> Int {
+        // Relaxed: only this thread reads it back as "me"; other threads only compare it with themselves.
+        runningThread.store(LocalExecutor.currentThread, ordering: .relaxed)
+        defer { runningThread.store(0, ordering: .relaxed) }
+        var ran = 0
+        while let job = state.withLock({ $0.jobs.popFront() }) {
+            job.unownedJob.runSynchronously(on: asUnownedSerialExecutor())
+            ran += 1
+        }
+        return ran
+    }
+
+    /// Whether the calling thread is running this executor's jobs right now. No false positives.
+    var isCurrentThreadRunning: Bool {
+        runningThread.load(ordering: .relaxed) == LocalExecutor.currentThread
+    }
+
+    func isIsolatingCurrentContext() -> Bool? {
+        isCurrentThreadRunning
+    }
+
+    func checkIsolated() {
+        precondition(
+            isCurrentThreadRunning,
+            "BUG DETECTED: code isolated to a LocalSet ran off the set's thread (expected the thread driving it)")
+    }
+}

@@ -1,0 +1,179 @@
+// LocalSet: tasks pinned to one OS thread, so they may create and share non-Sendable values.
+//
+// A LocalSet is an actor whose executor (`LocalExecutor`) runs every job on one thread: the thread inside
+// `Runtime.blockOn` when `runUntil` is called under a `blockOn` (of either flavor), or a thread the set
+// owns otherwise. Local tasks are tasks isolated to the actor, so Swift's own isolation checking proves
+// that their non-Sendable values never leave that thread; no `@unchecked` is needed in user code.
+//
+// Shape (the ones that compile and keep every job on the thread, found by experiment on Swift 6.3.1):
+// `runUntil` takes a non-`sending` closure with an `isolated LocalSet` parameter; `spawnLocal` takes a
+// parameterless `nonisolated(nonsending)` closure, which runs on the caller's isolation (the set) and
+// so may capture the caller's non-Sendable values. (A plain `() async` closure would hop to the generic
+// executor after its first await.)
+//
+// Lifetime: a set lives for one `runUntil` call. When the body returns, unfinished local tasks are
+// cancelled and the set keeps running until they have unwound (their handles resolve
+// `JoinError.cancelled` unless they finish with a value), then `runUntil` returns. Local tasks therefore
+// never outlive the set, and no reference cycle between the set and its tasks survives it.
+
+import Synchronization
+
+/// A set of tasks pinned to one OS thread, whose bodies may create, capture and share non-Sendable values.
+///
+/// ```swift
+/// final class Cache { var entries: [String: Int] = [:] }    // not Sendable
+///
+/// try await LocalSet().runUntil { set in
+///     let cache = Cache()
+///     let a = set.spawnLocal { cache.entries["a"] = 1 }
+///     let b = set.spawnLocal { try await Task.sleep(for: .milliseconds(1)); cache.entries["b"] = 2 }
+///     try await a.value
+///     try await b.value
+///     return cache.entries.count
+/// }
+/// ```
+public actor LocalSet {
+    private let executor = LocalExecutor()
+    private var isRunning = false
+    private var tasks: [UInt64: ErasedTask] = [:]
+    private var nextID: UInt64 = 0
+    private var drainWaiter: CheckedContinuation<Void, Never>?
+    /// The runtime driving the set (nil for a standalone set outside any runtime). Local tasks prefer it as
+    /// their task executor, so their nonisolated async calls and `Task.sleep` timers use it rather than
+    /// Swift's default executor.
+    private var runtime: Runtime?
+
+    /// A new, idle set. It starts running inside ``runUntil(_:)``.
+    public init() {}
+
+    /// The set's executor: every job of the set runs on its single thread.
+    public nonisolated var unownedExecutor: UnownedSerialExecutor {
+        executor.asUnownedSerialExecutor()
+    }
+
+    /// Runs `body` isolated to the set (on its thread) and returns its value. Tasks spawned with
+    /// ``spawnLocal(_:)`` run on the same thread. When `body` returns, unfinished local tasks are cancelled
+    /// and awaited before this returns.
+    ///
+    /// Under ``Runtime/blockOn(_:)`` the set runs on the `blockOn` thread (Tokio's `run_until`); anywhere
+    /// else it runs on a thread it starts for the duration of the call.
+    public nonisolated func runUntil<T: Sendable>(_ body: (isolated LocalSet) async throws -> T) async rethrows -> T {
+        let ownedDriver: LocalDriver?
+        if let driver = LocalDriver.current {
+            ownedDriver = nil
+            driver.attach(executor)
+            executor.bind(driver)
+        } else {
+            let driver = LocalDriver.startOwnedThread(shared: ThreadContext.current?.shared)
+            ownedDriver = driver
+            driver.attach(executor)
+            executor.bind(driver)
+        }
+        defer {
+            executor.bind(nil)
+            if let ownedDriver {
+                ownedDriver.detach(executor)
+                ownedDriver.stop()
+            } else if let driver = LocalDriver.current {
+                driver.detach(executor)
+            }
+        }
+        await start(runtime: LocalDriver.current?.shared?.runtime ?? Runtime.current)
+        do {
+            let value = try await body(self)
+            await end()
+            return value
+        } catch {
+            await end()
+            throw error
+        }
+    }
+
+    private func start(runtime: Runtime?) {
+        precondition(!isRunning, "BUG DETECTED: LocalSet.runUntil called while the set is already running")
+        isRunning = true
+        self.runtime = runtime
+    }
+
+    /// Cancels unfinished local tasks and waits until all have ended.
+    private func end() async {
+        isRunning = false
+        runtime = nil
+        for task in tasks.values { task.cancel() }
+        if !tasks.isEmpty {
+            await withCheckedContinuation { drainWaiter = $0 }
+        }
+    }
+
+    /// Starts `body` as a task on the set's thread and returns a handle to its result. The body may
+    /// capture the caller's non-Sendable values. Traps unless the set is running (inside ``runUntil(_:)``).
+    @discardableResult
+    public func spawnLocal<T: Sendable>(_ body: nonisolated(nonsending) @escaping () async throws -> T)
+        -> LocalJoinHandle<T>
+    {
+        precondition(
+            isRunning,
+            "BUG DETECTED: spawnLocal called on a LocalSet that is not running; call it inside runUntil")
+        let id = nextID
+        nextID += 1
+        let finished = LocalTaskState()
+        let preference = runtime
+        let task = Task { () async throws -> T in
+            defer { self.taskEnded(id, finished) }
+            if Task.isCancelled { throw JoinError.cancelled }
+            do {
+                // The operation closure must stay isolated to the set: capturing the isolated `self` is what
+                // makes Swift infer that (a closure capturing nothing isolated would run off the set's thread
+                // under the runtime preference, as seen after a `Task.yield()`).
+                return try await withTaskExecutorPreference(preference) { () async throws -> T in
+                    self.preconditionIsolated()
+                    return try await body()
+                }
+            } catch {
+                if Task.isCancelled { throw JoinError.cancelled }
+                throw error
+            }
+        }
+        tasks[id] = ErasedTask(task)
+        return LocalJoinHandle(task: task, state: finished)
+    }
+
+    private func taskEnded(_ id: UInt64, _ state: LocalTaskState) {
+        tasks[id] = nil
+        state.finished.store(true, ordering: .releasing)
+        if tasks.isEmpty, let waiter = drainWaiter {
+            drainWaiter = nil
+            waiter.resume()
+        }
+    }
+
+    /// Number of local tasks that have not finished.
+    public var pendingTaskCount: Int { tasks.count }
+}
+
+/// Per-task completion flag of a local task.
+final class LocalTaskState: Sendable {
+    let finished = Atomic<Bool>(false)
+}
+
+/// A handle to a local task's result (``LocalSet/spawnLocal(_:)``). Dropping it detaches the task, which
+/// still ends with its set.
+public struct LocalJoinHandle<T: Sendable>: Sendable {
+    let task: Task<T, any Error>
+    let state: LocalTaskState
+
+    /// The task's value; throws its own error unchanged or ``JoinError/cancelled`` when it was aborted (or
+    /// its set ended) and did not finish with a value. May be awaited more than once.
+    public var value: T {
+        get async throws { try await task.value }
+    }
+
+    /// Asks the task to stop; a task that has not started never runs its body. Idempotent.
+    public func abort() { task.cancel() }
+
+    /// Whether the task has ended.
+    public var isFinished: Bool {
+        // Acquiring: pairs with the releasing store when the task ends.
+        state.finished.load(ordering: .acquiring)
+    }
+}

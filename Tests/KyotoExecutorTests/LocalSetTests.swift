@@ -1,0 +1,144 @@
+// LocalSet: the cases of tokio-semantics.md §4 that apply to Swift.
+
+import Synchronization
+import Testing
+
+@testable import KyotoExecutor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Deliberately not Sendable: local tasks share it without any escape hatch.
+final class NonSendableLog {
+    var entries: [String] = []
+    var threads: [UInt] = []
+    func note(_ s: String) {
+        entries.append(s)
+        threads.append(UInt(bitPattern: Int(bitPattern: pthread_self())))
+    }
+}
+
+private func thisThread() -> UInt { UInt(bitPattern: Int(bitPattern: pthread_self())) }
+
+@Suite("LocalSet")
+struct LocalSetTests {
+    @Test("under blockOn every job of every local task runs on the blockOn thread, after every kind of await",
+          arguments: bothFlavors)
+    func pinnedToBlockOnThread(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor)
+        let caller = thisThread()
+        let (threads, entries) = try r.blockOn { () async throws -> ([UInt], [String]) in
+            try await LocalSet().runUntil { set in
+                let log = NonSendableLog()
+                let mailbox = Mailbox()
+                let a = set.spawnLocal {
+                    log.note("a0")
+                    await Task.yield()
+                    log.note("a1")
+                    try await Task.sleep(for: .milliseconds(2))
+                    log.note("a2")
+                    let v = try await spawn { 21 * 2 }.value  // work on the runtime's workers
+                    log.note("a3 \(v)")
+                    let b = try await spawnBlocking { 7 }.value  // work on the blocking pool
+                    log.note("a4 \(b)")
+                    mailbox.put(1)
+                }
+                let b = set.spawnLocal {
+                    log.note("b0")
+                    let got = await mailbox.take()  // resumed by another local task
+                    log.note("b1 \(got)")
+                }
+                try await a.value
+                try await b.value
+                log.note("body")
+                return (log.threads, log.entries)
+            }
+        }
+        #expect(entries.count == 8)
+        #expect(entries.contains("a3 42") && entries.contains("a4 7") && entries.contains("b1 1"))
+        #expect(Set(threads).count == 1, "local jobs ran on \(Set(threads).count) threads")
+        #expect(threads.first == caller)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("standalone (outside blockOn) the set runs every job on one thread it owns")
+    func standaloneOwnThread() async throws {
+        let (threads, count) = try await LocalSet().runUntil { set in
+            let log = NonSendableLog()
+            var handles: [LocalJoinHandle<Void>] = []
+            for i in 0..<10 {
+                handles.append(set.spawnLocal {
+                    log.note("t\(i)")
+                    await Task.yield()
+                    try await Task.sleep(for: .milliseconds(1))
+                    log.note("t\(i)'")
+                })
+            }
+            for h in handles { try await h.value }
+            return (log.threads, log.entries.count)
+        }
+        #expect(count == 20)
+        #expect(Set(threads).count == 1)
+        #expect(threads.first != thisThread())
+    }
+
+    @Test("ending the set cancels unfinished local tasks: their handles resolve cancelled", arguments: bothFlavors)
+    func endingCancels(_ flavor: Runtime.Configuration.Flavor) async throws {
+        let r = makeRuntime(flavor)
+        let handles = r.blockOn { () async -> [LocalJoinHandle<Int>] in
+            await LocalSet().runUntil { set in
+                var hs: [LocalJoinHandle<Int>] = []
+                for _ in 0..<4 {
+                    hs.append(set.spawnLocal { () async throws -> Int in
+                        try await Task.sleep(for: .seconds(60))
+                        return 1
+                    })
+                }
+                return hs
+            }
+        }
+        for h in handles {
+            #expect(h.isFinished)
+            await #expect(throws: JoinError.cancelled) { try await h.value }
+        }
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("abort before start never runs the body; abort is reflected in the handle")
+    func abortLocal() throws {
+        let r = Runtime.currentThread()
+        let ran = try r.blockOn { () async throws -> Bool in
+            try await LocalSet().runUntil { set in
+                let log = NonSendableLog()
+                let h = set.spawnLocal { log.note("ran") }
+                h.abort()
+                await #expect(throws: JoinError.cancelled) { try await h.value }
+                return !log.entries.isEmpty
+            }
+        }
+        #expect(!ran)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("assumeIsolated works on the set's thread (checkIsolated / isIsolatingCurrentContext)")
+    func assumeIsolatedWorks() throws {
+        let r = Runtime.multiThread(workers: 2)
+        let count = try r.blockOn { () async throws -> Int in
+            try await LocalSet().runUntil { set in
+                let h = set.spawnLocal { () -> Int in
+                    // A synchronous, nonisolated helper asserting the set's isolation at run time.
+                    peekPending(set)
+                }
+                return try await h.value
+            }
+        }
+        #expect(count >= 0)
+        r.shutdown(timeout: .seconds(5))
+    }
+}
+
+/// Nonisolated and synchronous: it can only reach the set's state by asserting isolation.
+private func peekPending(_ set: LocalSet) -> Int {
+    set.assumeIsolated { $0.pendingTaskCount }
+}
