@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "kyoto-tour", targets: ["KyotoTour"]),
         .executable(name: "pipeline-demo", targets: ["PipelineDemo"]),
         .executable(name: "blocking-demo", targets: ["BlockingDemo"]),
+        .executable(name: "localset-demo", targets: ["LocalSetDemo"]),
     ],
     targets: [
         .target(
@@ -32,6 +33,7 @@ let package = Package(
         .executableTarget(name: "KyotoTour", dependencies: ["Kyoto"], path: "Examples/KyotoTour"),
         .executableTarget(name: "PipelineDemo", dependencies: ["Kyoto"], path: "Examples/PipelineDemo"),
         .executableTarget(name: "BlockingDemo", dependencies: ["Kyoto"], path: "Examples/BlockingDemo"),
+        .executableTarget(name: "LocalSetDemo", dependencies: ["Kyoto"], path: "Examples/LocalSetDemo"),
         .testTarget(name: "KyotoExecutorTests", dependencies: ["KyotoExecutor", "CKyoto"]),
         .testTarget(name: "KyotoSyncTests", dependencies: ["KyotoSync", "KyotoExecutor"]),
         .testTarget(name: "KyotoChannelsTests", dependencies: ["KyotoChannels", "KyotoSync", "KyotoExecutor"]),
