@@ -2,7 +2,7 @@
 import Testing
 
 /// Misuse of the package-level semaphore core, which the mpsc channel and the locks build on.
-@Suite("BatchSemaphore misuse traps")
+@Suite("BatchSemaphore misuse traps", .enabled(if: exitTestsEnabled, "exit tests are skipped under sanitizers"))
 struct PackageMisuseExitTests {
     @Test("releasing more permits than were acquired traps when it exceeds the limit")
     func releaseBeyondLimit() async {
