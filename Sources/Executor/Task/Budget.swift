@@ -7,6 +7,8 @@
 // read and no allocation. `unconstrained` opts a scope out through a task-local flag, which is only read
 // when the budget is exhausted (the rare path).
 
+import CKyoto
+
 /// Spends one unit of the cooperative budget; when the budget of the current job run is exhausted, yields
 /// so that other tasks can run. Outside a Kyoto runtime thread it does nothing.
 ///
@@ -25,6 +27,30 @@ public nonisolated(nonsending) func consumeBudget() async {
     // Relaxed: a statistic.
     context.shared.budgetForcedYields.wrappingAdd(1, ordering: .relaxed)
     await Task.yield()
+}
+
+/// Spends one unit of the cooperative budget, exactly as `consumeBudget()` does, but without yielding:
+/// returns true when the budget of the current job run is exhausted and the caller must yield
+/// (`await Task.yield()`) before going on. Lets a primitive check the budget synchronously BEFORE it
+/// acquires anything (Tokio's `poll_proceed` order), so that it never yields while holding a resource.
+@inline(__always)
+package func _budgetTryConsume() -> Bool {
+    guard let pointer = kyoto_tls_context_get() else { return false }
+    // Unretained: the thread's context outlives every job the thread runs (no retain/release here).
+    return Unmanaged<ThreadContext>.fromOpaque(pointer)._withUnsafeGuaranteedRef { context in
+        if context.budget > 1 {
+            context.budget -= 1
+            return false
+        }
+        if Budget.isUnconstrained {
+            context.budget = initialBudget
+            return false
+        }
+        context.budget = 0
+        // Relaxed: a statistic.
+        context.shared.budgetForcedYields.wrappingAdd(1, ordering: .relaxed)
+        return true
+    }
 }
 
 /// Whether the current job run still has cooperative budget left (true outside a runtime and inside

@@ -23,9 +23,13 @@ import Synchronization
 /// try await counter.withLock { $0 += 1 }
 /// ```
 public final class AsyncMutex<Value> {
-    private let semaphore = BatchSemaphore(permits: 1, limit: 1)
-    // Guarded by the semaphore's single permit.
-    fileprivate var value: Value
+    @usableFromInline
+    let semaphore = BatchSemaphore(permits: 1, limit: 1)
+    // Guarded by the semaphore's single permit, which already makes every access exclusive: the dynamic
+    // exclusivity check (swift_beginAccess/endAccess on each `withLock`) would only repeat it.
+    @usableFromInline
+    @exclusivity(unchecked)
+    var value: Value
 
     /// Creates an unlocked mutex protecting `value`.
     public init(_ value: Value) {
@@ -34,13 +38,18 @@ public final class AsyncMutex<Value> {
 
     /// Waits for the lock, runs `body` with exclusive access to the value, and unlocks.
     ///
-    /// The lock is released when `body` returns or throws. Throws `CancellationError` if the task is
-    /// cancelled while waiting for the lock, otherwise rethrows what `body` throws.
-    public func withLock<Result, Failure: Error>(
-        isolation: isolated (any Actor)? = #isolation,
+    /// Runs on the caller's isolation, and so does `body`. The lock is released when `body` returns or
+    /// throws. Throws `CancellationError` if the task is cancelled while waiting for the lock, otherwise
+    /// rethrows what `body` throws.
+    ///
+    /// Fast path: when the lock is free and no cooperative yield is due, nothing is awaited before `body`.
+    @inlinable
+    @inline(__always)
+    public nonisolated(nonsending) func withLock<Result, Failure: Error>(
         _ body: nonisolated(nonsending) (inout Value) async throws(Failure) -> Result
     ) async throws -> Result {
-        try await Self.acquire(semaphore)
+        let fast = semaphore.beginAcquire(1)
+        if fast != .acquired { try await AsyncMutex.finishAcquire(semaphore, fast) }
         defer { semaphore.release(1) }
         return try await body(&value)
     }
@@ -48,8 +57,9 @@ public final class AsyncMutex<Value> {
     /// Waits for the lock and returns a guard that holds it until the guard goes away.
     ///
     /// Throws `CancellationError` if the task is cancelled while waiting.
-    public func lock() async throws(CancellationError) -> Guard {
-        try await Self.acquire(semaphore)
+    public nonisolated(nonsending) func lock() async throws(CancellationError) -> Guard {
+        let fast = semaphore.beginAcquire(1)
+        if fast != .acquired { try await AsyncMutex.finishAcquire(semaphore, fast) }
         return Guard(self)
     }
 
@@ -58,9 +68,12 @@ public final class AsyncMutex<Value> {
         semaphore.tryAcquire(1) == .acquired ? Guard(self) : nil
     }
 
-    private static func acquire(_ semaphore: BatchSemaphore) async throws(CancellationError) {
+    @usableFromInline
+    nonisolated(nonsending) static func finishAcquire(
+        _ semaphore: BatchSemaphore, _ fast: BatchSemaphore.FastAcquire
+    ) async throws(CancellationError) {
         do {
-            try await semaphore.acquire(1)
+            try await semaphore.finishAcquire(1, fast)
         } catch {
             // A mutex's semaphore is never closed, so the only failure is cancellation.
             throw CancellationError()

@@ -23,9 +23,13 @@ public final class AsyncRwLock<Value> {
 
     /// The number of readers that may hold the lock at once.
     public let maxReaders: Int
-    private let semaphore: BatchSemaphore
-    // Shared by readers, exclusive to the writer (who holds every permit).
-    fileprivate var value: Value
+    @usableFromInline
+    let semaphore: BatchSemaphore
+    // Shared by readers, exclusive to the writer (who holds every permit). The permits already make the
+    // accesses exclusive, so the dynamic exclusivity check would only repeat them.
+    @usableFromInline
+    @exclusivity(unchecked)
+    var value: Value
 
     /// Creates an unlocked lock protecting `value`, admitting up to `maxReaders` concurrent readers.
     ///
@@ -41,37 +45,49 @@ public final class AsyncRwLock<Value> {
 
     /// Waits for shared access, runs `body` with the value, and releases the read lock.
     ///
+    /// Runs on the caller's isolation, and so does `body`; nothing is awaited before `body` when the lock
+    /// is free and no cooperative yield is due.
+    ///
     /// Throws `CancellationError` if the task is cancelled while waiting, otherwise rethrows `body`'s error.
-    public func withReadLock<Result, Failure: Error>(
-        isolation: isolated (any Actor)? = #isolation,
+    @inlinable
+    @inline(__always)
+    public nonisolated(nonsending) func withReadLock<Result, Failure: Error>(
         _ body: nonisolated(nonsending) (Value) async throws(Failure) -> Result
     ) async throws -> Result {
-        try await Self.acquire(semaphore, 1)
+        let fast = semaphore.beginAcquire(1)
+        if fast != .acquired { try await AsyncRwLock.finishAcquire(semaphore, 1, fast) }
         defer { semaphore.release(1) }
         return try await body(value)
     }
 
     /// Waits for exclusive access, runs `body` with the value, and releases the write lock.
     ///
+    /// Runs on the caller's isolation, and so does `body`; nothing is awaited before `body` when the lock
+    /// is free and no cooperative yield is due.
+    ///
     /// Throws `CancellationError` if the task is cancelled while waiting, otherwise rethrows `body`'s error.
-    public func withWriteLock<Result, Failure: Error>(
-        isolation: isolated (any Actor)? = #isolation,
+    @inlinable
+    @inline(__always)
+    public nonisolated(nonsending) func withWriteLock<Result, Failure: Error>(
         _ body: nonisolated(nonsending) (inout Value) async throws(Failure) -> Result
     ) async throws -> Result {
-        try await Self.acquire(semaphore, maxReaders)
+        let fast = semaphore.beginAcquire(maxReaders)
+        if fast != .acquired { try await AsyncRwLock.finishAcquire(semaphore, maxReaders, fast) }
         defer { semaphore.release(maxReaders) }
         return try await body(&value)
     }
 
     /// Waits for shared access and returns a guard that holds it until the guard goes away.
-    public func read() async throws(CancellationError) -> ReadGuard {
-        try await Self.acquire(semaphore, 1)
+    public nonisolated(nonsending) func read() async throws(CancellationError) -> ReadGuard {
+        let fast = semaphore.beginAcquire(1)
+        if fast != .acquired { try await AsyncRwLock.finishAcquire(semaphore, 1, fast) }
         return ReadGuard(self)
     }
 
     /// Waits for exclusive access and returns a guard that holds it until the guard goes away.
-    public func write() async throws(CancellationError) -> WriteGuard {
-        try await Self.acquire(semaphore, maxReaders)
+    public nonisolated(nonsending) func write() async throws(CancellationError) -> WriteGuard {
+        let fast = semaphore.beginAcquire(maxReaders)
+        if fast != .acquired { try await AsyncRwLock.finishAcquire(semaphore, maxReaders, fast) }
         return WriteGuard(self)
     }
 
@@ -85,9 +101,13 @@ public final class AsyncRwLock<Value> {
         semaphore.tryAcquire(maxReaders) == .acquired ? WriteGuard(self) : nil
     }
 
-    private static func acquire(_ semaphore: BatchSemaphore, _ permits: Int) async throws(CancellationError) {
+    /// The waiting (or yielding) half of an acquisition of `permits` permits.
+    @usableFromInline
+    nonisolated(nonsending) static func finishAcquire(
+        _ semaphore: BatchSemaphore, _ permits: Int, _ fast: BatchSemaphore.FastAcquire
+    ) async throws(CancellationError) {
         do {
-            try await semaphore.acquire(permits)
+            try await semaphore.finishAcquire(permits, fast)
         } catch {
             // The semaphore is never closed, so the only failure is cancellation.
             throw CancellationError()

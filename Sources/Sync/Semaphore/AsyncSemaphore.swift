@@ -27,7 +27,8 @@ public final class AsyncSemaphore: Sendable {
         case closed
     }
 
-    private let core: BatchSemaphore
+    @usableFromInline
+    let core: BatchSemaphore
 
     /// Creates a semaphore with `permits` free permits (at most `maxPermits`).
     public init(permits: Int) {
@@ -41,14 +42,19 @@ public final class AsyncSemaphore: Sendable {
     ///
     /// Throws `ClosedError` if the semaphore is or becomes closed and `CancellationError` if the task is
     /// cancelled while waiting. `n` must not exceed `maxPermits`.
-    public func acquire(_ n: Int = 1) async throws -> Permit {
-        try await acquireCore(n)
+    public nonisolated(nonsending) func acquire(_ n: Int = 1) async throws -> Permit {
+        let fast = core.beginAcquire(n)
+        if fast != .acquired { try await AsyncSemaphore.finishAcquire(core, n, fast) }
         return Permit(core, count: n)
     }
 
-    private func acquireCore(_ n: Int) async throws {
+    /// The waiting (or yielding) half of an acquisition, with the public errors.
+    @usableFromInline
+    nonisolated(nonsending) static func finishAcquire(
+        _ core: BatchSemaphore, _ n: Int, _ fast: BatchSemaphore.FastAcquire
+    ) async throws {
         do {
-            try await core.acquire(n)
+            try await core.finishAcquire(n, fast)
         } catch .closed {
             throw ClosedError()
         } catch {
@@ -66,12 +72,17 @@ public final class AsyncSemaphore: Sendable {
     }
 
     /// Waits for `n` permits, runs `body`, and returns the permits.
-    public func withPermit<Result, Failure: Error>(
+    ///
+    /// Runs on the caller's isolation, and so does `body`. When the permits are free and no cooperative
+    /// yield is due, nothing is awaited before `body`.
+    @inlinable
+    @inline(__always)
+    public nonisolated(nonsending) func withPermit<Result, Failure: Error>(
         _ n: Int = 1,
-        isolation: isolated (any Actor)? = #isolation,
         _ body: nonisolated(nonsending) () async throws(Failure) -> Result
     ) async throws -> Result {
-        try await acquireCore(n)
+        let fast = core.beginAcquire(n)
+        if fast != .acquired { try await AsyncSemaphore.finishAcquire(core, n, fast) }
         defer { core.release(n) }
         return try await body()
     }

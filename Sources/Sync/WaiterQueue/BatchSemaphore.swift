@@ -11,8 +11,11 @@
 //   nextWaiterID  Atomic<UInt64>: ids handed out before a waiter suspends.
 //
 // Protocol.
-//   Fast acquire  - CAS the word: succeed when not CLOSED, not QUEUED and enough permits. No lock, no
-//                   allocation. Then `consumeBudget()` (the acquisition did not suspend).
+//   Fast acquire  - first spend one unit of cooperative budget (yield now if it is exhausted, while
+//                   holding nothing: Tokio's poll_proceed order), then CAS the word: succeed when not
+//                   CLOSED, not QUEUED and enough permits. No lock, no allocation, no await. While the
+//                   permits are held and nobody is queued, re-read the word a bounded number of times
+//                   before queueing (avoids starting a convoy when the holder is running elsewhere).
 //   Slow acquire  - take an id; inside `withTaskCancellationHandler` and `withUnsafeContinuation`, lock,
 //                   retry the word (`acquiringLocked`); if the caller must wait, drain the free permits
 //                   into it, set QUEUED and append it to the queue; unlock. Queue position is fixed here.
@@ -66,6 +69,7 @@ package enum TryAcquireResult: Equatable, Sendable {
 }
 
 /// A fair FIFO counting semaphore with batch acquisition, closing and cancellation.
+@usableFromInline
 package final class BatchSemaphore: Sendable {
     /// How a suspended waiter is resumed.
     package enum WaitOutcome: Sendable {
@@ -121,21 +125,66 @@ package final class BatchSemaphore: Sendable {
 
     // MARK: Acquire
 
+    /// What the synchronous first half of an acquisition (`beginAcquire`) decided.
+    @usableFromInline
+    package enum FastAcquire: Equatable, Sendable {
+        /// The permits were taken and the budget did not ask for a yield: the caller holds them, no await.
+        case acquired
+        /// The cooperative budget is exhausted: yield first, then acquire (nothing was taken).
+        case yieldFirst
+        /// The permits are not free (or waiters are queued): wait in FIFO order.
+        case wait
+        /// The semaphore is closed.
+        case closed
+    }
+
     /// Takes `n` permits, suspending in FIFO order until they are all granted.
     ///
     /// Throws `.closed` if the semaphore is or becomes closed first, `.cancelled` if the task is cancelled
     /// while it would have to wait. An acquisition that does not need to wait succeeds even in a
     /// cancelled task. Cancelling a waiter returns any permits already assigned to it.
-    package func acquire(_ n: Int) async throws(AcquireError) {
+    ///
+    /// Budget order (Tokio's `poll_proceed` first): one unit of cooperative budget is spent BEFORE the
+    /// permits are taken, and a forced yield happens while the caller holds nothing. Yielding after the
+    /// acquisition would suspend a task that holds the permits; waiters would queue behind it and the FIFO
+    /// hand-off would keep that queue alive.
+    package nonisolated(nonsending) func acquire(_ n: Int) async throws(AcquireError) {
+        let fast = beginAcquire(n)
+        if fast != .acquired { try await finishAcquire(n, fast) }
+    }
+
+    /// The synchronous half of `acquire`: spends one budget unit, then tries to take `n` permits without
+    /// suspending (briefly spinning while the permits are held by a running task and nobody is queued).
+    /// When it returns anything but `.acquired`, the caller must `await finishAcquire(n, result)`.
+    @usableFromInline
+    package func beginAcquire(_ n: Int) -> FastAcquire {
         checkRequest(n, "acquire")
-        switch tryAcquireFast(n) {
+        if _budgetTryConsume() { return .yieldFirst }
+        switch tryAcquireSpinning(n) {
+        case .acquired: return .acquired
+        case .closed: return .closed
+        case .noPermits: return .wait
+        }
+    }
+
+    /// The asynchronous half of `acquire`, after `beginAcquire(n)` returned `fast` (not `.acquired`).
+    @usableFromInline
+    package nonisolated(nonsending) func finishAcquire(_ n: Int, _ fast: FastAcquire) async throws(AcquireError) {
+        switch fast {
         case .acquired:
-            await consumeBudget()
             return
         case .closed:
             throw .closed
-        case .noPermits:
+        case .wait:
             try await acquireSlow(n)
+        case .yieldFirst:
+            // The budget was spent; the permits are taken after the yield, with a fresh budget.
+            await Task.yield()
+            switch tryAcquireSpinning(n) {
+            case .acquired: return
+            case .closed: throw .closed
+            case .noPermits: try await acquireSlow(n)
+            }
         }
     }
 
@@ -167,7 +216,41 @@ package final class BatchSemaphore: Sendable {
         }
     }
 
-    private func acquireSlow(_ n: Int) async throws(AcquireError) {
+    /// How many times an acquirer re-reads the word while the permits are held and nobody is queued,
+    /// before it queues. A holder running on another thread usually releases within this window, and
+    /// queueing would start a convoy (every later acquirer must queue behind the FIFO, each hand-off
+    /// costs a wake-up). Bounded: a holder that is suspended only costs this many loads.
+    private static let spinLimit = 1000
+
+    /// `tryAcquireFast`, retried for a short while when the permits are missing but nobody is queued.
+    ///
+    /// Fairness is unchanged: while QUEUED is set the word is never taken from (no barging past queued
+    /// waiters), so spinning stops as soon as anyone queues.
+    @inline(__always)
+    private func tryAcquireSpinning(_ n: Int) -> TryAcquireResult {
+        let first = tryAcquireFast(n)
+        if first != .noPermits { return first }
+        return spinThenAcquire(n)
+    }
+
+    @inline(never)
+    private func spinThenAcquire(_ n: Int) -> TryAcquireResult {
+        var spins = 0
+        while spins < Self.spinLimit {
+            spins += 1
+            // Relaxed: a peek; the CAS in `tryAcquireFast` does the synchronising.
+            let current = PermitWord(raw: word.load(ordering: .relaxed))
+            if current.isClosed { return .closed }
+            if current.isQueued { return .noPermits }
+            if current.permits >= n {
+                let result = tryAcquireFast(n)
+                if result != .noPermits { return result }
+            }
+        }
+        return .noPermits
+    }
+
+    private nonisolated(nonsending) func acquireSlow(_ n: Int) async throws(AcquireError) {
         // Relaxed: uniqueness is all an id needs.
         let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
         let outcome = await withTaskCancellationHandler {
@@ -181,7 +264,8 @@ package final class BatchSemaphore: Sendable {
         }
         switch outcome {
         case .acquiredImmediately:
-            await consumeBudget()
+            // The budget unit was spent in `beginAcquire`, before anything was taken.
+            break
         case .acquired:
             // The permits were assigned under `synced` by a releaser that resumed us after unlocking.
             synced.synchronizeWithLastHolder()
@@ -235,6 +319,7 @@ package final class BatchSemaphore: Sendable {
     /// Returns `n` permits. Queued waiters are served first, oldest first; only leftovers become free.
     ///
     /// Returning more permits than the semaphore's limit allows is a bug and traps.
+    @usableFromInline
     package func release(_ n: Int) {
         if n < 0 { bugDetected("release(\(n)): cannot release a negative number of permits") }
         if n == 0 { return }
