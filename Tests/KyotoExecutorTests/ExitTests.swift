@@ -159,7 +159,7 @@ struct LocalSetMisuseTests {
             let set = LocalSet()
             _ = await set.spawnLocal { 1 }
         }
-        #expect(stderrText(result).contains("spawnLocal called on a LocalSet that is not running"))
+        #expect(stderrText(result).contains("called on a LocalSet that is not running; call it inside runUntil"))
     }
 
     @Test("blockInPlace inside a LocalSet traps")

@@ -104,13 +104,23 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
 
     private static var currentThread: UInt { UInt(bitPattern: Int(bitPattern: pthread_self())) }
 
+    /// Queues `job` for the bound driver's thread.
+    ///
+    /// An unbound executor belongs to a set outside ``LocalSet/runUntil(_:)``: no thread will ever run the
+    /// job, so the call (an actor call on an idle set, such as `spawnLocal` before `runUntil`) would hang
+    /// forever. That is a misuse, and it traps naming it instead.
     func enqueue(_ job: consuming ExecutorJob) {
         let ref = JobRef(job)
         let driver = state.withLock { s -> LocalDriver? in
-            s.jobs.pushBack(ref)
+            if s.driver != nil { s.jobs.pushBack(ref) }
             return s.driver
         }
-        driver?.wake()
+        guard let driver else {
+            fatalError(
+                "BUG DETECTED: spawnLocal (or another LocalSet method) called on a LocalSet that is not running; call it inside runUntil"
+            )
+        }
+        driver.wake()
     }
 
     /// Binds the executor to `driver` (nil: unbound; queued jobs wait for the next binding).
