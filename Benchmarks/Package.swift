@@ -9,7 +9,7 @@ let package = Package(
         .executable(name: "kyoto-bench", targets: ["KyotoBench"])
     ],
     dependencies: [
-        .package(path: ".."),
+        .package(name: "Kyoto", path: ".."),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-async-algorithms", from: "1.1.4"),
     ],
@@ -20,9 +20,9 @@ let package = Package(
             name: "KyotoBench",
             dependencies: [
                 "CAllocCounter",
-                .product(name: "KyotoExecutor", package: "main"),
-                .product(name: "KyotoSync", package: "main"),
-                .product(name: "KyotoChannels", package: "main"),
+                .product(name: "KyotoExecutor", package: "Kyoto"),
+                .product(name: "KyotoSync", package: "Kyoto"),
+                .product(name: "KyotoChannels", package: "Kyoto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),

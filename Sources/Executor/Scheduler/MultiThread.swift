@@ -421,7 +421,7 @@ final class Worker: @unchecked Sendable {
     /// Every `eventInterval` ticks: busy-time accounting and global-queue-interval tuning.
     private func maintenance() {
         accountBusyTime()
-        fireDueTimers()
+        _ = fireDueTimers()
         guard tunesInterval else { return }
         let polls = stats.polls.load
         let busy = stats.busyNanos.load
