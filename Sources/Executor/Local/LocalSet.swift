@@ -55,8 +55,9 @@ public actor LocalSet {
     /// ``spawnLocal(_:)`` run on the same thread. When `body` returns, unfinished local tasks are cancelled
     /// and awaited before this returns.
     ///
-    /// Under ``Runtime/blockOn(_:)`` the set runs on the `blockOn` thread (Tokio's `run_until`); anywhere
-    /// else it runs on a thread it starts for the duration of the call.
+    /// Called from the body of ``Runtime/blockOn(_:)`` itself, the set runs on the `blockOn` thread (Tokio's
+    /// `block_on(local.run_until(...))`); anywhere else (a spawned task, a child task, outside any runtime)
+    /// it runs on a thread it starts for the duration of the call.
     public nonisolated func runUntil<T: Sendable>(_ body: (isolated LocalSet) async throws -> T) async rethrows -> T {
         let ownedDriver: LocalDriver?
         if let driver = LocalDriver.current {

@@ -137,13 +137,14 @@ public final class Runtime: TaskExecutor, Sendable {
         case .currentThread(let s): localDriver = LocalDriver(parker: s.parker, shared: shared)
         }
         Task(executorPreference: taskPreference) {
-            let result = await LocalDriver.$current.withValue(localDriver) { () async -> Result<T, E> in
-                do throws(E) {
-                    return .success(try await body())
-                } catch {
-                    return .failure(error)
-                }
+            localDriver.registerForCurrentTask()
+            let result: Result<T, E>
+            do throws(E) {
+                result = .success(try await body())
+            } catch {
+                result = .failure(error)
             }
+            localDriver.unregisterForCurrentTask()
             completion.complete(result)
         }
         switch scheduler {
