@@ -54,6 +54,23 @@ public final class AsyncMutex<Value> {
         return try await body(&value)
     }
 
+    /// Waits for the lock, runs the synchronous `body` with exclusive access to the value, and unlocks.
+    ///
+    /// The overload Swift picks for a closure that does not `await`. Same semantics as the asynchronous
+    /// form; with nothing to await after the lock is taken, the compiler emits no executor hop after
+    /// `body`, which under a task-executor preference costs a status-record lock per call (measured:
+    /// ~90 ns per uncontended `withLock` on Kyoto with the asynchronous form).
+    @inlinable
+    @inline(__always)
+    public nonisolated(nonsending) func withLock<Result, Failure: Error>(
+        _ body: (inout Value) throws(Failure) -> Result
+    ) async throws -> Result {
+        let fast = semaphore.beginAcquire(1)
+        if fast != .acquired { try await AsyncMutex.finishAcquire(semaphore, fast) }
+        defer { semaphore.release(1) }
+        return try body(&value)
+    }
+
     /// Waits for the lock and returns a guard that holds it until the guard goes away.
     ///
     /// Throws `CancellationError` if the task is cancelled while waiting.

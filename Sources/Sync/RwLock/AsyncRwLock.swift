@@ -60,6 +60,21 @@ public final class AsyncRwLock<Value> {
         return try await body(value)
     }
 
+    /// Waits for shared access, runs the synchronous `body` with the value, and releases the read lock.
+    ///
+    /// The overload Swift picks for a closure that does not `await`; same semantics as the asynchronous
+    /// form, without an executor hop after `body` (see `AsyncMutex.withLock`).
+    @inlinable
+    @inline(__always)
+    public nonisolated(nonsending) func withReadLock<Result, Failure: Error>(
+        _ body: (Value) throws(Failure) -> Result
+    ) async throws -> Result {
+        let fast = semaphore.beginAcquire(1)
+        if fast != .acquired { try await AsyncRwLock.finishAcquire(semaphore, 1, fast) }
+        defer { semaphore.release(1) }
+        return try body(value)
+    }
+
     /// Waits for exclusive access, runs `body` with the value, and releases the write lock.
     ///
     /// Runs on the caller's isolation, and so does `body`; nothing is awaited before `body` when the lock
@@ -75,6 +90,21 @@ public final class AsyncRwLock<Value> {
         if fast != .acquired { try await AsyncRwLock.finishAcquire(semaphore, maxReaders, fast) }
         defer { semaphore.release(maxReaders) }
         return try await body(&value)
+    }
+
+    /// Waits for exclusive access, runs the synchronous `body` with the value, and releases the write lock.
+    ///
+    /// The overload Swift picks for a closure that does not `await`; same semantics as the asynchronous
+    /// form, without an executor hop after `body` (see `AsyncMutex.withLock`).
+    @inlinable
+    @inline(__always)
+    public nonisolated(nonsending) func withWriteLock<Result, Failure: Error>(
+        _ body: (inout Value) throws(Failure) -> Result
+    ) async throws -> Result {
+        let fast = semaphore.beginAcquire(maxReaders)
+        if fast != .acquired { try await AsyncRwLock.finishAcquire(semaphore, maxReaders, fast) }
+        defer { semaphore.release(maxReaders) }
+        return try body(&value)
     }
 
     /// Waits for shared access and returns a guard that holds it until the guard goes away.

@@ -87,6 +87,22 @@ public final class AsyncSemaphore: Sendable {
         return try await body()
     }
 
+    /// Waits for `n` permits, runs the synchronous `body`, and returns the permits.
+    ///
+    /// The overload Swift picks for a closure that does not `await`; same semantics as the asynchronous
+    /// form, without an executor hop after `body` (see `AsyncMutex.withLock`).
+    @inlinable
+    @inline(__always)
+    public nonisolated(nonsending) func withPermit<Result, Failure: Error>(
+        _ n: Int = 1,
+        _ body: () throws(Failure) -> Result
+    ) async throws -> Result {
+        let fast = core.beginAcquire(n)
+        if fast != .acquired { try await AsyncSemaphore.finishAcquire(core, n, fast) }
+        defer { core.release(n) }
+        return try body()
+    }
+
     /// Adds `n` permits; waiting tasks are served first. Traps if the total would exceed `maxPermits`.
     public func addPermits(_ n: Int) {
         core.release(n)

@@ -194,10 +194,15 @@ package final class BatchSemaphore: Sendable {
         return tryAcquireFast(n)
     }
 
-    private func checkRequest(_ n: Int, _ operation: String) {
-        if n < 0 || n > permitLimit {
-            bugDetected("\(operation)(\(n)) can never succeed: this semaphore holds at most \(permitLimit) permits")
-        }
+    @inline(__always)
+    private func checkRequest(_ n: Int, _ operation: StaticString) {
+        if n < 0 || n > permitLimit { impossibleRequest(n, operation) }
+    }
+
+    /// The cold half of `checkRequest`, kept out of line so the check inlines into the fast path.
+    @inline(never)
+    private func impossibleRequest(_ n: Int, _ operation: StaticString) -> Never {
+        bugDetected("\(operation)(\(n)) can never succeed: this semaphore holds at most \(permitLimit) permits")
     }
 
     @inline(__always)
