@@ -22,7 +22,7 @@ let package = Package(
             cSettings: [.define("_GNU_SOURCE")]
         ),
         .target(name: "KyotoExecutor", dependencies: ["CKyoto"], path: "Sources/Executor"),
-        .target(name: "KyotoSync", dependencies: ["KyotoExecutor"], path: "Sources/Sync"),
+        .target(name: "KyotoSync", dependencies: ["KyotoExecutor", "CKyoto"], path: "Sources/Sync"),
         .target(name: "KyotoChannels", dependencies: ["KyotoSync", "KyotoExecutor"], path: "Sources/Channels"),
         .target(name: "KyotoActors", dependencies: ["KyotoExecutor", "KyotoChannels"], path: "Sources/Actors"),
         .target(

@@ -11,6 +11,16 @@
 extern "C" {
 #endif
 
+/// A spin-wait hint to the CPU (x86 `pause`, arm64 `yield`): a waiting core backs off from the cache
+/// line it polls and yields pipeline resources to its hyper-thread sibling.
+static inline void kyoto_spin_hint(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /// Blocks while `*addr == expected`, for at most `timeout_ns` nanoseconds (negative = no limit).
 /// Returns 0 when woken or when the value differed, 1 on time-out, -1 on another error.
 int kyoto_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns);

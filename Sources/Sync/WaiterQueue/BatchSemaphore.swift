@@ -47,6 +47,7 @@
 // and that the QUEUED invariant (set iff the queue is non-empty, permits zero while set) is only changed
 // by lock holders. Continuations are always resumed after the lock is released.
 
+import CKyoto
 import KyotoExecutor
 import Synchronization
 
@@ -224,8 +225,9 @@ package final class BatchSemaphore: Sendable {
     /// How many times an acquirer re-reads the word while the permits are held and nobody is queued,
     /// before it queues. A holder running on another thread usually releases within this window, and
     /// queueing would start a convoy (every later acquirer must queue behind the FIFO, each hand-off
-    /// costs a wake-up). Bounded: a holder that is suspended only costs this many loads.
-    private static let spinLimit = 1000
+    /// costs a suspension and a wake-up). Bounded: a holder that is suspended only costs this many
+    /// rounds, about 20 µs of CPU pause in all.
+    private static let spinRounds = 24
 
     /// `tryAcquireFast`, retried for a short while when the permits are missing but nobody is queued.
     ///
@@ -238,11 +240,13 @@ package final class BatchSemaphore: Sendable {
         return spinThenAcquire(n)
     }
 
+    /// Polls the word with exponential back-off (1, 2, 4, ... 64 CPU pauses between reads): a spinner that
+    /// reads the holder's cache line in a tight loop slows every lock and unlock of the holder, which on
+    /// 2 workers measured as the difference between ~20 ns and ~90 ns per contended `withLock`.
     @inline(never)
     private func spinThenAcquire(_ n: Int) -> TryAcquireResult {
-        var spins = 0
-        while spins < Self.spinLimit {
-            spins += 1
+        for round in 0..<Self.spinRounds {
+            for _ in 0..<(1 << min(round, 6)) { kyoto_spin_hint() }
             // Relaxed: a peek; the CAS in `tryAcquireFast` does the synchronising.
             let current = PermitWord(raw: word.load(ordering: .relaxed))
             if current.isClosed { return .closed }
