@@ -158,7 +158,7 @@ struct BlockingPoolTests {
     func blockingDoesNotStallWorkers() throws {
         let r = Runtime.multiThread(workers: 1)
         let worstGapMs = try r.blockOn { () async throws -> Double in
-            let blocker = spawnBlocking { usleep(300_000) }
+            let blocker = spawnBlocking { _ = usleep(300_000) }
             var last = Platform.monotonicNanos()
             var worst: UInt64 = 0
             for _ in 0..<50 {

@@ -18,7 +18,7 @@ struct MisuseTests {
     func nestedBlockOn() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let r = Runtime.multiThread(workers: 1)
-            r.blockOn { r.blockOn { 1 } }
+            _ = r.blockOn { r.blockOn { 1 } }
         }
         #expect(stderrText(result).contains("blockOn called from inside a Kyoto runtime thread"))
     }
@@ -35,7 +35,7 @@ struct MisuseTests {
     func shutdownFromWorker() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let r = Runtime.multiThread(workers: 1)
-            r.blockOn { r.shutdown(timeout: .seconds(1)) }
+            _ = r.blockOn { r.shutdown(timeout: .seconds(1)) }
         }
         #expect(stderrText(result).contains("shutdown(timeout:) called from a Kyoto runtime thread"))
     }
