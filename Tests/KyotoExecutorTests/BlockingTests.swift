@@ -67,11 +67,12 @@ struct BlockingPoolTests {
         r.shutdown(timeout: .seconds(5))
     }
 
-    @Test("with maxBlockingThreads = 2 at most 2 jobs run at once and the rest start in FIFO order")
-    func boundedAndFIFO() throws {
+    @Test("with maxBlockingThreads = n at most n jobs run at once and queued jobs are taken in FIFO order",
+          arguments: [1, 2])
+    func boundedAndFIFO(threads: Int) throws {
         var c = Runtime.Configuration()
         c.workerThreads = 2
-        c.maxBlockingThreads = 2
+        c.maxBlockingThreads = threads
         let r = Runtime(c)
         let order = Recorder<Int>()
         let box = PeakBox()
@@ -91,14 +92,17 @@ struct BlockingPoolTests {
                     box.running.wrappingSubtract(1, ordering: .relaxed)
                 })
             }
-            #expect(r.metrics.blockingThreads <= 2)
+            #expect(r.metrics.blockingThreads <= threads)
             for h in hs { try await h.value }
         }
-        #expect(box.peak.load(ordering: .relaxed) <= 2)
-        // The first two start in either order; after that each start follows submission order.
+        #expect(box.peak.load(ordering: .relaxed) <= threads)
+        // Every job ran once. With one thread, the order jobs record their start is the order the pool
+        // took them, which must be submission order. With two, both threads record concurrently, so the
+        // recorded order says nothing exact about the pool's queue (a thread may be descheduled between
+        // taking a job and recording it): only the bound on concurrent jobs is checked.
         let started = order.all
-        #expect(Set(started.prefix(2)) == [0, 1])
-        #expect(Array(started.dropFirst(2)) == Array(2..<12))
+        #expect(started.sorted() == Array(0..<12))
+        if threads == 1 { #expect(started == Array(0..<12)) }
         r.shutdown(timeout: .seconds(5))
     }
 

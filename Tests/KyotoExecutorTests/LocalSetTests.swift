@@ -109,7 +109,7 @@ struct LocalSetTests {
     func abortLocal() throws {
         let r = Runtime.currentThread()
         let ran = try r.blockOn { () async throws -> Bool in
-            try await LocalSet().runUntil { set in
+            await LocalSet().runUntil { set in
                 let log = NonSendableLog()
                 let h = set.spawnLocal { log.note("ran") }
                 h.abort()

@@ -94,7 +94,7 @@ public enum Broadcast {
         /// Receives the next value, waiting for one. Throws `.lagged(n)` once after missing `n`
         /// values, `.closed` when the sender is gone and everything was read, `.cancelled` if the
         /// task was cancelled while waiting (nothing consumed).
-        public func recv() async throws(RecvError) -> Element {
+        public nonisolated(nonsending) func recv() async throws(RecvError) -> Element {
             try await storage.receive(id)
         }
 

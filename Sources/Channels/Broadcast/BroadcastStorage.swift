@@ -35,19 +35,19 @@ final class BroadcastStorage<Element: Sendable>: Sendable {
         _ = consume released
     }
 
-    func receive(_ receiver: UInt64) async throws(Broadcast.RecvError) -> Element {
+    nonisolated(nonsending) func receive(_ receiver: UInt64) async throws(Broadcast.RecvError) -> Element {
         var suspended = false
         while true {
             let waiter: UInt64
             switch state.withLock({ $0.receive(receiver) }) {
             case .value(let value):
-                if !suspended { await consumeBudget() }
+                if !suspended { if _budgetTryConsume() { await Task.yield() } }
                 return value
             case .lagged(let count):
-                if !suspended { await consumeBudget() }
+                if !suspended { if _budgetTryConsume() { await Task.yield() } }
                 throw .lagged(count)
             case .closed:
-                if !suspended { await consumeBudget() }
+                if !suspended { if _budgetTryConsume() { await Task.yield() } }
                 throw .closed
             case .suspend(let id):
                 waiter = id

@@ -26,14 +26,14 @@ extension Mpsc {
         /// channel was closed) and the buffer is drained. Throws only if the task is cancelled while
         /// waiting, in which case no message was taken.
         @inlinable
-        public func recv() async throws(CancellationError) -> Element? {
+        public nonisolated(nonsending) func recv() async throws(CancellationError) -> Element? {
             try await core.receive()
         }
 
         /// Waits for at least one message and returns up to `limit` of them, oldest first. Returns
         /// an empty array only at the end of the stream, or at once if `limit` is 0.
         @inlinable
-        public func recv(many limit: Int) async throws(CancellationError) -> [Element] {
+        public nonisolated(nonsending) func recv(many limit: Int) async throws(CancellationError) -> [Element] {
             var output: [Element] = []
             _ = try await core.receiveMany(into: &output, limit: limit)
             return output
@@ -42,7 +42,7 @@ extension Mpsc {
         /// Appends up to `limit` messages to `buffer`, waiting for at least one; returns how many
         /// were appended (0 only at the end of the stream, or at once if `limit` is 0).
         @inlinable
-        public func recvMany(into buffer: inout [Element], limit: Int) async throws(CancellationError) -> Int {
+        public nonisolated(nonsending) func recvMany(into buffer: inout [Element], limit: Int) async throws(CancellationError) -> Int {
             try await core.receiveMany(into: &buffer, limit: limit)
         }
 
@@ -118,14 +118,14 @@ extension Mpsc {
         /// channel was closed) and the buffer is drained. Throws only if the task is cancelled while
         /// waiting, in which case no message was taken.
         @inlinable
-        public func recv() async throws(CancellationError) -> Element? {
+        public nonisolated(nonsending) func recv() async throws(CancellationError) -> Element? {
             try await core.receive()
         }
 
         /// Waits for at least one message and returns up to `limit` of them, oldest first. Returns
         /// an empty array only at the end of the stream, or at once if `limit` is 0.
         @inlinable
-        public func recv(many limit: Int) async throws(CancellationError) -> [Element] {
+        public nonisolated(nonsending) func recv(many limit: Int) async throws(CancellationError) -> [Element] {
             var output: [Element] = []
             _ = try await core.receiveMany(into: &output, limit: limit)
             return output
@@ -134,7 +134,7 @@ extension Mpsc {
         /// Appends up to `limit` messages to `buffer`, waiting for at least one; returns how many
         /// were appended (0 only at the end of the stream, or at once if `limit` is 0).
         @inlinable
-        public func recvMany(into buffer: inout [Element], limit: Int) async throws(CancellationError) -> Int {
+        public nonisolated(nonsending) func recvMany(into buffer: inout [Element], limit: Int) async throws(CancellationError) -> Int {
             try await core.receiveMany(into: &buffer, limit: limit)
         }
 

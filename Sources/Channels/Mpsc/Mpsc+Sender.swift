@@ -28,7 +28,7 @@ extension Mpsc {
         /// cancelled while waiting; in both cases the value was not sent. A successful return does
         /// not mean the value will be received (the receiver may be dropped first).
         @inlinable
-        public func send(_ value: Element) async throws(SendError<Element>) {
+        public nonisolated(nonsending) func send(_ value: Element) async throws(SendError<Element>) {
             try await core.send(value)
         }
 
@@ -43,7 +43,7 @@ extension Mpsc {
         /// Sending through the permit cannot fail and does not wait; dropping it unused gives the
         /// slot back. Cancelling a waiting `reserve()` loses nothing but the place in the queue.
         @inlinable
-        public func reserve() async throws(ReserveError) -> Permit<Element> {
+        public nonisolated(nonsending) func reserve() async throws(ReserveError) -> Permit<Element> {
             try await core.reserve()
             return Permit(core: core)
         }
@@ -54,7 +54,7 @@ extension Mpsc {
 
         /// Returns once the receiver closed the channel or is gone. Throws if the task is cancelled.
         @inlinable
-        public func closed() async throws(CancellationError) {
+        public nonisolated(nonsending) func closed() async throws(CancellationError) {
             try await core.waitClosed()
         }
 
@@ -127,7 +127,7 @@ extension Mpsc {
 
         /// Returns once the receiver closed the channel or is gone. Throws if the task is cancelled.
         @inlinable
-        public func closed() async throws(CancellationError) {
+        public nonisolated(nonsending) func closed() async throws(CancellationError) {
             try await core.waitClosed()
         }
     }

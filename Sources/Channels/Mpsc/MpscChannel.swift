@@ -72,7 +72,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
 
     /// Sends `value`, waiting for capacity while the channel is full.
     @inlinable
-    func send(_ value: Element) async throws(SendError<Element>) {
+    nonisolated(nonsending) func send(_ value: Element) async throws(SendError<Element>) {
         var waited = false
         switch permits.tryAcquire() {
         case .acquired:
@@ -96,7 +96,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
             permits.release(1)
             throw .closed(rejected)
         }
-        if !waited { await consumeBudget() }
+        if !waited { if _budgetTryConsume() { await Task.yield() } }
     }
 
     /// Sends `value` if a permit is free right now.
@@ -117,7 +117,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
 
     /// Takes a permit and records it as an outstanding reservation.
     @inlinable
-    func reserve() async throws(Mpsc.ReserveError) {
+    nonisolated(nonsending) func reserve() async throws(Mpsc.ReserveError) {
         var waited = false
         switch permits.tryAcquire() {
         case .acquired:
@@ -144,7 +144,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
             permits.release(1)
             throw .closed
         }
-        if !waited { await consumeBudget() }
+        if !waited { if _budgetTryConsume() { await Task.yield() } }
     }
 
     /// Sends through an outstanding reservation. A value sent after the receiver was dropped is
@@ -173,7 +173,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
 
     /// Waits until the receiver closes the channel or goes away.
     @inlinable
-    func waitClosed() async throws(CancellationError) {
+    nonisolated(nonsending) func waitClosed() async throws(CancellationError) {
         let id: UInt64
         switch state.withLock({ $0.waitClosed() }) {
         case .closed: return
@@ -200,15 +200,15 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
 
     /// Receives the next message, or `nil` at the end of the stream.
     @inlinable
-    func receive() async throws(CancellationError) -> Element? {
+    nonisolated(nonsending) func receive() async throws(CancellationError) -> Element? {
         let id: UInt64
         switch state.withLock({ $0.receive() }) {
         case .element(let element):
             permits.release(1)
-            await consumeBudget()
+            if _budgetTryConsume() { await Task.yield() }
             return element
         case .closed:
-            await consumeBudget()
+            if _budgetTryConsume() { await Task.yield() }
             return nil
         case .suspend(let waiterID):
             id = waiterID
@@ -227,16 +227,16 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
     /// Appends up to `limit` messages to `output`, waiting for at least one; returns how many were
     /// appended (0 only at the end of the stream or when `limit` is 0).
     @inlinable
-    func receiveMany(into output: inout [Element], limit: Int) async throws(CancellationError) -> Int {
+    nonisolated(nonsending) func receiveMany(into output: inout [Element], limit: Int) async throws(CancellationError) -> Int {
         guard limit > 0 else { return 0 }
         let id: UInt64
         switch state.withLock({ $0.receiveMany(into: &output, limit: limit) }) {
         case .received(let count):
             permits.release(count)
-            await consumeBudget()
+            if _budgetTryConsume() { await Task.yield() }
             return count
         case .closed:
-            await consumeBudget()
+            if _budgetTryConsume() { await Task.yield() }
             return 0
         case .suspend(let waiterID):
             id = waiterID
@@ -258,7 +258,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
     }
 
     @inlinable
-    func parkReceiver(id: UInt64) async -> MpscReceiveOutcome<Element> {
+    nonisolated(nonsending) func parkReceiver(id: UInt64) async -> MpscReceiveOutcome<Element> {
         await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<MpscReceiveOutcome<Element>, Never>) in
                 let action = state.withLock {

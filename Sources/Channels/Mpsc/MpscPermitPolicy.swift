@@ -31,7 +31,7 @@ protocol MpscPermitPolicy: Sendable {
     /// Takes one permit without waiting: `.acquired`, `.unavailable` or `.closed`.
     func tryAcquire() -> PermitAcquisition
     /// Takes one permit, waiting in FIFO order: `.acquired`, `.closed` or `.cancelled`.
-    func acquire() async -> PermitAcquisition
+    nonisolated(nonsending) func acquire() async -> PermitAcquisition
     /// Returns `count` permits (messages taken out, or a reservation given back).
     func release(_ count: Int)
     /// Fails waiting and future acquisitions.
@@ -65,7 +65,7 @@ struct BoundedPermits: MpscPermitPolicy {
     }
 
     @usableFromInline
-    func acquire() async -> PermitAcquisition {
+    nonisolated(nonsending) func acquire() async -> PermitAcquisition {
         do {
             try await semaphore.acquire(1)
             return .acquired
@@ -97,7 +97,7 @@ struct UnboundedPermits: MpscPermitPolicy {
     func tryAcquire() -> PermitAcquisition { .acquired }
 
     @inlinable
-    func acquire() async -> PermitAcquisition { .acquired }
+    nonisolated(nonsending) func acquire() async -> PermitAcquisition { .acquired }
 
     @inlinable
     func release(_ count: Int) {}

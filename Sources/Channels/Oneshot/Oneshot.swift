@@ -49,7 +49,7 @@ public enum Oneshot {
         public var isClosed: Bool { storage.isClosedForSender }
 
         /// Returns once the receiver closed the channel or is gone. Throws if the task is cancelled.
-        public func closed() async throws(CancellationError) {
+        public nonisolated(nonsending) func closed() async throws(CancellationError) {
             try await storage.waitClosed()
         }
     }
@@ -70,7 +70,7 @@ public enum Oneshot {
         /// sending, `.cancelled` if the task was cancelled while waiting (the receiver may then be
         /// awaited again). Awaiting it again after it produced a value or `.closed` is a bug and
         /// traps.
-        public var value: Value {
+        public nonisolated(nonsending) var value: Value {
             get async throws(RecvError) {
                 try await storage.receive()
             }

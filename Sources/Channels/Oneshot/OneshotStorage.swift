@@ -25,14 +25,14 @@ final class OneshotStorage<Value: Sendable>: Sendable {
         state.withLock { $0.dropSender() }?.resume(returning: .closed)
     }
 
-    func receive() async throws(Oneshot.RecvError) -> Value {
+    nonisolated(nonsending) func receive() async throws(Oneshot.RecvError) -> Value {
         let id: UInt64
         switch state.withLock({ $0.receive() }) {
         case .value(let value):
-            await consumeBudget()
+            if _budgetTryConsume() { await Task.yield() }
             return value
         case .closed:
-            await consumeBudget()
+            if _budgetTryConsume() { await Task.yield() }
             throw .closed
         case .suspend(let waiterID):
             id = waiterID
@@ -79,11 +79,11 @@ final class OneshotStorage<Value: Sendable>: Sendable {
         // A dropped value is released when `action` goes away, after the lock.
     }
 
-    func waitClosed() async throws(CancellationError) {
+    nonisolated(nonsending) func waitClosed() async throws(CancellationError) {
         let id: UInt64
         switch state.withLock({ $0.waitClosed() }) {
         case .closed:
-            await consumeBudget()
+            if _budgetTryConsume() { await Task.yield() }
             return
         case .suspend(let waiterID):
             id = waiterID

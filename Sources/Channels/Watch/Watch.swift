@@ -76,7 +76,7 @@ public enum Watch {
         public var isClosed: Bool { storage.receiverCount == 0 }
 
         /// Returns once every receiver is gone. Throws if the task is cancelled.
-        public func closed() async throws(CancellationError) {
+        public nonisolated(nonsending) func closed() async throws(CancellationError) {
             try await storage.waitClosed()
         }
     }
@@ -98,7 +98,7 @@ public enum Watch {
         /// Returns once a version newer than the seen one exists, and marks it seen. Throws
         /// `.closed` when the sender is gone and the latest value was seen (an unseen final value
         /// is still reported once), `.cancelled` if the task is cancelled (nothing marked seen).
-        public func changed() async throws(RecvError) {
+        public nonisolated(nonsending) func changed() async throws(RecvError) {
             _ = try await storage.changed(id)
         }
 
@@ -118,7 +118,7 @@ public enum Watch {
         /// Waits until `predicate` holds for the current value (checked first, even if seen),
         /// marks that value seen and returns it. Intermediate values may be skipped. Throws
         /// `.closed` when the sender is gone and the predicate is false for the last value.
-        public func wait(for predicate: (Value) -> Bool) async throws(RecvError) -> Value {
+        public nonisolated(nonsending) func wait(for predicate: (Value) -> Bool) async throws(RecvError) -> Value {
             try await storage.wait(id, for: predicate)
         }
 

@@ -46,11 +46,11 @@ final class WatchStorage<Value: Sendable>: Sendable {
     var receiverCount: Int { state.withLock { $0.receiverCount } }
     var isSenderAlive: Bool { state.withLock { $0.senderAlive } }
 
-    func waitClosed() async throws(CancellationError) {
+    nonisolated(nonsending) func waitClosed() async throws(CancellationError) {
         let id: UInt64
         switch state.withLock({ $0.waitClosed() }) {
         case .closed:
-            await consumeBudget()
+            if _budgetTryConsume() { await Task.yield() }
             return
         case .suspend(let waiterID):
             id = waiterID
@@ -83,16 +83,16 @@ final class WatchStorage<Value: Sendable>: Sendable {
     }
 
     /// Waits for a version newer than the seen one, marks it seen and returns its value.
-    func changed(_ receiver: UInt64) async throws(Watch.RecvError) -> Value {
+    nonisolated(nonsending) func changed(_ receiver: UInt64) async throws(Watch.RecvError) -> Value {
         var suspended = false
         while true {
             let waiter: UInt64
             switch state.withLock({ $0.changed(receiver) }) {
             case .changed(let value):
-                if !suspended { await consumeBudget() }
+                if !suspended { if _budgetTryConsume() { await Task.yield() } }
                 return value
             case .closed:
-                if !suspended { await consumeBudget() }
+                if !suspended { if _budgetTryConsume() { await Task.yield() } }
                 throw .closed
             case .suspend(let id):
                 waiter = id
@@ -106,17 +106,17 @@ final class WatchStorage<Value: Sendable>: Sendable {
     }
 
     /// Waits until `predicate` holds for the current value; marks that version seen.
-    func wait(_ receiver: UInt64, for predicate: (Value) -> Bool) async throws(Watch.RecvError) -> Value {
+    nonisolated(nonsending) func wait(_ receiver: UInt64, for predicate: (Value) -> Bool) async throws(Watch.RecvError) -> Value {
         var suspended = false
         while true {
             let snapshot = state.withLock { $0.snapshot() }
             if predicate(snapshot.value) {
                 state.withLock { $0.markSeen(receiver, version: snapshot.version) }
-                if !suspended { await consumeBudget() }
+                if !suspended { if _budgetTryConsume() { await Task.yield() } }
                 return snapshot.value
             }
             if !snapshot.senderAlive {
-                if !suspended { await consumeBudget() }
+                if !suspended { if _budgetTryConsume() { await Task.yield() } }
                 throw .closed
             }
             let waiter = state.withLock { $0.makeWaiterID() }

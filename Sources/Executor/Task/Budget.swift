@@ -34,6 +34,7 @@ public nonisolated(nonsending) func consumeBudget() async {
 /// (`await Task.yield()`) before going on. Lets a primitive check the budget synchronously BEFORE it
 /// acquires anything (Tokio's `poll_proceed` order), so that it never yields while holding a resource.
 @inline(__always)
+@usableFromInline
 package func _budgetTryConsume() -> Bool {
     guard let pointer = kyoto_tls_context_get() else { return false }
     // Unretained: the thread's context outlives every job the thread runs (no retain/release here).

@@ -61,7 +61,7 @@ public final class AsyncBarrier: Sendable {
         }
         switch outcome {
         case .leader:
-            await consumeBudget()
+            if _budgetTryConsume() { await Task.yield() }
             return true
         case .follower:
             return false

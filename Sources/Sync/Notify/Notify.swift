@@ -55,7 +55,7 @@ public final class Notify: Sendable {
         }
         switch outcome {
         case .consumedPermit:
-            await consumeBudget()
+            if _budgetTryConsume() { await Task.yield() }
         case .notifiedOne:
             if Task.isCancelled {
                 notifyOne()
