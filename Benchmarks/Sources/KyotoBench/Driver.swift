@@ -3,23 +3,38 @@
 
 import Foundation
 
-func runDriver(_ config: RunConfig, suites: Set<Suite>, passThrough: [String], jsonOnly: Bool) {
+func runDriver(_ config: RunConfig, suites: Set<Suite>, passThrough: [String], jsonOnly: Bool, rounds: Int = 1) {
     let started = monotonicNanos()
-    var results: [BenchResult] = []
+    var perRound: [BenchResult] = []
     let collect: (BenchResult) -> Void = { r in
         print(r.jsonLine)
         fflush(nil)
-        results.append(r)
+        perRound.append(r)
     }
-    // Child processes first, while this process has no runtime threads of its own yet. They run the runtime
-    // suite only (the sync/channel suites compare on Kyoto's runtime and Swift's default executor).
-    if suites.contains(.runtime) && workloadNames.contains(where: config.includes) {
-        for mode in [Mode.kyotoGlobal, .nio] {
-            for r in runChild(mode, passThrough + ["--suite", Suite.runtime.rawValue]) { collect(r) }
+    for round in 0..<rounds {
+        // Child processes first, while this process has no runtime threads of its own yet. They run the
+        // runtime suite only (the sync/channel suites compare on Kyoto's runtime and Swift's default executor).
+        if suites.contains(.runtime) && workloadNames.contains(where: config.includes) {
+            for mode in [Mode.kyotoGlobal, .nio] {
+                for r in runChild(mode, passThrough + ["--suite", Suite.runtime.rawValue]) { collect(r) }
+            }
+        }
+        // Alternate which in-process runtime goes first, so a slow stretch of a shared machine does not
+        // always land on the same one.
+        if round % 2 == 0 {
+            runKyotoPref(config, suites: suites, collect)
+            runSwiftDefault(config, suites: suites, collect)
+        } else {
+            runSwiftDefault(config, suites: suites, collect)
+            runKyotoPref(config, suites: suites, collect)
         }
     }
-    runKyotoPref(config, suites: suites, collect)
-    runSwiftDefault(config, suites: suites, collect)
+    let results = rounds == 1 ? perRound : medianOverRounds(perRound)
+    if rounds > 1 && !jsonOnly {
+        print("")
+        print("median over \(rounds) rounds:")
+        for r in results { print(r.jsonLine) }
+    }
 
     let seconds = Double(monotonicNanos() - started) / 1e9
     if !jsonOnly {
@@ -125,4 +140,34 @@ func kyotoCountersTable(_ results: [BenchResult]) -> String {
         lines.append("| \(w) | \(f(pref?.parks)) | \(f(pref?.steals)) | \(f(global?.parks)) | \(f(global?.steals)) |")
     }
     return lines.joined(separator: "\n")
+}
+
+/// Combines the results of several rounds: per (runtime, workload, implementation), the median of the
+/// rounds' medians, the extreme iterations, and the mean allocation and scheduler counts.
+func medianOverRounds(_ results: [BenchResult]) -> [BenchResult] {
+    var order: [String] = []
+    var groups: [String: [BenchResult]] = [:]
+    for r in results {
+        let key = "\(r.runtime)|\(r.workload)|\(r.impl ?? "")"
+        if groups[key] == nil { order.append(key) }
+        groups[key, default: []].append(r)
+    }
+    return order.map { key in
+        let group = groups[key]!
+        var combined = group[0]
+        let medians = group.map(\.ns_per_op).sorted()
+        combined.ns_per_op = medians.count % 2 == 1
+            ? medians[medians.count / 2] : (medians[medians.count / 2 - 1] + medians[medians.count / 2]) / 2
+        combined.min_ns_per_op = group.map(\.min_ns_per_op).min()!
+        combined.max_ns_per_op = group.map(\.max_ns_per_op).max()!
+        combined.iters = group.map(\.iters).reduce(0, +)
+        combined.allocs_per_op = group.map(\.allocs_per_op).reduce(0, +) / Double(group.count)
+        if group.allSatisfy({ $0.parks != nil }) {
+            combined.parks = group.compactMap(\.parks).reduce(0, +) / Double(group.count)
+        }
+        if group.allSatisfy({ $0.steals != nil }) {
+            combined.steals = group.compactMap(\.steals).reduce(0, +) / Double(group.count)
+        }
+        return combined
+    }
 }

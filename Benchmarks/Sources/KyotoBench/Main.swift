@@ -14,6 +14,8 @@
 //                               actor-semaphore, sync-mutex, async-channel, async-stream, continuation)
 //   --kyoto-on-default          diagnostic: also run Kyoto's sync/channel primitives on Swift's default executor
 //   --json                      (driver) print only the JSON lines, no table
+//   --rounds N                  (driver) repeat the whole run N times, alternating which of Kyoto and Swift's
+//                               default executor goes first, and report the median over rounds (default 1)
 
 import Foundation
 
@@ -23,6 +25,7 @@ struct KyotoBench {
         var config = RunConfig()
         var mode: Mode? = nil
         var jsonOnly = false
+        var rounds = 1
         var suites = Set(Suite.allCases)
         var passThrough: [String] = []
         var args = CommandLine.arguments.dropFirst()
@@ -78,6 +81,10 @@ struct KyotoBench {
                 passThrough.append(arg)
             case "--json":
                 jsonOnly = true
+            case "--rounds":
+                let v = value(arg)
+                guard let n = Int(v), n >= 1 else { usage("bad --rounds") }
+                rounds = n
             case "-h", "--help":
                 usage(nil)
             default:
@@ -95,7 +102,7 @@ struct KyotoBench {
         case .swiftDefault?: runSwiftDefault(config, suites: suites, emit)
         case .kyotoGlobal?: runKyotoGlobal(config, suites: suites, emit)
         case .nio?: runNIO(config, suites: suites, emit)
-        case nil: runDriver(config, suites: suites, passThrough: passThrough, jsonOnly: jsonOnly)
+        case nil: runDriver(config, suites: suites, passThrough: passThrough, jsonOnly: jsonOnly, rounds: rounds)
         }
     }
 
@@ -104,7 +111,7 @@ struct KyotoBench {
         print(
             """
             usage: kyoto-bench [--mode all|kyoto-pref|swift-default|kyoto-global|nio] [--quick]
-                               [--iters N] [--warmups N] [--only w1,w2] [--suite runtime|sync|channels|all] [--impl i1,i2] [--kyoto-on-default] [--json]
+                               [--iters N] [--warmups N] [--only w1,w2] [--suite runtime|sync|channels|all] [--impl i1,i2] [--kyoto-on-default] [--json] [--rounds N]
             runtime workloads: \(workloadNames.joined(separator: ", "))
             sync workloads: \(syncWorkloadNames.joined(separator: ", "))
             channel workloads: \(channelWorkloadNames.joined(separator: ", "))

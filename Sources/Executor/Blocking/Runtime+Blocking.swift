@@ -25,7 +25,7 @@ final class BlockingCall<T: Sendable>: Sendable {
     }
 
     /// The job's outcome, suspending until it is delivered.
-    func value() async throws -> T {
+    nonisolated(nonsending) func value() async throws -> T {
         try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<T, any Error>) in
             let ready = state.withLock { s -> Result<T, any Error>? in
                 if let r = s.result {

@@ -165,7 +165,7 @@ public struct LocalJoinHandle<T: Sendable>: Sendable {
 
     /// The task's value; throws its own error unchanged or ``JoinError/cancelled`` when it was aborted (or
     /// its set ended) and did not finish with a value. May be awaited more than once.
-    public var value: T {
+    public nonisolated(nonsending) var value: T {
         get async throws { try await task.value }
     }
 

@@ -43,7 +43,7 @@ public struct JoinHandle<T: Sendable>: Sendable {
     /// The task's value. Throws the task's own error unchanged, or ``JoinError/cancelled`` when the task
     /// was aborted and did not finish with a value. May be awaited any number of times.
     @inlinable
-    public var value: T {
+    public nonisolated(nonsending) var value: T {
         get async throws {
             try await task.value
         }

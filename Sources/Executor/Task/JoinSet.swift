@@ -81,7 +81,7 @@ public final class JoinSet<T: Sendable>: Sendable {
 
     /// The next result in completion order; nil when the set is empty. The task's own error, or
     /// ``JoinError/cancelled``, is returned as the failure.
-    public func nextResult() async -> Result<T, any Error>? {
+    public nonisolated(nonsending) func nextResult() async -> Result<T, any Error>? {
         await withCheckedContinuation { (c: CheckedContinuation<Result<T, any Error>?, Never>) in
             let immediate = state.withLock { s -> (Bool, Result<T, any Error>?) in
                 if s.completedHead < s.completed.count {
@@ -105,7 +105,7 @@ public final class JoinSet<T: Sendable>: Sendable {
 
     /// The next value in completion order; nil when the set is empty. Rethrows the task's error (or
     /// ``JoinError/cancelled``).
-    public func next() async throws -> T? {
+    public nonisolated(nonsending) func next() async throws -> T? {
         guard let r = await nextResult() else { return nil }
         return try r.get()
     }
@@ -117,7 +117,7 @@ public final class JoinSet<T: Sendable>: Sendable {
     }
 
     /// Aborts every task and waits for all of them to end; the set is empty afterwards.
-    public func shutdown() async {
+    public nonisolated(nonsending) func shutdown() async {
         abortAll()
         while await nextResult() != nil {}
     }
