@@ -4,6 +4,7 @@
 /// Oneshot channels: send exactly one value from one task to another.
 public enum Oneshot {
     /// Creates a oneshot channel.
+    @inlinable
     public static func channel<Value: Sendable>(
         of valueType: Value.Type = Value.self
     ) -> (Sender<Value>, Receiver<Value>) {
@@ -29,8 +30,10 @@ public enum Oneshot {
 
     /// The sending half. `send(_:)` may be called once.
     public final class Sender<Value: Sendable>: Sendable {
+        @usableFromInline
         let storage: OneshotStorage<Value>
 
+        @usableFromInline
         init(storage: OneshotStorage<Value>) {
             self.storage = storage
         }
@@ -41,14 +44,17 @@ public enum Oneshot {
 
         /// Sends the value. Throws `.closed(value)` if the receiver closed the channel or is gone.
         /// Calling it a second time is a bug and traps.
+        @inlinable
         public func send(_ value: Value) throws(SendError<Value>) {
             try storage.send(value)
         }
 
         /// Whether the receiver closed the channel or is gone.
+        @inlinable
         public var isClosed: Bool { storage.isClosedForSender }
 
         /// Returns once the receiver closed the channel or is gone. Throws if the task is cancelled.
+        @inlinable
         public nonisolated(nonsending) func closed() async throws(CancellationError) {
             try await storage.waitClosed()
         }
@@ -56,8 +62,10 @@ public enum Oneshot {
 
     /// The receiving half. Await `value` once.
     public final class Receiver<Value: Sendable>: Sendable {
+        @usableFromInline
         let storage: OneshotStorage<Value>
 
+        @usableFromInline
         init(storage: OneshotStorage<Value>) {
             self.storage = storage
         }
@@ -70,6 +78,7 @@ public enum Oneshot {
         /// sending, `.cancelled` if the task was cancelled while waiting (the receiver may then be
         /// awaited again). Awaiting it again after it produced a value or `.closed` is a bug and
         /// traps.
+        @inlinable
         public nonisolated(nonsending) var value: Value {
             get async throws(RecvError) {
                 try await storage.receive()
@@ -77,12 +86,14 @@ public enum Oneshot {
         }
 
         /// Takes the value without waiting.
+        @inlinable
         public func tryRecv() throws(TryRecvError) -> Value {
             try storage.tryReceive()
         }
 
         /// Closes the channel: a later `send` fails and gives its value back; a value sent before
         /// stays obtainable.
+        @inlinable
         public func close() {
             storage.closeReceiver()
         }

@@ -15,6 +15,7 @@
 // the stored value back to the storage so it is released after unlocking.
 
 /// What a parked oneshot receiver is resumed with.
+@usableFromInline
 enum OneshotReceiveOutcome<Value: Sendable>: Sendable {
     /// The value, handed over by `send`.
     case value(Value)
@@ -24,46 +25,63 @@ enum OneshotReceiveOutcome<Value: Sendable>: Sendable {
     case cancelled
 }
 
+@usableFromInline
 struct OneshotStateMachine<Value: Sendable> {
+    @usableFromInline
     typealias ReceiverContinuation = UnsafeContinuation<OneshotReceiveOutcome<Value>, Never>
     /// Resumed with `true` when the receiver is gone or closed, `false` on cancellation.
+    @usableFromInline
     typealias ClosedContinuation = UnsafeContinuation<Bool, Never>
 
+    @usableFromInline
     enum SenderState: Equatable {
         case active
         case sent
         case dropped
     }
 
+    @usableFromInline
     enum ReceiverState: Equatable {
         case open
         case closed
         case dropped
     }
 
-    private(set) var senderState = SenderState.active
-    private(set) var receiverState = ReceiverState.open
-    private var slot: Value?
-    private(set) var completed = false
-    private var parkedReceiver: (id: UInt64, continuation: ReceiverContinuation)?
-    private var closedWaiters: [(id: UInt64, continuation: ClosedContinuation)] = []
-    private var nextID: UInt64 = 0
+    @usableFromInline
+    var senderState = SenderState.active
+    @usableFromInline
+    var receiverState = ReceiverState.open
+    @usableFromInline
+    var slot: Value?
+    @usableFromInline
+    var completed = false
+    @usableFromInline
+    var parkedReceiver: (id: UInt64, continuation: ReceiverContinuation)?
+    @usableFromInline
+    var closedWaiters: [(id: UInt64, continuation: ClosedContinuation)] = []
+    @usableFromInline
+    var nextID: UInt64 = 0
 
+    @inlinable
     init() {}
 
     /// Whether a value is stored and not yet received.
+    @inlinable
     var hasValue: Bool { slot != nil }
 
     /// Whether a receiver is parked.
+    @inlinable
     var hasParkedReceiver: Bool { parkedReceiver != nil }
 
-    private mutating func makeID() -> UInt64 {
+    @inlinable
+    mutating func makeID() -> UInt64 {
         nextID &+= 1
         return nextID
     }
 
     // MARK: Sender events
 
+    @usableFromInline
     enum SendAction {
         /// Hand the value to the parked receiver.
         case resumeReceiver(ReceiverContinuation, Value)
@@ -73,6 +91,7 @@ struct OneshotStateMachine<Value: Sendable> {
         case reject(Value)
     }
 
+    @inlinable
     mutating func send(_ value: Value) -> SendAction {
         precondition(
             senderState == .active,
@@ -91,6 +110,7 @@ struct OneshotStateMachine<Value: Sendable> {
 
     /// The sender was deinitialized. Returns the parked receiver to resume with `.closed` if the
     /// value was never sent.
+    @inlinable
     mutating func dropSender() -> ReceiverContinuation? {
         guard senderState == .active else { return nil }
         senderState = .dropped
@@ -100,15 +120,18 @@ struct OneshotStateMachine<Value: Sendable> {
         return parked.continuation
     }
 
+    @usableFromInline
     enum WaitClosedAction: Equatable {
         case closed
         case suspend(id: UInt64)
     }
 
+    @inlinable
     mutating func waitClosed() -> WaitClosedAction {
         receiverState == .open ? .suspend(id: makeID()) : .closed
     }
 
+    @inlinable
     mutating func parkClosedWaiter(id: UInt64, continuation: ClosedContinuation, isCancelled: Bool) -> Bool? {
         if receiverState != .open { return true }
         if isCancelled { return false }
@@ -116,6 +139,7 @@ struct OneshotStateMachine<Value: Sendable> {
         return nil
     }
 
+    @inlinable
     mutating func cancelClosedWaiter(id: UInt64) -> ClosedContinuation? {
         guard let index = closedWaiters.firstIndex(where: { $0.id == id }) else { return nil }
         return closedWaiters.remove(at: index).continuation
@@ -123,12 +147,14 @@ struct OneshotStateMachine<Value: Sendable> {
 
     // MARK: Receiver events
 
+    @usableFromInline
     enum ReceiveAction {
         case value(Value)
         case closed
         case suspend(id: UInt64)
     }
 
+    @inlinable
     mutating func receive() -> ReceiveAction {
         precondition(
             !completed,
@@ -150,11 +176,13 @@ struct OneshotStateMachine<Value: Sendable> {
         return .suspend(id: makeID())
     }
 
+    @usableFromInline
     enum ParkAction {
         case resume(ReceiverContinuation, OneshotReceiveOutcome<Value>)
         case none
     }
 
+    @inlinable
     mutating func park(id: UInt64, continuation: ReceiverContinuation, isCancelled: Bool) -> ParkAction {
         if let value = slot {
             slot = nil
@@ -170,18 +198,21 @@ struct OneshotStateMachine<Value: Sendable> {
         return .none
     }
 
+    @inlinable
     mutating func cancelReceive(id: UInt64) -> ReceiverContinuation? {
         guard let parked = parkedReceiver, parked.id == id else { return nil }
         parkedReceiver = nil
         return parked.continuation
     }
 
+    @usableFromInline
     enum TryReceiveAction {
         case value(Value)
         case empty
         case closed
     }
 
+    @inlinable
     mutating func tryReceive() -> TryReceiveAction {
         if let value = slot {
             slot = nil
@@ -195,16 +226,24 @@ struct OneshotStateMachine<Value: Sendable> {
         return .empty
     }
 
+    @usableFromInline
     struct CloseAction {
         /// `Sender.closed()` waiters to resume with `true`.
+        @usableFromInline
         var closedWaiters: [ClosedContinuation] = []
         /// A parked receiver to resume with `.closed` (a `close()` from another task).
+        @usableFromInline
         var receiver: ReceiverContinuation?
         /// A stored value to release after unlocking (receiver dropped).
+        @usableFromInline
         var dropped: Value?
+
+        @inlinable
+        init() {}
     }
 
     /// The receiver called `close()`: later sends fail; a value already sent stays obtainable.
+    @inlinable
     mutating func closeReceiver() -> CloseAction {
         var action = CloseAction()
         guard receiverState == .open else { return action }
@@ -220,6 +259,7 @@ struct OneshotStateMachine<Value: Sendable> {
     }
 
     /// The receiver was deinitialized.
+    @inlinable
     mutating func dropReceiver() -> CloseAction {
         var action = CloseAction()
         receiverState = .dropped

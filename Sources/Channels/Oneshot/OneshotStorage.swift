@@ -5,11 +5,15 @@
 import KyotoExecutor
 import Synchronization
 
+@usableFromInline
 final class OneshotStorage<Value: Sendable>: Sendable {
+    @usableFromInline
     let state = CheckedMutex(OneshotStateMachine<Value>())
 
+    @inlinable
     init() {}
 
+    @inlinable
     func send(_ value: Value) throws(SendError<Value>) {
         switch state.withLock({ $0.send(value) }) {
         case .resumeReceiver(let continuation, let value):
@@ -21,10 +25,12 @@ final class OneshotStorage<Value: Sendable>: Sendable {
         }
     }
 
+    @inlinable
     func dropSender() {
         state.withLock { $0.dropSender() }?.resume(returning: .closed)
     }
 
+    @inlinable
     nonisolated(nonsending) func receive() async throws(Oneshot.RecvError) -> Value {
         let id: UInt64
         switch state.withLock({ $0.receive() }) {
@@ -57,6 +63,7 @@ final class OneshotStorage<Value: Sendable>: Sendable {
         }
     }
 
+    @inlinable
     func tryReceive() throws(Oneshot.TryRecvError) -> Value {
         switch state.withLock({ $0.tryReceive() }) {
         case .value(let value): return value
@@ -65,20 +72,24 @@ final class OneshotStorage<Value: Sendable>: Sendable {
         }
     }
 
+    @inlinable
     func closeReceiver() {
         perform(state.withLock { $0.closeReceiver() })
     }
 
+    @inlinable
     func dropReceiver() {
         perform(state.withLock { $0.dropReceiver() })
     }
 
-    private func perform(_ action: OneshotStateMachine<Value>.CloseAction) {
+    @inlinable
+    func perform(_ action: OneshotStateMachine<Value>.CloseAction) {
         action.receiver?.resume(returning: .closed)
         for waiter in action.closedWaiters { waiter.resume(returning: true) }
         // A dropped value is released when `action` goes away, after the lock.
     }
 
+    @inlinable
     nonisolated(nonsending) func waitClosed() async throws(CancellationError) {
         let id: UInt64
         switch state.withLock({ $0.waitClosed() }) {
@@ -101,5 +112,6 @@ final class OneshotStorage<Value: Sendable>: Sendable {
         if !closed { throw CancellationError() }
     }
 
+    @inlinable
     var isClosedForSender: Bool { state.withLock { $0.receiverState != .open } }
 }
