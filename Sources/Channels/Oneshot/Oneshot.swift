@@ -33,13 +33,21 @@ public enum Oneshot {
         @usableFromInline
         let storage: OneshotStorage<Value>
 
+        /// `storage.dropSender()`, as a closure created where the channel was made: a deinit of a generic class
+        /// runs unspecialized in this module (generic metadata lookups on every call), while this closure
+        /// was specialized for `Value` at the `channel()` call site. It captures only the storage, which
+        /// this handle already retains, so it costs no allocation.
         @usableFromInline
+        let onDeinit: @Sendable () -> Void
+
+        @inlinable
         init(storage: OneshotStorage<Value>) {
             self.storage = storage
+            onDeinit = { storage.dropSender() }
         }
 
         deinit {
-            storage.dropSender()
+            onDeinit()
         }
 
         /// Sends the value. Throws `.closed(value)` if the receiver closed the channel or is gone.
@@ -65,13 +73,21 @@ public enum Oneshot {
         @usableFromInline
         let storage: OneshotStorage<Value>
 
+        /// `storage.dropReceiver()`, as a closure created where the channel was made: a deinit of a generic class
+        /// runs unspecialized in this module (generic metadata lookups on every call), while this closure
+        /// was specialized for `Value` at the `channel()` call site. It captures only the storage, which
+        /// this handle already retains, so it costs no allocation.
         @usableFromInline
+        let onDeinit: @Sendable () -> Void
+
+        @inlinable
         init(storage: OneshotStorage<Value>) {
             self.storage = storage
+            onDeinit = { storage.dropReceiver() }
         }
 
         deinit {
-            storage.dropReceiver()
+            onDeinit()
         }
 
         /// The sent value, waiting for it. Throws `.closed` if the sender went away without
