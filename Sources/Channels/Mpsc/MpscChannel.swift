@@ -176,8 +176,11 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
     nonisolated(nonsending) func waitClosed() async throws(CancellationError) {
         let id: UInt64
         switch state.withLock({ $0.waitClosed() }) {
-        case .closed: return
-        case .suspend(let waiterID): id = waiterID
+        case .closed:
+            if _budgetTryConsume() { await Task.yield() }
+            return
+        case .suspend(let waiterID):
+            id = waiterID
         }
         let closed = await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
