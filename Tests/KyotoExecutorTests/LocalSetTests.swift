@@ -62,6 +62,33 @@ struct LocalSetTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("inside a task spawned under blockOn the set runs on a thread of its own, not the blockOn thread",
+          arguments: bothFlavors)
+    func spawnedTaskGetsOwnThread(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor)
+        let caller = thisThread()
+        let threads = try r.blockOn { () async throws -> [UInt] in
+            // Only the blockOn body itself drives sets on the blockOn thread: a spawned task may outlive the
+            // body, and the blockOn thread stops driving when the body returns.
+            try await spawn {
+                try await LocalSet().runUntil { set in
+                    let log = NonSendableLog()
+                    let h = set.spawnLocal {
+                        log.note("x")
+                        try await Task.sleep(for: .milliseconds(1))
+                        log.note("y")
+                    }
+                    try await h.value
+                    return log.threads
+                }
+            }.value
+        }
+        #expect(threads.count == 2)
+        #expect(Set(threads).count == 1)
+        #expect(threads.first != caller)
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("standalone (outside blockOn) the set runs every job on one thread it owns")
     func standaloneOwnThread() async throws {
         let (threads, count) = try await LocalSet().runUntil { set in
