@@ -57,6 +57,42 @@ struct SchedulerTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("yieldNow puts the task behind every task already queued on its worker",
+          arguments: bothFlavors)
+    func yieldNowGoesToTheBack(_ flavor: Runtime.Configuration.Flavor) {
+        let r = makeRuntime(flavor, workers: 1)
+        let order = r.blockOn { () async -> [Int] in
+            let log = Recorder<Int>()
+            // Three tasks queued on the one worker before the yield; each must run before we resume.
+            for i in 1...3 { _ = spawn { log.append(i) } }
+            await yieldNow()
+            log.append(0)
+            return log.all
+        }
+        // The last spawn sits in the LIFO slot and runs first on the multi-thread flavor; what matters is
+        // that all three ran before the yielder resumed.
+        #expect(order.count == 4 && order.last == 0 && Set(order.prefix(3)) == [1, 2, 3])
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a task looping on yieldNow does not starve a task waiting on the same worker")
+    func yieldNowLoopLetsNeighbourRun() {
+        let r = Runtime.multiThread(workers: 1)
+        let rounds = r.blockOn { () async -> Int in
+            let flag = FlagBox()
+            _ = spawn { flag.flag.store(true, ordering: .sequentiallyConsistent) }
+            var rounds = 0
+            // Bounded: without a real yield the neighbour never runs and this gives up after 1,000,000.
+            while !flag.flag.load(ordering: .sequentiallyConsistent) && rounds < 1_000_000 {
+                await yieldNow()
+                rounds += 1
+            }
+            return rounds
+        }
+        #expect(rounds == 1)
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("the yield continuation job has the kind the scheduler looks for")
     func yieldJobKindIsPinned() {
         let r = Runtime.multiThread(workers: 1)

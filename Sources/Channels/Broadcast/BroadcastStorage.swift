@@ -41,13 +41,13 @@ final class BroadcastStorage<Element: Sendable>: Sendable {
             let waiter: UInt64
             switch state.withLock({ $0.receive(receiver) }) {
             case .value(let value):
-                if !suspended { if _budgetTryConsume() { await Task.yield() } }
+                if !suspended { if _budgetTryConsume() { await _yieldToRuntime() } }
                 return value
             case .lagged(let count):
-                if !suspended { if _budgetTryConsume() { await Task.yield() } }
+                if !suspended { if _budgetTryConsume() { await _yieldToRuntime() } }
                 throw .lagged(count)
             case .closed:
-                if !suspended { if _budgetTryConsume() { await Task.yield() } }
+                if !suspended { if _budgetTryConsume() { await _yieldToRuntime() } }
                 throw .closed
             case .suspend(let id):
                 waiter = id

@@ -96,7 +96,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
             permits.release(1)
             throw .closed(rejected)
         }
-        if !waited { if _budgetTryConsume() { await Task.yield() } }
+        if !waited { if _budgetTryConsume() { await _yieldToRuntime() } }
     }
 
     /// Sends `value` if a permit is free right now.
@@ -144,7 +144,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
             permits.release(1)
             throw .closed
         }
-        if !waited { if _budgetTryConsume() { await Task.yield() } }
+        if !waited { if _budgetTryConsume() { await _yieldToRuntime() } }
     }
 
     /// Sends through an outstanding reservation. A value sent after the receiver was dropped is
@@ -177,7 +177,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         let id: UInt64
         switch state.withLock({ $0.waitClosed() }) {
         case .closed:
-            if _budgetTryConsume() { await Task.yield() }
+            if _budgetTryConsume() { await _yieldToRuntime() }
             return
         case .suspend(let waiterID):
             id = waiterID
@@ -208,10 +208,10 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         switch state.withLock({ $0.receive() }) {
         case .element(let element):
             permits.release(1)
-            if _budgetTryConsume() { await Task.yield() }
+            if _budgetTryConsume() { await _yieldToRuntime() }
             return element
         case .closed:
-            if _budgetTryConsume() { await Task.yield() }
+            if _budgetTryConsume() { await _yieldToRuntime() }
             return nil
         case .suspend(let waiterID):
             id = waiterID
@@ -236,10 +236,10 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         switch state.withLock({ $0.receiveMany(into: &output, limit: limit) }) {
         case .received(let count):
             permits.release(count)
-            if _budgetTryConsume() { await Task.yield() }
+            if _budgetTryConsume() { await _yieldToRuntime() }
             return count
         case .closed:
-            if _budgetTryConsume() { await Task.yield() }
+            if _budgetTryConsume() { await _yieldToRuntime() }
             return 0
         case .suspend(let waiterID):
             id = waiterID

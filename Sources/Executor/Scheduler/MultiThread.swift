@@ -202,7 +202,7 @@ final class Worker: @unchecked Sendable {
     @inline(__always)
     func scheduleLocal(_ job: JobRef, context: ThreadContext) {
         stats.localSchedules.add()
-        if !lifoEnabled || job == context.runningJob || job.isYieldContinuation {
+        if !lifoEnabled || job == context.runningJob || job.isYieldContinuation || context.isResumingDeferred {
             // A yield: the back of the queue, and no need to wake anyone for it (Tokio does the same).
             pushBack(job)
             return

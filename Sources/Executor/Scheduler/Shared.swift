@@ -58,6 +58,7 @@ final class Shared: @unchecked Sendable {
         if resetBudget { context.budget = initialBudget }
         context.runningJob = job
         job.unownedJob.runSynchronously(on: executor)
+        if context.deferred != nil { context.resumeDeferred() }
         context.runningJob = nil
     }
 
@@ -142,10 +143,20 @@ final class ThreadContext {
     var worker: Worker?
     let currentThread: CurrentThreadScheduler?
     var role: Role
+    // The mutable fields below are touched only by the thread that owns this context (it is reached
+    // through a thread-local), so they need no lock and skip Swift's dynamic exclusivity checks, which
+    // cost a `swift_beginAccess`/`swift_endAccess` pair on every budget update otherwise.
+
     /// Remaining cooperative budget of the job being run.
-    var budget = initialBudget
+    @exclusivity(unchecked) var budget = initialBudget
     /// The job being run (used to recognise a task re-scheduling itself).
-    var runningJob: JobRef?
+    @exclusivity(unchecked) var runningJob: JobRef?
+    /// The task that yielded with `_yieldToRuntime()` during the job being run (Tokio's defer list; a job
+    /// runs one task, which suspends at most once, so one slot is enough). Resumed right after that job
+    /// returns, by which time it has suspended; it goes to the back of the queue.
+    @exclusivity(unchecked) var deferred: UnsafeContinuation<Void, Never>?
+    /// True while `resumeDeferred` runs: the enqueue it causes is a yield (back of the queue, no wake-up).
+    @exclusivity(unchecked) var isResumingDeferred = false
 
     init(shared: Shared, worker: Worker?, currentThread: CurrentThreadScheduler?, role: Role) {
         self.shared = shared
@@ -156,6 +167,16 @@ final class ThreadContext {
 
     /// Whether blocking this thread would stall the runtime's scheduler (a worker or current-thread driver).
     var runsScheduler: Bool { role == .worker || role == .currentThreadDriver }
+
+    /// Resumes the task deferred during the job that just returned. The resumption enqueues the task on
+    /// this thread, which `Worker.scheduleLocal` sees through `isResumingDeferred` and treats as a yield.
+    func resumeDeferred() {
+        guard let continuation = deferred else { return }
+        deferred = nil
+        isResumingDeferred = true
+        continuation.resume()
+        isResumingDeferred = false
+    }
 
     /// The calling thread's context, if it is a runtime thread.
     @inline(__always)

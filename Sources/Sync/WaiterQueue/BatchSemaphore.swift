@@ -180,7 +180,7 @@ package final class BatchSemaphore: Sendable {
             try await acquireSlow(n)
         case .yieldFirst:
             // The budget was spent; the permits are taken after the yield, with a fresh budget.
-            await Task.yield()
+            await _yieldToRuntime()
             switch tryAcquireSpinning(n) {
             case .acquired: return
             case .closed: throw .closed
