@@ -1,5 +1,5 @@
-// Driver mode: runs the global-executor modes in child processes (this same binary with --mode), the
-// preference mode and Swift's default executor in this process, then prints every JSON line and the table.
+// Driver mode: runs every runtime on every workload in a child process of its own (this same binary with
+// --mode), then prints every JSON line and the tables.
 
 import Foundation
 
@@ -11,25 +11,25 @@ func runDriver(_ config: RunConfig, suites: Set<Suite>, passThrough: [String], j
         fflush(nil)
         perRound.append(r)
     }
+    // Every (runtime, workload) pair runs in a process of its own (this binary with `--mode`), so no runtime
+    // measures in a process whose threads, malloc arenas or Dispatch pool another runtime has warmed or left
+    // behind; and the runs are interleaved by workload, so the runtimes being compared meet the same stretch
+    // of a shared machine's load. The order of the runtimes alternates between workloads and rounds.
+    var selected: [(Suite, String)] = []
+    for (suite, names) in [(Suite.runtime, workloadNames), (.sync, syncWorkloadNames), (.channels, channelWorkloadNames)]
+    where suites.contains(suite) {
+        for name in names where config.includes(name) { selected.append((suite, name)) }
+    }
     for round in 0..<rounds {
-        // Child processes first, while this process has no runtime threads of its own yet. They run the
-        // runtime suite only (the sync/channel suites compare on Kyoto's runtime and Swift's default executor).
-        if suites.contains(.runtime) && workloadNames.contains(where: config.includes) {
-            for mode in [Mode.kyotoGlobal, .nio] {
-                for r in runChild(mode, passThrough + ["--suite", Suite.runtime.rawValue]) { collect(r) }
+        for (index, (suite, workload)) in selected.enumerated() {
+            var modes: [Mode] = suite == .runtime ? [.kyotoPref, .swiftDefault, .kyotoGlobal, .nio] : [.kyotoPref, .swiftDefault]
+            if (round + index) % 2 == 1 { modes.reverse() }
+            for mode in modes {
+                for r in runChild(mode, passThrough + ["--suite", suite.rawValue, "--only", workload]) { collect(r) }
             }
         }
-        // Alternate which in-process runtime goes first, so a slow stretch of a shared machine does not
-        // always land on the same one.
-        if round % 2 == 0 {
-            runKyotoPref(config, suites: suites, collect)
-            runSwiftDefault(config, suites: suites, collect)
-        } else {
-            runSwiftDefault(config, suites: suites, collect)
-            runKyotoPref(config, suites: suites, collect)
-        }
     }
-    let results = rounds == 1 ? perRound : medianOverRounds(perRound)
+    let results = medianOverRounds(perRound)
     if rounds > 1 && !jsonOnly {
         print("")
         print("median over \(rounds) rounds:")
