@@ -48,6 +48,8 @@ int32_t kyoto_affinity_cpu_count(void) {
 
 static __attribute__((tls_model("initial-exec"))) _Thread_local void *kyoto_tls_context;
 
+__attribute__((tls_model("initial-exec"))) _Thread_local int32_t kyoto_tls_budget = 0;
+
 void *kyoto_tls_context_get(void) { return kyoto_tls_context; }
 void kyoto_tls_context_set(void *context) { kyoto_tls_context = context; }
 

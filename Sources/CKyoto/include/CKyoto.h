@@ -11,6 +11,28 @@
 extern "C" {
 #endif
 
+/// The cooperative budget of the job the calling thread runs (Kyoto's `ThreadContext.budget`): units left.
+/// 0 on threads that are not running a Kyoto job. A thread-local so the budget fast path inlines into
+/// every caller (no call, no lookup of the thread's context): see `_budgetTryConsume` in Budget.swift.
+extern __attribute__((tls_model("initial-exec"))) _Thread_local int32_t kyoto_tls_budget;
+
+/// Spends one unit if more than one is left; false means "take the slow path" (last unit, none left, or
+/// not a runtime thread).
+static inline bool kyoto_budget_take(void) {
+    int32_t units = kyoto_tls_budget;
+    if (units > 1) {
+        kyoto_tls_budget = units - 1;
+        return true;
+    }
+    return false;
+}
+
+/// Reads the calling thread's budget.
+static inline int32_t kyoto_budget_get(void) { return kyoto_tls_budget; }
+
+/// Writes the calling thread's budget.
+static inline void kyoto_budget_set(int32_t units) { kyoto_tls_budget = units; }
+
 /// A spin-wait hint to the CPU (x86 `pause`, arm64 `yield`): a waiting core backs off from the cache
 /// line it polls and yields pipeline resources to its hyper-thread sibling.
 static inline void kyoto_spin_hint(void) {

@@ -147,8 +147,12 @@ final class ThreadContext {
     // through a thread-local), so they need no lock and skip Swift's dynamic exclusivity checks, which
     // cost a `swift_beginAccess`/`swift_endAccess` pair on every budget update otherwise.
 
-    /// Remaining cooperative budget of the job being run.
-    @exclusivity(unchecked) var budget = initialBudget
+    /// Remaining cooperative budget of the job being run. Stored in a C thread-local (`kyoto_tls_budget`)
+    /// so that `_budgetTryConsume` inlines into callers; valid because a context is only used by its thread.
+    var budget: Int {
+        get { Int(kyoto_budget_get()) }
+        set { kyoto_budget_set(Int32(newValue)) }
+    }
     /// The job being run (used to recognise a task re-scheduling itself).
     @exclusivity(unchecked) var runningJob: JobRef?
     /// The task that yielded with `_yieldToRuntime()` during the job being run (Tokio's defer list; a job
@@ -186,10 +190,16 @@ final class ThreadContext {
     }
 
     /// Installs `context` as the calling thread's context for the duration of `body`.
+    /// The budget starts full and is restored with the previous context afterwards.
     static func with<R>(_ context: ThreadContext, _ body: () throws -> R) rethrows -> R {
         let previous = kyoto_tls_context_get()
+        let previousBudget = kyoto_budget_get()
         kyoto_tls_context_set(Unmanaged.passUnretained(context).toOpaque())
-        defer { kyoto_tls_context_set(previous) }
+        kyoto_budget_set(Int32(initialBudget))
+        defer {
+            kyoto_tls_context_set(previous)
+            kyoto_budget_set(previousBudget)
+        }
         return try withExtendedLifetime(context) { try body() }
     }
 }

@@ -31,27 +31,35 @@ public nonisolated(nonsending) func consumeBudget() async {
 
 /// Spends one unit of the cooperative budget, exactly as `consumeBudget()` does, but without yielding:
 /// returns true when the budget of the current job run is exhausted and the caller must yield
-/// (`await Task.yield()`) before going on. Lets a primitive check the budget synchronously BEFORE it
+/// (`await _yieldToRuntime()`) before going on. Lets a primitive check the budget synchronously BEFORE it
 /// acquires anything (Tokio's `poll_proceed` order), so that it never yields while holding a resource.
+///
+/// The common case (more than one unit left) is a thread-local decrement inlined into the caller; the
+/// last unit, an exhausted budget and non-runtime threads (budget 0) take `_budgetSlowPath`.
+@inlinable
 @inline(__always)
-@usableFromInline
 package func _budgetTryConsume() -> Bool {
-    guard let pointer = kyoto_tls_context_get() else { return false }
-    // Unretained: the thread's context outlives every job the thread runs (no retain/release here).
-    return Unmanaged<ThreadContext>.fromOpaque(pointer)._withUnsafeGuaranteedRef { context in
-        if context.budget > 1 {
-            context.budget -= 1
-            return false
-        }
-        if Budget.isUnconstrained {
-            context.budget = initialBudget
-            return false
-        }
-        context.budget = 0
-        // Relaxed: a statistic.
-        context.shared.budgetForcedYields.wrappingAdd(1, ordering: .relaxed)
-        return true
+    if kyoto_budget_take() { return false }
+    return _budgetSlowPath()
+}
+
+/// The rare half of `_budgetTryConsume`.
+@usableFromInline
+@inline(never)
+package func _budgetSlowPath() -> Bool {
+    guard let context = ThreadContext.current else { return false }
+    if context.budget > 1 {
+        context.budget -= 1
+        return false
     }
+    if Budget.isUnconstrained {
+        context.budget = initialBudget
+        return false
+    }
+    context.budget = 0
+    // Relaxed: a statistic.
+    context.shared.budgetForcedYields.wrappingAdd(1, ordering: .relaxed)
+    return true
 }
 
 /// Whether the current job run still has cooperative budget left (true outside a runtime and inside
