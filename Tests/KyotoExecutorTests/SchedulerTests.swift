@@ -93,6 +93,31 @@ struct SchedulerTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("tasks yielding with yieldNow inside one actor's drain all resume", arguments: bothFlavors)
+    func yieldNowInsideActorDrain(_ flavor: Runtime.Configuration.Flavor) throws {
+        // A default actor runs the jobs queued on it back to back inside one executor job, so several tasks
+        // can yield during a single job run; every one of them must come back.
+        actor Counter {
+            var count = 0
+            func bumpAndYield(_ rounds: Int) async {
+                for _ in 0..<rounds {
+                    count += 1
+                    await yieldNow()
+                }
+            }
+        }
+        let r = makeRuntime(flavor, workers: 1)
+        let total = try r.blockOn { () async throws -> Int in
+            let counter = Counter()
+            var handles: [JoinHandle<Void>] = []
+            for _ in 0..<8 { handles.append(spawn { await counter.bumpAndYield(100) }) }
+            for h in handles { try await h.value }
+            return await counter.count
+        }
+        #expect(total == 800)
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("the yield continuation job has the kind the scheduler looks for")
     func yieldJobKindIsPinned() {
         let r = Runtime.multiThread(workers: 1)

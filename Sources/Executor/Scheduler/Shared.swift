@@ -155,9 +155,10 @@ final class ThreadContext {
     }
     /// The job being run (used to recognise a task re-scheduling itself).
     @exclusivity(unchecked) var runningJob: JobRef?
-    /// The task that yielded with `_yieldToRuntime()` during the job being run (Tokio's defer list; a job
-    /// runs one task, which suspends at most once, so one slot is enough). Resumed right after that job
-    /// returns, by which time it has suspended; it goes to the back of the queue.
+    /// The task that yielded with `_yieldToRuntime()` during the job being run (Tokio's defer list). Resumed
+    /// right after that job returns, by which time it has suspended; it goes to the back of the queue. One
+    /// slot: a job that runs several tasks' segments (a default actor's drain) resumes an earlier deferral
+    /// when the next one arrives.
     @exclusivity(unchecked) var deferred: UnsafeContinuation<Void, Never>?
     /// True while `resumeDeferred` runs: the enqueue it causes is a yield (back of the queue, no wake-up).
     @exclusivity(unchecked) var isResumingDeferred = false
