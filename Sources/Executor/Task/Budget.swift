@@ -4,8 +4,9 @@
 // that started the chain). Kyoto's primitives call `consumeBudget()` when they complete without
 // suspending; when the units run out, the task yields, so a task whose every channel is ready still lets
 // its neighbours run. The count lives in a C thread-local (`kyoto_tls_budget`, 0 on threads that run no
-// Kyoto job), so spending a unit is an inlined decrement with no call and no allocation. `unconstrained` opts a scope out through a task-local flag, which is only read
-// when the budget is exhausted (the rare path).
+// Kyoto job), so spending a unit is an inlined decrement with no call and no allocation. `unconstrained`
+// opts a scope out through a task-local flag, which is only read when the budget is exhausted (the rare
+// path).
 
 import CKyoto
 
