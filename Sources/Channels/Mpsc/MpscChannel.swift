@@ -70,27 +70,34 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         }
     }
 
-    /// Sends `value`, waiting for capacity while the channel is full.
+    /// Takes one permit, waiting for capacity while the channel is full. Returns the outcome (`.acquired`,
+    /// `.closed` or `.cancelled`) and whether the caller had to wait (a caller that did not wait spends
+    /// cooperative budget afterwards).
     @inlinable
-    nonisolated(nonsending) func send(_ value: Element) async throws(SendError<Element>) {
-        var waited = false
+    nonisolated(nonsending) func acquirePermit() async -> (outcome: PermitAcquisition, waited: Bool) {
         switch permits.tryAcquire() {
         case .acquired:
-            break
+            return (.acquired, false)
         case .closed, .cancelled:
-            throw .closed(value)
+            return (.closed, false)
         case .unavailable:
-            waited = true
             // Relaxed: a diagnostic count; it orders nothing and pairs with nothing.
             waitingForCapacity.add(1, ordering: .relaxed)
             let acquisition = await permits.acquire()
             // Relaxed: see the increment above.
             waitingForCapacity.subtract(1, ordering: .relaxed)
-            switch acquisition {
-            case .acquired, .unavailable: break
-            case .closed: throw .closed(value)
-            case .cancelled: throw .cancelled(value)
-            }
+            return (acquisition == .unavailable ? .acquired : acquisition, true)
+        }
+    }
+
+    /// Sends `value`, waiting for capacity while the channel is full.
+    @inlinable
+    nonisolated(nonsending) func send(_ value: Element) async throws(SendError<Element>) {
+        let (outcome, waited) = await acquirePermit()
+        switch outcome {
+        case .acquired, .unavailable: break
+        case .closed: throw .closed(value)
+        case .cancelled: throw .cancelled(value)
         }
         if let rejected = push(value, reserved: false) {
             permits.release(1)
@@ -118,24 +125,11 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
     /// Takes a permit and records it as an outstanding reservation.
     @inlinable
     nonisolated(nonsending) func reserve() async throws(Mpsc.ReserveError) {
-        var waited = false
-        switch permits.tryAcquire() {
-        case .acquired:
-            break
-        case .closed, .cancelled:
-            throw .closed
-        case .unavailable:
-            waited = true
-            // Relaxed: a diagnostic count; it orders nothing and pairs with nothing.
-            waitingForCapacity.add(1, ordering: .relaxed)
-            let acquisition = await permits.acquire()
-            // Relaxed: see the increment above.
-            waitingForCapacity.subtract(1, ordering: .relaxed)
-            switch acquisition {
-            case .acquired, .unavailable: break
-            case .closed: throw .closed
-            case .cancelled: throw .cancelled
-            }
+        let (outcome, waited) = await acquirePermit()
+        switch outcome {
+        case .acquired, .unavailable: break
+        case .closed: throw .closed
+        case .cancelled: throw .cancelled
         }
         switch state.withLock({ $0.reserve() }) {
         case .reserved:
