@@ -228,17 +228,24 @@ struct RuntimeTests {
     }
 
     @Test("thread start and stop hooks run on every worker")
-    func threadHooks() {
+    func threadHooks() async throws {
         let starts = TestCounter()
         let stops = TestCounter()
         let parks = TestCounter()
+        let parked = Signal()
         var c = Runtime.Configuration()
         c.workerThreads = 2
         c.onThreadStart = { starts.increment() }
         c.onThreadStop = { stops.increment() }
-        c.onThreadPark = { parks.increment() }
+        c.onThreadPark = {
+            parks.increment()
+            parked.fire()
+        }
         let r = Runtime(c)
         r.blockOn { await Task.yield() }
+        // An idle worker parks; wait for that instead of assuming it happened before shutdown (on a loaded
+        // machine a worker may not have run at all yet).
+        try await withDeadline(30, "an idle worker parking") { await parked.wait() }
         #expect(r.shutdown(timeout: .seconds(5)))
         #expect(starts.current == 2)
         #expect(stops.current == 2)
