@@ -61,7 +61,7 @@ public final class AsyncBarrier: Sendable {
         }
         switch outcome {
         case .leader:
-            if _budgetTryConsume() { await _yieldToRuntime() }
+            await consumeBudget()
             return true
         case .follower:
             return false

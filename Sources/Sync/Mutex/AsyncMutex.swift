@@ -48,8 +48,7 @@ public final class AsyncMutex<Value> {
     public nonisolated(nonsending) func withLock<Result, Failure: Error>(
         _ body: nonisolated(nonsending) (inout Value) async throws(Failure) -> Result
     ) async throws -> Result {
-        let fast = semaphore.beginAcquire(1)
-        if fast != .acquired { try await AsyncMutex.finishAcquire(semaphore, fast) }
+        try await acquireLock()
         defer { semaphore.release(1) }
         return try await body(&value)
     }
@@ -65,8 +64,7 @@ public final class AsyncMutex<Value> {
     public nonisolated(nonsending) func withLock<Result, Failure: Error>(
         _ body: (inout Value) throws(Failure) -> Result
     ) async throws -> Result {
-        let fast = semaphore.beginAcquire(1)
-        if fast != .acquired { try await AsyncMutex.finishAcquire(semaphore, fast) }
+        try await acquireLock()
         defer { semaphore.release(1) }
         return try body(&value)
     }
@@ -75,8 +73,7 @@ public final class AsyncMutex<Value> {
     ///
     /// Throws `CancellationError` if the task is cancelled while waiting.
     public nonisolated(nonsending) func lock() async throws(CancellationError) -> Guard {
-        let fast = semaphore.beginAcquire(1)
-        if fast != .acquired { try await AsyncMutex.finishAcquire(semaphore, fast) }
+        try await acquireLock()
         return Guard(self)
     }
 
@@ -85,12 +82,13 @@ public final class AsyncMutex<Value> {
         semaphore.tryAcquire(1) == .acquired ? Guard(self) : nil
     }
 
-    @usableFromInline
-    nonisolated(nonsending) static func finishAcquire(
-        _ semaphore: BatchSemaphore, _ fast: BatchSemaphore.FastAcquire
-    ) async throws(CancellationError) {
+    /// Takes the lock (the semaphore's single permit); nothing is awaited when it is free and no
+    /// cooperative yield is due. Every way of locking goes through here.
+    @inlinable
+    @inline(__always)
+    nonisolated(nonsending) func acquireLock() async throws(CancellationError) {
         do {
-            try await semaphore.finishAcquire(1, fast)
+            try await semaphore.acquire(1)
         } catch {
             // A mutex's semaphore is never closed, so the only failure is cancellation.
             throw CancellationError()

@@ -55,7 +55,7 @@ public final class Notify: Sendable {
         }
         switch outcome {
         case .consumedPermit:
-            if _budgetTryConsume() { await _yieldToRuntime() }
+            await consumeBudget()
         case .notifiedOne:
             if Task.isCancelled {
                 notifyOne()

@@ -78,7 +78,7 @@ public final class AsyncOnceCell<Value: Sendable>: Sendable {
         _ initializer: nonisolated(nonsending) () async throws(Failure) -> Value
     ) async throws -> Value {
         if let value = get() {
-            if _budgetTryConsume() { await _yieldToRuntime() }
+            await consumeBudget()
             return value
         }
         do {

@@ -54,8 +54,7 @@ public final class AsyncRwLock<Value> {
     public nonisolated(nonsending) func withReadLock<Result, Failure: Error>(
         _ body: nonisolated(nonsending) (Value) async throws(Failure) -> Result
     ) async throws -> Result {
-        let fast = semaphore.beginAcquire(1)
-        if fast != .acquired { try await AsyncRwLock.finishAcquire(semaphore, 1, fast) }
+        try await acquirePermits(1)
         defer { semaphore.release(1) }
         return try await body(value)
     }
@@ -69,8 +68,7 @@ public final class AsyncRwLock<Value> {
     public nonisolated(nonsending) func withReadLock<Result, Failure: Error>(
         _ body: (Value) throws(Failure) -> Result
     ) async throws -> Result {
-        let fast = semaphore.beginAcquire(1)
-        if fast != .acquired { try await AsyncRwLock.finishAcquire(semaphore, 1, fast) }
+        try await acquirePermits(1)
         defer { semaphore.release(1) }
         return try body(value)
     }
@@ -86,8 +84,7 @@ public final class AsyncRwLock<Value> {
     public nonisolated(nonsending) func withWriteLock<Result, Failure: Error>(
         _ body: nonisolated(nonsending) (inout Value) async throws(Failure) -> Result
     ) async throws -> Result {
-        let fast = semaphore.beginAcquire(maxReaders)
-        if fast != .acquired { try await AsyncRwLock.finishAcquire(semaphore, maxReaders, fast) }
+        try await acquirePermits(maxReaders)
         defer { semaphore.release(maxReaders) }
         return try await body(&value)
     }
@@ -101,23 +98,20 @@ public final class AsyncRwLock<Value> {
     public nonisolated(nonsending) func withWriteLock<Result, Failure: Error>(
         _ body: (inout Value) throws(Failure) -> Result
     ) async throws -> Result {
-        let fast = semaphore.beginAcquire(maxReaders)
-        if fast != .acquired { try await AsyncRwLock.finishAcquire(semaphore, maxReaders, fast) }
+        try await acquirePermits(maxReaders)
         defer { semaphore.release(maxReaders) }
         return try body(&value)
     }
 
     /// Waits for shared access and returns a guard that holds it until the guard goes away.
     public nonisolated(nonsending) func read() async throws(CancellationError) -> ReadGuard {
-        let fast = semaphore.beginAcquire(1)
-        if fast != .acquired { try await AsyncRwLock.finishAcquire(semaphore, 1, fast) }
+        try await acquirePermits(1)
         return ReadGuard(self)
     }
 
     /// Waits for exclusive access and returns a guard that holds it until the guard goes away.
     public nonisolated(nonsending) func write() async throws(CancellationError) -> WriteGuard {
-        let fast = semaphore.beginAcquire(maxReaders)
-        if fast != .acquired { try await AsyncRwLock.finishAcquire(semaphore, maxReaders, fast) }
+        try await acquirePermits(maxReaders)
         return WriteGuard(self)
     }
 
@@ -131,13 +125,13 @@ public final class AsyncRwLock<Value> {
         semaphore.tryAcquire(maxReaders) == .acquired ? WriteGuard(self) : nil
     }
 
-    /// The waiting (or yielding) half of an acquisition of `permits` permits.
-    @usableFromInline
-    nonisolated(nonsending) static func finishAcquire(
-        _ semaphore: BatchSemaphore, _ permits: Int, _ fast: BatchSemaphore.FastAcquire
-    ) async throws(CancellationError) {
+    /// Takes `permits` permits (1 for a read, `maxReaders` for a write); nothing is awaited when they are
+    /// free and no cooperative yield is due. Every way of locking goes through here.
+    @inlinable
+    @inline(__always)
+    nonisolated(nonsending) func acquirePermits(_ permits: Int) async throws(CancellationError) {
         do {
-            try await semaphore.finishAcquire(permits, fast)
+            try await semaphore.acquire(permits)
         } catch {
             // The semaphore is never closed, so the only failure is cancellation.
             throw CancellationError()

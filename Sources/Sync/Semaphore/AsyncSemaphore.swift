@@ -43,18 +43,17 @@ public final class AsyncSemaphore: Sendable {
     /// Throws `ClosedError` if the semaphore is or becomes closed and `CancellationError` if the task is
     /// cancelled while waiting. `n` must not exceed `maxPermits`.
     public nonisolated(nonsending) func acquire(_ n: Int = 1) async throws -> Permit {
-        let fast = core.beginAcquire(n)
-        if fast != .acquired { try await AsyncSemaphore.finishAcquire(core, n, fast) }
+        try await acquirePermits(n)
         return Permit(core, count: n)
     }
 
-    /// The waiting (or yielding) half of an acquisition, with the public errors.
-    @usableFromInline
-    nonisolated(nonsending) static func finishAcquire(
-        _ core: BatchSemaphore, _ n: Int, _ fast: BatchSemaphore.FastAcquire
-    ) async throws {
+    /// Takes `n` permits with the public errors (`ClosedError`, `CancellationError`); nothing is awaited when
+    /// they are free and no cooperative yield is due. Every way of acquiring goes through here.
+    @inlinable
+    @inline(__always)
+    nonisolated(nonsending) func acquirePermits(_ n: Int) async throws {
         do {
-            try await core.finishAcquire(n, fast)
+            try await core.acquire(n)
         } catch .closed {
             throw ClosedError()
         } catch {
@@ -81,8 +80,7 @@ public final class AsyncSemaphore: Sendable {
         _ n: Int = 1,
         _ body: nonisolated(nonsending) () async throws(Failure) -> Result
     ) async throws -> Result {
-        let fast = core.beginAcquire(n)
-        if fast != .acquired { try await AsyncSemaphore.finishAcquire(core, n, fast) }
+        try await acquirePermits(n)
         defer { core.release(n) }
         return try await body()
     }
@@ -97,8 +95,7 @@ public final class AsyncSemaphore: Sendable {
         _ n: Int = 1,
         _ body: () throws(Failure) -> Result
     ) async throws -> Result {
-        let fast = core.beginAcquire(n)
-        if fast != .acquired { try await AsyncSemaphore.finishAcquire(core, n, fast) }
+        try await acquirePermits(n)
         defer { core.release(n) }
         return try body()
     }

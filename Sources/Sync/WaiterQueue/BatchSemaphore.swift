@@ -53,6 +53,7 @@ import KyotoExecutor
 import Synchronization
 
 /// Why a waiting `acquire` failed.
+@usableFromInline
 package enum AcquireError: Error, Equatable {
     /// The semaphore was closed before the permits were granted.
     case closed
@@ -150,6 +151,11 @@ package final class BatchSemaphore: Sendable {
     /// permits are taken, and a forced yield happens while the caller holds nothing. Yielding after the
     /// acquisition would suspend a task that holds the permits; waiters would queue behind it and the FIFO
     /// hand-off would keep that queue alive.
+    ///
+    /// Inlined into the fronts (`AsyncMutex`, `AsyncRwLock`, `AsyncSemaphore`), so that their fast path has
+    /// no await at all: only the slow branch suspends.
+    @inlinable
+    @inline(__always)
     package nonisolated(nonsending) func acquire(_ n: Int) async throws(AcquireError) {
         let fast = beginAcquire(n)
         if fast != .acquired { try await finishAcquire(n, fast) }
