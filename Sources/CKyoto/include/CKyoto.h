@@ -12,7 +12,7 @@ extern "C" {
 #endif
 
 /// The cooperative budget of the job the calling thread runs (Kyoto's `ThreadContext.budget`): units left.
-/// 0 on threads that are not running a Kyoto job. A thread-local so the budget fast path inlines into
+/// 0 on threads that are not Kyoto runtime threads. A thread-local so the budget fast path inlines into
 /// every caller (no call, no lookup of the thread's context): see `_budgetTryConsume` in Budget.swift.
 extern __attribute__((tls_model("initial-exec"))) _Thread_local int32_t kyoto_tls_budget;
 

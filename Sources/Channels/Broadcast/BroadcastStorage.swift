@@ -41,13 +41,13 @@ final class BroadcastStorage<Element: Sendable>: Sendable {
             let waiter: UInt64
             switch state.withLock({ $0.receive(receiver) }) {
             case .value(let value):
-                if !suspended { if _budgetTryConsume() { await _yieldToRuntime() } }
+                if !suspended { await consumeBudget() }
                 return value
             case .lagged(let count):
-                if !suspended { if _budgetTryConsume() { await _yieldToRuntime() } }
+                if !suspended { await consumeBudget() }
                 throw .lagged(count)
             case .closed:
-                if !suspended { if _budgetTryConsume() { await _yieldToRuntime() } }
+                if !suspended { await consumeBudget() }
                 throw .closed
             case .suspend(let id):
                 waiter = id

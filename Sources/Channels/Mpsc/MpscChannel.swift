@@ -71,8 +71,8 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
     }
 
     /// Takes one permit, waiting for capacity while the channel is full. Returns the outcome (`.acquired`,
-    /// `.closed` or `.cancelled`) and whether the caller had to wait (a caller that did not wait spends
-    /// cooperative budget afterwards).
+    /// `.closed` or `.cancelled`; the waiting `acquire()` never answers `.unavailable`) and whether the caller
+    /// had to wait (a caller that did not wait spends cooperative budget afterwards).
     @inlinable
     nonisolated(nonsending) func acquirePermit() async -> (outcome: PermitAcquisition, waited: Bool) {
         switch permits.tryAcquire() {
@@ -86,7 +86,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
             let acquisition = await permits.acquire()
             // Relaxed: see the increment above.
             waitingForCapacity.subtract(1, ordering: .relaxed)
-            return (acquisition == .unavailable ? .acquired : acquisition, true)
+            return (acquisition, true)
         }
     }
 
@@ -103,7 +103,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
             permits.release(1)
             throw .closed(rejected)
         }
-        if !waited { if _budgetTryConsume() { await _yieldToRuntime() } }
+        if !waited { await consumeBudget() }
     }
 
     /// Sends `value` if a permit is free right now.
@@ -138,7 +138,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
             permits.release(1)
             throw .closed
         }
-        if !waited { if _budgetTryConsume() { await _yieldToRuntime() } }
+        if !waited { await consumeBudget() }
     }
 
     /// Sends through an outstanding reservation. A value sent after the receiver was dropped is
@@ -171,7 +171,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         let id: UInt64
         switch state.withLock({ $0.waitClosed() }) {
         case .closed:
-            if _budgetTryConsume() { await _yieldToRuntime() }
+            await consumeBudget()
             return
         case .suspend(let waiterID):
             id = waiterID
@@ -202,10 +202,10 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         switch state.withLock({ $0.receive() }) {
         case .element(let element):
             permits.release(1)
-            if _budgetTryConsume() { await _yieldToRuntime() }
+            await consumeBudget()
             return element
         case .closed:
-            if _budgetTryConsume() { await _yieldToRuntime() }
+            await consumeBudget()
             return nil
         case .suspend(let waiterID):
             id = waiterID
@@ -230,10 +230,10 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         switch state.withLock({ $0.receiveMany(into: &output, limit: limit) }) {
         case .received(let count):
             permits.release(count)
-            if _budgetTryConsume() { await _yieldToRuntime() }
+            await consumeBudget()
             return count
         case .closed:
-            if _budgetTryConsume() { await _yieldToRuntime() }
+            await consumeBudget()
             return 0
         case .suspend(let waiterID):
             id = waiterID

@@ -35,10 +35,10 @@ final class OneshotStorage<Value: Sendable>: Sendable {
         let id: UInt64
         switch state.withLock({ $0.receive() }) {
         case .value(let value):
-            if _budgetTryConsume() { await _yieldToRuntime() }
+            await consumeBudget()
             return value
         case .closed:
-            if _budgetTryConsume() { await _yieldToRuntime() }
+            await consumeBudget()
             throw .closed
         case .suspend(let waiterID):
             id = waiterID
@@ -94,7 +94,7 @@ final class OneshotStorage<Value: Sendable>: Sendable {
         let id: UInt64
         switch state.withLock({ $0.waitClosed() }) {
         case .closed:
-            if _budgetTryConsume() { await _yieldToRuntime() }
+            await consumeBudget()
             return
         case .suspend(let waiterID):
             id = waiterID

@@ -50,7 +50,7 @@ final class WatchStorage<Value: Sendable>: Sendable {
         let id: UInt64
         switch state.withLock({ $0.waitClosed() }) {
         case .closed:
-            if _budgetTryConsume() { await _yieldToRuntime() }
+            await consumeBudget()
             return
         case .suspend(let waiterID):
             id = waiterID
@@ -89,10 +89,10 @@ final class WatchStorage<Value: Sendable>: Sendable {
             let waiter: UInt64
             switch state.withLock({ $0.changed(receiver) }) {
             case .changed(let value):
-                if !suspended { if _budgetTryConsume() { await _yieldToRuntime() } }
+                if !suspended { await consumeBudget() }
                 return value
             case .closed:
-                if !suspended { if _budgetTryConsume() { await _yieldToRuntime() } }
+                if !suspended { await consumeBudget() }
                 throw .closed
             case .suspend(let id):
                 waiter = id
@@ -112,11 +112,11 @@ final class WatchStorage<Value: Sendable>: Sendable {
             let snapshot = state.withLock { $0.snapshot() }
             if predicate(snapshot.value) {
                 state.withLock { $0.markSeen(receiver, version: snapshot.version) }
-                if !suspended { if _budgetTryConsume() { await _yieldToRuntime() } }
+                if !suspended { await consumeBudget() }
                 return snapshot.value
             }
             if !snapshot.senderAlive {
-                if !suspended { if _budgetTryConsume() { await _yieldToRuntime() } }
+                if !suspended { await consumeBudget() }
                 throw .closed
             }
             let waiter = state.withLock { $0.makeWaiterID() }

@@ -43,12 +43,14 @@ final class LocalDriver: Sendable {
     /// (Tokio's `block_on(local.run_until(...))`); anywhere else the set runs on a thread of its own.
     private static let drivers = CheckedMutex<[(task: UInt, driver: LocalDriver)]>([])
 
-    /// The identity of the current task (0 outside any task).
+    /// The identity of the current task (0 outside any task): the address of its task object. An address can
+    /// be reused only after the task is freed, and a registered task unregisters itself before it completes
+    /// (`Runtime.blockOn`), so a registered identity always names the task that registered it.
     private static var currentTaskIdentity: UInt {
         withUnsafeCurrentTask { task in task.map { unsafeBitCast($0, to: UInt.self) } ?? 0 }
     }
 
-    /// Makes `self` the driver that `current` returns in the calling task, until `unregisterCurrentTask()`.
+    /// Makes `self` the driver that `current` returns in the calling task, until `unregisterForCurrentTask()`.
     func registerForCurrentTask() {
         let task = LocalDriver.currentTaskIdentity
         LocalDriver.drivers.withLock { $0.append((task, self)) }

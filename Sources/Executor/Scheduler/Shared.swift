@@ -58,7 +58,7 @@ final class Shared: @unchecked Sendable {
         if resetBudget { context.budget = initialBudget }
         context.runningJob = job
         job.unownedJob.runSynchronously(on: executor)
-        if context.deferred != nil { context.resumeDeferred() }
+        context.resumeDeferred()
         context.runningJob = nil
     }
 
@@ -143,9 +143,9 @@ final class ThreadContext {
     var worker: Worker?
     let currentThread: CurrentThreadScheduler?
     var role: Role
-    // The mutable fields below are touched only by the thread that owns this context (it is reached
-    // through a thread-local), so they need no lock and skip Swift's dynamic exclusivity checks, which
-    // cost a `swift_beginAccess`/`swift_endAccess` pair on every budget update otherwise.
+    // The mutable state below is touched only by the thread that owns this context (it is reached through
+    // a thread-local), so it needs no lock or atomics, and the stored fields skip Swift's dynamic
+    // exclusivity checks (a `swift_beginAccess`/`swift_endAccess` pair on every access otherwise).
 
     /// Remaining cooperative budget of the job being run. Stored in a C thread-local (`kyoto_tls_budget`)
     /// so that `_budgetTryConsume` inlines into callers; valid because a context is only used by its thread.
@@ -173,8 +173,9 @@ final class ThreadContext {
     /// Whether blocking this thread would stall the runtime's scheduler (a worker or current-thread driver).
     var runsScheduler: Bool { role == .worker || role == .currentThreadDriver }
 
-    /// Resumes the task deferred during the job that just returned. The resumption enqueues the task on
-    /// this thread, which `Worker.scheduleLocal` sees through `isResumingDeferred` and treats as a yield.
+    /// Resumes the task deferred during the job that just returned, if any. The resumption enqueues the task
+    /// on this thread, which `Worker.scheduleLocal` sees through `isResumingDeferred` and treats as a yield.
+    @inline(__always)
     func resumeDeferred() {
         guard let continuation = deferred else { return }
         deferred = nil

@@ -3,31 +3,22 @@
 // Each job run starts with 128 units (jobs chained through the LIFO slot share the unit count of the job
 // that started the chain). Kyoto's primitives call `consumeBudget()` when they complete without
 // suspending; when the units run out, the task yields, so a task whose every channel is ready still lets
-// its neighbours run. The count lives in a C thread-local (`kyoto_tls_budget`, 0 on threads that run no
-// Kyoto job), so spending a unit is an inlined decrement with no call and no allocation. `unconstrained`
-// opts a scope out through a task-local flag, which is only read when the budget is exhausted (the rare
-// path).
+// its neighbours run. The count lives in a C thread-local (`kyoto_tls_budget`, 0 on threads that are not
+// Kyoto runtime threads), so spending a unit is an inlined decrement with no call and no allocation.
+// `unconstrained` opts a scope out through a task-local flag, which is only read when the budget is
+// exhausted (the rare path).
 
 import CKyoto
 
 /// Spends one unit of the cooperative budget; when the budget of the current job run is exhausted, yields
 /// so that other tasks can run. Outside a Kyoto runtime thread it does nothing.
 ///
-/// Call it in loops that may find every operation ready (it is what Kyoto's channels and locks do).
+/// Call it in loops that may find every operation ready (it is what Kyoto's channels and locks do). Inlined:
+/// while budget is left it is a thread-local decrement, with nothing awaited.
+@inlinable
+@inline(__always)
 public nonisolated(nonsending) func consumeBudget() async {
-    guard let context = ThreadContext.current else { return }
-    if context.budget > 1 {
-        context.budget -= 1
-        return
-    }
-    if Budget.isUnconstrained {
-        context.budget = initialBudget
-        return
-    }
-    context.budget = 0
-    // Relaxed: a statistic.
-    context.shared.budgetForcedYields.wrappingAdd(1, ordering: .relaxed)
-    await _yieldToRuntime()
+    if _budgetTryConsume() { await _yieldToRuntime() }
 }
 
 /// Spends one unit of the cooperative budget, exactly as `consumeBudget()` does, but without yielding:
@@ -48,11 +39,9 @@ package func _budgetTryConsume() -> Bool {
 @usableFromInline
 @inline(never)
 package func _budgetSlowPath() -> Bool {
+    // Reached with at most one unit left (the fast path took every other case), or on a thread that runs no
+    // Kyoto job (budget 0, no context).
     guard let context = ThreadContext.current else { return false }
-    if context.budget > 1 {
-        context.budget -= 1
-        return false
-    }
     if Budget.isUnconstrained {
         context.budget = initialBudget
         return false
@@ -109,7 +98,7 @@ package nonisolated(nonsending) func _yieldToRuntime() async {
         // One executor job can run segments of several tasks (a default actor drains its queue inside one
         // job), so another task may have deferred earlier in this job. That task has suspended (we are
         // running after it), so resuming it now is safe; it still lands behind the queued work.
-        if context.deferred != nil { context.resumeDeferred() }
+        context.resumeDeferred()
         context.deferred = continuation
     }
 }
