@@ -155,9 +155,7 @@ func medianOverRounds(_ results: [BenchResult]) -> [BenchResult] {
     return order.map { key in
         let group = groups[key]!
         var combined = group[0]
-        let medians = group.map(\.ns_per_op).sorted()
-        combined.ns_per_op = medians.count % 2 == 1
-            ? medians[medians.count / 2] : (medians[medians.count / 2 - 1] + medians[medians.count / 2]) / 2
+        combined.ns_per_op = medianOfSorted(group.map(\.ns_per_op).sorted())
         combined.min_ns_per_op = group.map(\.min_ns_per_op).min()!
         combined.max_ns_per_op = group.map(\.max_ns_per_op).max()!
         combined.iters = group.map(\.iters).reduce(0, +)

@@ -121,7 +121,7 @@ func measure(
 
     let perOp = samples.map { Double($0.nanos) / Double(ops) }.sorted()
     let n = perOp.count
-    let median = n % 2 == 1 ? perOp[n / 2] : (perOp[n / 2 - 1] + perOp[n / 2]) / 2
+    let median = medianOfSorted(perOp)
     let allocs = samples.reduce(0) { $0 + $1.allocs }
     var result = BenchResult(
         runtime: runtime, workload: workload, ns_per_op: median, ops: ops, iters: n, workers: workers,
@@ -156,4 +156,10 @@ func allocCounterSelfCheck() {
 @inline(never)
 func makeArray(count: Int) -> [Int] {
     [Int](repeating: 7, count: count)
+}
+
+/// The median of a non-empty, ascending array (the mean of the two middle values for an even count).
+func medianOfSorted(_ values: [Double]) -> Double {
+    let n = values.count
+    return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2
 }

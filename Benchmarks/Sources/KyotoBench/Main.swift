@@ -14,8 +14,8 @@
 //                               actor-semaphore, sync-mutex, async-channel, async-stream, continuation)
 //   --kyoto-on-default          diagnostic: also run Kyoto's sync/channel primitives on Swift's default executor
 //   --json                      (driver) print only the JSON lines, no table
-//   --rounds N                  (driver) repeat the whole run N times, alternating which of Kyoto and Swift's
-//                               default executor goes first, and report the median over rounds (default 1)
+//   --rounds N                  (driver) repeat the whole run N times (each runtime and workload in its own
+//                               process, order alternating) and report the median over rounds (default 1)
 
 import Foundation
 
