@@ -286,7 +286,56 @@ struct RuntimeTests {
         #expect(r.metrics.totalLifoHits == 0)
         r.shutdown(timeout: .seconds(5))
     }
+
+    @Test("finished tasks are freed soon, also when they finished on another worker than their spawner")
+    func finishedTasksFreedAcrossWorkers() {
+        // The spawner keeps its worker busy until the other worker has run every task, so each one finishes
+        // away from its spawner and the registry holds it for the spawner's worker (TaskRegistry.swift).
+        // More tasks than the registry holds at once, so the overflow path runs too. Every result must be
+        // freed once the runtime goes idle, and the handles report finished.
+        let r = Runtime.multiThread(workers: 2)
+        let n = 3000
+        let freed = TestCounter()
+        let ran = TestCounter()
+        let awayFromSpawner = TestCounter()
+        let handles = r.blockOn { () -> [JoinHandle<DeinitProbe>] in
+            let spawner = currentThreadName()
+            var handles: [JoinHandle<DeinitProbe>] = []
+            for _ in 0..<n {
+                handles.append(spawn {
+                    if currentThreadName() != spawner { awayFromSpawner.increment() }
+                    ran.increment()
+                    return DeinitProbe { freed.increment() }
+                })
+            }
+            // The last task sits in this worker's LIFO slot, which is not stealable: it runs here afterwards.
+            let deadline = Platform.monotonicNanos() + 20_000_000_000
+            while ran.current < n - 1 && Platform.monotonicNanos() < deadline { sched_yield() }
+            return handles
+        }
+        let deadline = Platform.monotonicNanos() + 20_000_000_000
+        while !handles.allSatisfy({ $0.isFinished }) && Platform.monotonicNanos() < deadline { sched_yield() }
+        #expect(ran.current == n)
+        #expect(awayFromSpawner.current >= n - 1)
+        let allFinished = handles.allSatisfy { $0.isFinished }
+        #expect(allFinished)
+        #expect(r.metrics.aliveTasks == 0)
+        // The handles were the only other references to the results.
+        _ = consume handles
+        let freeDeadline = Platform.monotonicNanos() + 20_000_000_000
+        while freed.current < n && Platform.monotonicNanos() < freeDeadline { sched_yield() }
+        #expect(freed.current == n, "finished tasks' results still alive after 20 s")
+        r.shutdown(timeout: .seconds(5))
+    }
 }
+
+/// Calls `onDeinit` when freed.
+final class DeinitProbe: Sendable {
+    let onDeinit: @Sendable () -> Void
+    init(_ onDeinit: @escaping @Sendable () -> Void) { self.onDeinit = onDeinit }
+    deinit { onDeinit() }
+}
+
 
 final class FlagBox: Sendable {
     let flag = Atomic<Bool>(false)

@@ -38,11 +38,12 @@ public final class Runtime: TaskExecutor, Sendable {
     public init(_ configuration: Configuration = .init()) {
         configuration.validate()
         self.configuration = configuration
-        let shared = Shared(configuration: configuration)
+        let n = configuration.flavor == .multiThread
+            ? configuration.workerThreads ?? Platform.availableParallelism() : 1
+        let shared = Shared(configuration: configuration, workers: n)
         self.shared = shared
         switch configuration.flavor {
         case .multiThread:
-            let n = configuration.workerThreads ?? Platform.availableParallelism()
             scheduler = .multiThread(MultiThreadScheduler(shared: shared, workerCount: n))
             workerCount = n
         case .currentThread:
@@ -190,7 +191,7 @@ public final class Runtime: TaskExecutor, Sendable {
 
     /// Reserves a registry slot for a new task.
     @usableFromInline
-    func _beginTask() -> TaskSlot { shared.registry.begin() }
+    func _beginTask() -> TaskSlot { shared.registry.begin(homeGroup: ThreadContext.current?.homeGroup) }
 
     /// Registers the task created for `slot`; cancels it if the runtime is already shutting down.
     @usableFromInline
@@ -205,7 +206,11 @@ public final class Runtime: TaskExecutor, Sendable {
     /// Called by a spawned task's body when it ends.
     @usableFromInline
     func _finishTask(_ slot: TaskSlot) {
-        shared.registry.finish(slot)
+        // Only a worker may leave the task held for another worker: workers drain every group when they
+        // park, so a held task cannot outlive the next park of the finishing worker (see TaskRegistry.swift).
+        let group = ThreadContext.current?.homeGroup
+        shared.registry.finish(
+            slot, onHomeThread: group == shared.registry.group(of: slot), mayHold: group != nil && !shared.isClosed)
         // After shutdown began, the last task to finish wakes the workers so they can exit. The registry
         // lock `finish` took orders this read after `beginShutdown`'s store for every task it cancelled.
         if shared.isClosed && shared.registry.aliveCount == 0 { wakeAll() }

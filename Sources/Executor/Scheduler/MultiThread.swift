@@ -11,7 +11,8 @@
 // - anywhere else: push to the inject queue, wake a parked worker if nobody is searching.
 //
 // The run loop (`Worker.runLoop`), one iteration = one tick:
-// 1. every `eventInterval` ticks: maintenance (global-queue-interval tuning, busy-time accounting);
+// 1. every `eventInterval` ticks: maintenance (global-queue-interval tuning, busy-time accounting, releasing
+//    the finished tasks held for this worker, see TaskRegistry.swift);
 // 2. next job: every `globalQueueInterval` ticks the inject queue first; otherwise LIFO slot, local queue,
 //    then a batch from the inject queue (its share: len/N + 1, bounded by free local slots and 128);
 // 3. else steal: become a searcher (at most half the workers search), steal half of a random victim's
@@ -159,6 +160,8 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Immutable after init (any thread)
     let index: Int
+    /// The registry shard group this worker spawns into (see TaskRegistry.swift).
+    let homeGroup: Int
     let shared: Shared
     let queue = LocalQueue()
     let parker = Parker()
@@ -186,6 +189,7 @@ final class Worker: @unchecked Sendable {
 
     init(index: Int, shared: Shared) {
         self.index = index
+        homeGroup = shared.registry.homeGroup(ofWorker: index)
         self.shared = shared
         let config = shared.configuration
         rng = UInt32(truncatingIfNeeded: 0x9E37_79B9 &* UInt32(index + 1)) | 1
@@ -259,7 +263,10 @@ final class Worker: @unchecked Sendable {
                 if !runJob(job, context: context) { return .handedOff }
                 continue
             }
-            if shouldExit() { return .exited }
+            if shouldExit() {
+                shared.registry.drainAllHeld()
+                return .exited
+            }
             park()
         }
     }
@@ -351,6 +358,8 @@ final class Worker: @unchecked Sendable {
     private func park() {
         // Fire due timers first: if any fired, there is work and no reason to sleep.
         if fireDueTimers() > 0 { return }
+        // Held finished tasks are freed before sleeping, whichever worker spawned them (see TaskRegistry.swift).
+        shared.registry.drainAllHeld()
         let wasSearching = isSearching
         isSearching = false
         let isLastSearcher = scheduler.idle.transitionToParked(index, isSearching: wasSearching)
@@ -418,9 +427,11 @@ final class Worker: @unchecked Sendable {
         busyStart = now
     }
 
-    /// Every `eventInterval` ticks: busy-time accounting and global-queue-interval tuning.
+    /// Every `eventInterval` ticks: busy-time accounting, releasing held finished tasks and global-queue-interval
+    /// tuning.
     private func maintenance() {
         accountBusyTime()
+        shared.registry.drainHeld(group: homeGroup)
         _ = fireDueTimers()
         guard tunesInterval else { return }
         let polls = stats.polls.load

@@ -23,7 +23,7 @@ final class Shared: @unchecked Sendable {
     // MARK: Immutable after init (any thread)
     let configuration: Runtime.Configuration
     let inject = Inject()
-    let registry = TaskRegistry()
+    let registry: TaskRegistry
     let timers = TimerQueue()
     /// The single identity every job runs on (see DESIGN.md §2). Set by `Runtime.init`.
     nonisolated(unsafe) var executor: UnownedTaskExecutor!
@@ -43,8 +43,9 @@ final class Shared: @unchecked Sendable {
     let budgetForcedYields = Atomic<UInt64>(0)
     let terminatedEvent = OneShotEvent()
 
-    init(configuration: Runtime.Configuration) {
+    init(configuration: Runtime.Configuration, workers: Int) {
         self.configuration = configuration
+        registry = TaskRegistry(workers: workers)
     }
 
     var isClosed: Bool {
@@ -140,7 +141,7 @@ final class ThreadContext {
 
     unowned(unsafe) let shared: Shared
     /// The worker this thread holds; nil once handed off by `blockInPlace`.
-    var worker: Worker?
+    @exclusivity(unchecked) var worker: Worker?
     let currentThread: CurrentThreadScheduler?
     var role: Role
     // The mutable state below is touched only by the thread that owns this context (it is reached through
@@ -168,6 +169,12 @@ final class ThreadContext {
         self.worker = worker
         self.currentThread = currentThread
         self.role = role
+    }
+
+    /// The registry shard group this thread spawns into when it is a worker (see TaskRegistry.swift).
+    var homeGroup: Int? {
+        guard role == .worker, let worker else { return nil }
+        return worker.homeGroup
     }
 
     /// Whether blocking this thread would stall the runtime's scheduler (a worker or current-thread driver).
