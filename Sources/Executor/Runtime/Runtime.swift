@@ -27,6 +27,12 @@ public final class Runtime: TaskExecutor, Sendable {
 
     let shared: Shared
     let scheduler: Scheduler
+    /// The multi-thread scheduler of `scheduler`, unretained (`scheduler` owns it): `enqueue` runs for every
+    /// job, and taking it out of the enum retains and releases it, on a cache line every worker shares.
+    private let multiThread: Unmanaged<MultiThreadScheduler>?
+    /// `shared.registry`, unretained (`shared` owns it): every spawn and every task's end use it, on
+    /// different workers, and a retain/release of it there bounces its reference count between cores.
+    private let registryRef: Unmanaged<TaskRegistry>
     let blockingPool: BlockingPool
 
     /// The configuration this runtime was built with.
@@ -42,12 +48,16 @@ public final class Runtime: TaskExecutor, Sendable {
             ? configuration.workerThreads ?? Platform.availableParallelism() : 1
         let shared = Shared(configuration: configuration, workers: n)
         self.shared = shared
+        registryRef = .passUnretained(shared.registry)
         switch configuration.flavor {
         case .multiThread:
-            scheduler = .multiThread(MultiThreadScheduler(shared: shared, workerCount: n))
+            let s = MultiThreadScheduler(shared: shared, workerCount: n)
+            scheduler = .multiThread(s)
+            multiThread = .passUnretained(s)
             workerCount = n
         case .currentThread:
             scheduler = .currentThread(CurrentThreadScheduler(shared: shared))
+            multiThread = nil
             workerCount = 1
         }
         blockingPool = BlockingPool(shared: shared)
@@ -87,9 +97,10 @@ public final class Runtime: TaskExecutor, Sendable {
 
     @inline(__always)
     func schedule(_ job: JobRef) {
-        switch scheduler {
-        case .multiThread(let s): s.schedule(job)
-        case .currentThread(let s): s.schedule(job)
+        if let multiThread {
+            multiThread._withUnsafeGuaranteedRef { $0.schedule(job) }
+        } else if case .currentThread(let s) = scheduler {
+            s.schedule(job)
         }
     }
 
@@ -191,12 +202,16 @@ public final class Runtime: TaskExecutor, Sendable {
 
     /// Reserves a registry slot for a new task.
     @usableFromInline
-    func _beginTask() -> TaskSlot { shared.registry.begin(homeGroup: ThreadContext.current?.homeGroup) }
+    func _beginTask() -> TaskSlot {
+        let homeGroup = ThreadContext.withCurrent { $0.homeGroup } ?? nil
+        return registryRef._withUnsafeGuaranteedRef { $0.begin(homeGroup: homeGroup) }
+    }
 
     /// Registers the task created for `slot`; cancels it if the runtime is already shutting down.
     @usableFromInline
     func _linkTask(_ slot: TaskSlot, _ task: ErasedTask) {
-        if !shared.registry.link(slot, task: task, closed: shared.closed) { task.cancel() }
+        let open = registryRef._withUnsafeGuaranteedRef { $0.link(slot, task: task, closed: shared.closed) }
+        if !open { task.cancel() }
     }
 
     /// The registry, for join handles.
@@ -208,9 +223,11 @@ public final class Runtime: TaskExecutor, Sendable {
     func _finishTask(_ slot: TaskSlot) {
         // Only a worker may leave the task held for another worker: workers drain every group when they
         // park, so a held task cannot outlive the next park of the finishing worker (see TaskRegistry.swift).
-        let group = ThreadContext.current?.homeGroup
-        shared.registry.finish(
-            slot, onHomeThread: group == shared.registry.group(of: slot), mayHold: group != nil && !shared.isClosed)
+        let group = ThreadContext.withCurrent { $0.homeGroup } ?? nil
+        let mayHold = group != nil && !shared.isClosed
+        registryRef._withUnsafeGuaranteedRef { registry in
+            registry.finish(slot, onHomeThread: group == registry.group(of: slot), mayHold: mayHold)
+        }
         // After shutdown began, the last task to finish wakes the workers so they can exit. The registry
         // lock `finish` took orders this read after `beginShutdown`'s store for every task it cancelled.
         if shared.isClosed && shared.registry.aliveCount == 0 { wakeAll() }

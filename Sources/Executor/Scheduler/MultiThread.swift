@@ -96,11 +96,14 @@ final class MultiThreadScheduler: Sendable {
     /// Schedules a job from any thread.
     @inline(__always)
     func schedule(_ job: JobRef) {
-        if let context = ThreadContext.current, let worker = context.worker, context.shared === shared {
-            worker.scheduleLocal(job, context: context)
-        } else {
-            scheduleRemote(job)
+        let local = ThreadContext.withCurrent { context -> Bool in
+            guard context.shared === shared else { return false }
+            return context.withWorker { worker in
+                worker.scheduleLocal(job, context: context)
+                return true
+            } ?? false
         }
+        if local != true { scheduleRemote(job) }
     }
 
     func scheduleRemote(_ job: JobRef) {
@@ -166,8 +169,27 @@ final class Worker: @unchecked Sendable {
     let queue = LocalQueue()
     let parker = Parker()
     let stats = WorkerStats()
-    /// Set once right after init, before the thread starts.
-    nonisolated(unsafe) unowned(unsafe) var scheduler: MultiThreadScheduler!
+    /// Set once right after init, before the thread starts. Unretained: the scheduler owns its workers.
+    var scheduler: MultiThreadScheduler {
+        get { schedulerRef.takeUnretainedValue() }
+        set { schedulerRef = .passUnretained(newValue) }
+    }
+    nonisolated(unsafe) private var schedulerRef: Unmanaged<MultiThreadScheduler>!
+    /// `shared.inject`, unretained (`shared` owns it).
+    private let injectRef: Unmanaged<Inject>
+
+    // The scheduler and the inject queue are shared by every worker: a retain/release of either on the
+    // scheduling path bounces its reference count between cores. The hot paths reach them through these
+    // guaranteed (unretained) references instead.
+    @inline(__always)
+    private func withScheduler<R>(_ body: (MultiThreadScheduler) -> R) -> R {
+        schedulerRef._withUnsafeGuaranteedRef(body)
+    }
+
+    @inline(__always)
+    private func withInject<R>(_ body: (Inject) -> R) -> R {
+        injectRef._withUnsafeGuaranteedRef(body)
+    }
 
     // MARK: Owner thread only
     private var lifo: JobRef?
@@ -191,6 +213,7 @@ final class Worker: @unchecked Sendable {
         self.index = index
         homeGroup = shared.registry.homeGroup(ofWorker: index)
         self.shared = shared
+        injectRef = .passUnretained(shared.inject)
         let config = shared.configuration
         rng = UInt32(truncatingIfNeeded: 0x9E37_79B9 &* UInt32(index + 1)) | 1
         eventInterval = UInt32(config.eventInterval)
@@ -219,15 +242,15 @@ final class Worker: @unchecked Sendable {
             return
         }
         if !isSearching && queue.count + (lifo == nil ? 0 : 1) > 1 {
-            scheduler.notifyParked()
+            withScheduler { $0.notifyParked() }
         }
     }
 
     @inline(__always)
     private func pushBack(_ job: JobRef) {
-        if queue.pushBackOrOverflow(job, inject: shared.inject) {
+        if withInject({ queue.pushBackOrOverflow(job, inject: $0) }) {
             stats.overflows.add()
-            scheduler.notifyParked()
+            withScheduler { $0.notifyParked() }
         }
     }
 
@@ -281,7 +304,9 @@ final class Worker: @unchecked Sendable {
         if isSearching {
             isSearching = false
             // The last searcher found work: wake another worker, more may be waiting (chain wake-up).
-            if scheduler.idle.transitionFromSearching() { scheduler.notifyParked() }
+            withScheduler { scheduler in
+                if scheduler.idle.transitionFromSearching() { scheduler.notifyParked() }
+            }
         }
         stats.polls.add()
         shared.run(job, context: context, resetBudget: true)
@@ -305,16 +330,17 @@ final class Worker: @unchecked Sendable {
 
     private func nextJob() -> JobRef? {
         if tick % globalQueueInterval == 0 {
-            if let job = shared.inject.pop() { return job }
+            if let job = withInject({ $0.pop() }) { return job }
             return nextLocal()
         }
         if let job = nextLocal() { return job }
-        let inject = shared.inject
-        if inject.isEmpty { return nil }
-        let cap = min(queue.remainingSlots, Int(LocalQueue.capacity / 2))
-        let share = inject.count / scheduler.workers.count + 1
-        let n = max(1, min(share, cap))
-        return inject.popBatch(limit: n) { pushBack($0) }
+        return withInject { inject -> JobRef? in
+            if inject.isEmpty { return nil }
+            let cap = min(queue.remainingSlots, Int(LocalQueue.capacity / 2))
+            let share = inject.count / withScheduler { $0.workers.count } + 1
+            let n = max(1, min(share, cap))
+            return inject.popBatch(limit: n) { pushBack($0) }
+        }
     }
 
     @inline(__always)

@@ -141,7 +141,14 @@ final class ThreadContext {
 
     unowned(unsafe) let shared: Shared
     /// The worker this thread holds; nil once handed off by `blockInPlace`.
-    @exclusivity(unchecked) var worker: Worker?
+    var worker: Worker? {
+        get { workerRef?.takeUnretainedValue() }
+        set { workerRef = newValue.map { .passUnretained($0) } }
+    }
+    /// `worker`, unretained: the scheduler's `workers` array owns every worker for as long as any thread can
+    /// run it, and a strong reference here costs a retain/release pair on every enqueue. Hot paths use
+    /// `withWorker`.
+    @exclusivity(unchecked) private var workerRef: Unmanaged<Worker>?
     let currentThread: CurrentThreadScheduler?
     var role: Role
     // The mutable state below is touched only by the thread that owns this context (it is reached through
@@ -166,15 +173,21 @@ final class ThreadContext {
 
     init(shared: Shared, worker: Worker?, currentThread: CurrentThreadScheduler?, role: Role) {
         self.shared = shared
-        self.worker = worker
+        workerRef = worker.map { .passUnretained($0) }
         self.currentThread = currentThread
         self.role = role
     }
 
+    /// Runs `body` with the worker this thread holds, without retaining it; nil if it holds none.
+    @inline(__always)
+    func withWorker<R>(_ body: (Worker) -> R) -> R? {
+        workerRef?._withUnsafeGuaranteedRef(body)
+    }
+
     /// The registry shard group this thread spawns into when it is a worker (see TaskRegistry.swift).
     var homeGroup: Int? {
-        guard role == .worker, let worker else { return nil }
-        return worker.homeGroup
+        guard role == .worker else { return nil }
+        return withWorker { $0.homeGroup }
     }
 
     /// Whether blocking this thread would stall the runtime's scheduler (a worker or current-thread driver).
@@ -196,6 +209,16 @@ final class ThreadContext {
     static var current: ThreadContext? {
         guard let p = kyoto_tls_context_get() else { return nil }
         return Unmanaged<ThreadContext>.fromOpaque(p).takeUnretainedValue()
+    }
+
+    /// Runs `body` with the calling thread's context, without retaining it (the hot scheduling and spawning
+    /// paths: a retain/release pair there is measurable). Returns nil on threads that have no context.
+    @inline(__always)
+    static func withCurrent<R>(_ body: (ThreadContext) -> R) -> R? {
+        guard let p = kyoto_tls_context_get() else { return nil }
+        // The context outlives every job its thread runs (`with` keeps it alive), so a guaranteed
+        // reference for the duration of `body` is sound.
+        return Unmanaged<ThreadContext>.fromOpaque(p)._withUnsafeGuaranteedRef(body)
     }
 
     /// Installs `context` as the calling thread's context for the duration of `body`.

@@ -226,20 +226,30 @@ final class TaskRegistry: @unchecked Sendable {
     }
 
     private func drainHeld(shard: Int) {
-        let tasks = shards[shard].withLock { s -> [ErasedTask] in
-            if s.heldList.isEmpty { return [] }
-            var tasks: [ErasedTask] = []
-            tasks.reserveCapacity(s.heldList.count)
-            for index in s.heldList {
-                if let task = s.slots[Int(index)].task.take() { tasks.append(task) }
-                s.slots[Int(index)].state = .free
-                s.freeList.append(index)
+        // In batches through a stack buffer: the releases must happen outside the lock (a task's result may
+        // have a deinit that spawns), and a heap array per drain would be an allocation per maintenance.
+        let batch = 32
+        withUnsafeTemporaryAllocation(of: ErasedTask.self, capacity: batch) { buffer in
+            while true {
+                let taken = shards[shard].withLock { s -> Int in
+                    var n = 0
+                    while n < batch, let index = s.heldList.popLast() {
+                        let i = Int(index)
+                        if let task = s.slots[i].task.take() {
+                            (buffer.baseAddress! + n).initialize(to: task)
+                            n += 1
+                        }
+                        s.slots[i].state = .free
+                        s.freeList.append(index)
+                    }
+                    return n
+                }
+                if taken == 0 { return }
+                // Outside the lock: these are usually the tasks' last references.
+                buffer.baseAddress!.deinitialize(count: taken)
+                if taken < batch { return }
             }
-            s.heldList.removeAll(keepingCapacity: true)
-            return tasks
         }
-        // Outside the lock: these are usually the tasks' last references.
-        _ = consume tasks
     }
 
     /// Whether the task of `slot` has finished.
