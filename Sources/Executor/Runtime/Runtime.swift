@@ -203,8 +203,13 @@ public final class Runtime: TaskExecutor, Sendable {
     /// Reserves a registry slot for a new task.
     @usableFromInline
     func _beginTask() -> TaskSlot {
-        let homeGroup = ThreadContext.withCurrent { $0.homeGroup } ?? nil
-        return registryRef._withUnsafeGuaranteedRef { $0.begin(homeGroup: homeGroup) }
+        // A worker of this runtime takes a slot from its stash; other threads reserve one in the registry.
+        let stashed = ThreadContext.withCurrent { context -> TaskSlot? in
+            guard context.role == .worker, context.shared === shared else { return nil }
+            return context.withWorker { $0.takeSlot() }
+        } ?? nil
+        if let stashed { return stashed }
+        return registryRef._withUnsafeGuaranteedRef { $0.begin() }
     }
 
     /// Registers the task created for `slot`; cancels it if the runtime is already shutting down.

@@ -8,15 +8,15 @@
 // measurably worsened malloc-arena contention between the spawning and the finishing worker).
 //
 // A slot's life, each step under its shard's lock (the generation changes only when a slot is reused):
-//   free --begin--> reserved --link--> linked --finish--> free
-//                                             --finish--> held --begin (reuse) or drainHeld--> free
+//   free --begin/reserve--> reserved --link--> linked --finish--> free
+//                                                       --finish--> held --reserve (reuse) or drainHeld--> free
 //                   reserved --finish--> finishedEarly --link--> free
 // `finishedEarly` covers a task that ran to completion on another worker before its spawner linked it.
 //
 // Home shards and held tasks. A worker spawns into its own *home* shards (a group of 16 / workers shards,
 // rotated per spawn so that the spawner and the finishing workers rarely meet on one lock). When such a task finishes on
 // another worker, the slot keeps its reference to the task (`held`) instead of dropping it there: the
-// spawning worker drops it later, when it reuses the slot for its next spawn or drains its group in
+// spawning worker drops it later, when it reuses the slot (reserving slots for its next spawns) or drains its group in
 // maintenance. Any worker about to park (or exit) drains every group, so a held task never outlives the
 // next park of the worker that finished it, and a parked home worker cannot strand it. The task object (and its task-allocator slab) is then freed by
 // the thread that allocated it, where glibc's thread cache takes it back and hands it to the next spawn.
@@ -25,7 +25,9 @@
 // those futexes (2.2 -> 1.25 µs per task when the spawner drops them). The closure and its captures are not
 // held (Swift releases them when the task completes); only the finished task object and its result are, and
 // at most `heldCap` per shard.
-// Spawns from threads that are not workers use shards chosen round-robin and never hold.
+// Spawns from threads that are not workers use shards chosen round-robin and never hold. A worker reserves
+// its slots a batch at a time into a stash it owns (`reserve`, `Worker.takeSlot`), so most spawns take one
+// registry lock (`link`) instead of two; a stopping worker gives its unused reservations back.
 //
 // Races considered:
 // - A spawn racing with shutdown: shutdown sets `closed` (SeqCst) and then locks every shard; the spawner
@@ -132,24 +134,15 @@ final class TaskRegistry: @unchecked Sendable {
         return total
     }
 
-    /// Reserves a slot for a task about to be created. `homeGroup` is the calling worker's home group (nil
-    /// on other threads). Reusing a held slot releases its finished task here, on the home worker.
-    func begin(homeGroup: Int?) -> TaskSlot {
+    /// Reserves a slot for a task about to be created by a thread that is not one of the runtime's workers
+    /// (workers reserve in batches, `reserve`). Such slots use all shards round-robin and never hold.
+    func begin() -> TaskSlot {
         // Relaxed: ids only need uniqueness, which the atomic RMW gives.
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
-        let shard: Int
-        if let homeGroup {
-            shard = homeGroup * shardsPerGroup + Int(id % UInt64(shardsPerGroup))
-        } else {
-            shard = Int(id % UInt64(TaskRegistry.shardCount))
-        }
-        var finished: ErasedTask? = nil
-        let slot = shards[shard].withLock { s -> TaskSlot in
+        let shard = Int(id % UInt64(TaskRegistry.shardCount))
+        return shards[shard].withLock { s -> TaskSlot in
             let index: UInt32
-            if let reused = s.heldList.popLast() {
-                index = reused
-                finished = s.slots[Int(index)].task.take()
-            } else if let reused = s.freeList.popLast() {
+            if let reused = s.freeList.popLast() {
                 index = reused
             } else {
                 index = UInt32(s.slots.count)
@@ -157,13 +150,65 @@ final class TaskRegistry: @unchecked Sendable {
             }
             s.slots[Int(index)].generation &+= 1
             s.slots[Int(index)].state = .reserved
-            s.slots[Int(index)].holdsOnFinish = homeGroup != nil
+            s.slots[Int(index)].holdsOnFinish = false
             return TaskSlot(
                 shard: UInt32(shard), index: index, generation: s.slots[Int(index)].generation, id: id)
         }
-        // The last reference to the finished task may go here: outside the lock.
-        _ = consume finished
-        return slot
+    }
+
+    /// Reserves up to `count` slots at once in one shard of `homeGroup` (one lock for the batch) and writes
+    /// them to `into`; returns how many. A worker keeps them in its slot stash, so most of its spawns reserve
+    /// a slot without taking a lock. Held slots are reused first: their finished tasks are released here,
+    /// on the home worker.
+    func reserve(homeGroup: Int, count: Int, into slots: UnsafeMutablePointer<TaskSlot>) -> Int {
+        // Relaxed: ids only need uniqueness, which the atomic RMW gives.
+        let firstID = nextID.wrappingAdd(UInt64(count), ordering: .relaxed).oldValue
+        let shard = homeGroup * shardsPerGroup + Int(firstID / UInt64(count) % UInt64(shardsPerGroup))
+        return withUnsafeTemporaryAllocation(of: ErasedTask.self, capacity: count) { finished in
+            var released = 0
+            let reserved = shards[shard].withLock { s -> Int in
+                for n in 0..<count {
+                    let index: UInt32
+                    if let reused = s.heldList.popLast() {
+                        index = reused
+                        if let task = s.slots[Int(index)].task.take() {
+                            (finished.baseAddress! + released).initialize(to: task)
+                            released += 1
+                        }
+                    } else if let reused = s.freeList.popLast() {
+                        index = reused
+                    } else {
+                        index = UInt32(s.slots.count)
+                        s.slots.append(Slot())
+                    }
+                    s.slots[Int(index)].generation &+= 1
+                    s.slots[Int(index)].state = .reserved
+                    s.slots[Int(index)].holdsOnFinish = true
+                    (slots + n).initialize(
+                        to: TaskSlot(
+                            shard: UInt32(shard), index: index, generation: s.slots[Int(index)].generation,
+                            id: firstID &+ UInt64(n)))
+                }
+                return count
+            }
+            // Outside the lock: these may be the finished tasks' last references.
+            finished.baseAddress!.deinitialize(count: released)
+            return reserved
+        }
+    }
+
+    /// Gives back reserved slots that will not be used (a worker's stash when it stops).
+    func unreserve(_ slots: UnsafeBufferPointer<TaskSlot>) {
+        for slot in slots {
+            shards[Int(slot.shard)].withLock { s in
+                let i = Int(slot.index)
+                precondition(
+                    s.slots[i].generation == slot.generation && s.slots[i].state == .reserved,
+                    "BUG DETECTED: returning a task slot that is not reserved")
+                s.slots[i].state = .free
+                s.freeList.append(slot.index)
+            }
+        }
     }
 
     /// Registers the task created for `slot`. Returns false if the runtime is closed: the caller must then
