@@ -77,7 +77,7 @@ extension Runtime {
 /// outside a Kyoto runtime thread. See ``Runtime/spawnBlocking(_:)``.
 @discardableResult
 public func spawnBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
-    currentRuntimeOrTrap("spawnBlocking").spawnBlocking(body)
+    _currentRuntimeOrTrap("spawnBlocking").takeUnretainedValue().spawnBlocking(body)
 }
 
 /// Runs the blocking closure `body` on the current worker thread after handing the worker's queued work

@@ -177,18 +177,30 @@ public final class Runtime: TaskExecutor, Sendable {
     public func spawn<T: Sendable>(
         name: String? = nil, priority: TaskPriority? = nil, _ body: sending @escaping () async throws -> T
     ) -> JoinHandle<T> {
-        // Inlinable so the generic task creation is specialized at the call site; the bookkeeping is in
-        // the non-generic `_beginTask`/`_linkTask`/`_finishTask`.
-        let slot = _beginTask()
-        // `unowned(unsafe)`: the task's executor preference (or the global installation) keeps the runtime
-        // alive while the task runs; a strong capture would add a retain/release of the runtime per task,
-        // on a cache line every worker shares.
-        let task = Task<T, any Error>(name: name, executorPreference: _taskPreference, priority: priority) {
-            [unowned(unsafe) self] in
-            defer { _finishTask(slot) }
+        Runtime._spawn(on: .passUnretained(self), name: name, priority: priority, body)
+    }
+
+    /// `spawn` on an unretained runtime (the free `spawn` finds the caller's runtime without retaining it).
+    ///
+    /// Inlinable so the generic task creation is specialized at the call site; the bookkeeping is in the
+    /// non-generic `_beginTask`/`_linkTask`/`_finishTask`. The runtime is reached through guaranteed
+    /// references and captured unretained: the task's executor preference (or the global installation)
+    /// keeps it alive while the task runs, and a retain/release of it per spawn lands on a cache line that
+    /// every worker shares (the preference itself is released by whichever worker completes the task).
+    @inlinable
+    static func _spawn<T: Sendable>(
+        on runtime: Unmanaged<Runtime>, name: String?, priority: TaskPriority?,
+        _ body: sending @escaping () async throws -> T
+    ) -> JoinHandle<T> {
+        let slot = runtime._withUnsafeGuaranteedRef { $0._beginTask() }
+        let task = Task<T, any Error>(
+            name: name, executorPreference: runtime._withUnsafeGuaranteedRef { $0._taskPreference },
+            priority: priority
+        ) {
+            defer { runtime._withUnsafeGuaranteedRef { $0._finishTask(slot) } }
             // A task aborted before it first runs never runs its body; neither does one that starts after
             // shutdown began (its registration may not have been seen by shutdown's cancel pass yet).
-            if Task.isCancelled || _isClosed { throw JoinError.cancelled }
+            if Task.isCancelled || runtime._withUnsafeGuaranteedRef({ $0._isClosed }) { throw JoinError.cancelled }
             do {
                 return try await body()
             } catch {
@@ -196,8 +208,10 @@ public final class Runtime: TaskExecutor, Sendable {
                 throw error
             }
         }
-        _linkTask(slot, ErasedTask(task))
-        return JoinHandle(task: task, slot: slot, registry: _registry)
+        return runtime._withUnsafeGuaranteedRef { runtime in
+            runtime._linkTask(slot, ErasedTask(task))
+            return JoinHandle(task: task, slot: slot, registry: runtime._registry)
+        }
     }
 
     /// Reserves a registry slot for a new task.

@@ -103,9 +103,13 @@ package nonisolated(nonsending) func _yieldToRuntime() async {
     }
 }
 
+/// The runtime running the caller, unretained (a retain of the runtime would bounce its reference count,
+/// which every worker touches, on every spawn). Valid while the calling job runs: the runtime outlives its
+/// threads' jobs (see `Shared.runtime`). Traps outside a runtime thread, naming `function`.
 @usableFromInline
-func currentRuntimeOrTrap(_ function: String) -> Runtime {
-    guard let runtime = Runtime.current else {
+func _currentRuntimeOrTrap(_ function: StaticString) -> Unmanaged<Runtime> {
+    let runtime = ThreadContext.withCurrent { context in context.shared.runtime.map { Unmanaged.passUnretained($0) } }
+    guard let runtime = runtime ?? nil else {
         fatalError("BUG DETECTED: \(function) called outside a Kyoto runtime; call it from a task running on a Runtime, or use runtime.\(function)")
     }
     return runtime
@@ -117,5 +121,5 @@ func currentRuntimeOrTrap(_ function: String) -> Runtime {
 public func spawn<T: Sendable>(
     name: String? = nil, priority: TaskPriority? = nil, _ body: sending @escaping () async throws -> T
 ) -> JoinHandle<T> {
-    currentRuntimeOrTrap("spawn").spawn(name: name, priority: priority, body)
+    Runtime._spawn(on: _currentRuntimeOrTrap("spawn"), name: name, priority: priority, body)
 }
