@@ -25,6 +25,16 @@ public final class Runtime: TaskExecutor, Sendable {
         case currentThread(CurrentThreadScheduler)
     }
 
+    // Layout: `configuration` comes first on purpose. Every task with this runtime as executor preference
+    // retains it when created and releases it when it completes, usually on different workers, so the cache
+    // line holding the reference count bounces between cores. The large, rarely read configuration keeps
+    // the fields `enqueue` and `spawn` read on every call (below) off that line.
+
+    /// The configuration this runtime was built with.
+    public let configuration: Configuration
+    /// Number of worker threads (1 for the current-thread flavor).
+    public let workerCount: Int
+
     let shared: Shared
     let scheduler: Scheduler
     /// The multi-thread scheduler of `scheduler`, unretained (`scheduler` owns it): `enqueue` runs for every
@@ -34,11 +44,6 @@ public final class Runtime: TaskExecutor, Sendable {
     /// different workers, and a retain/release of it there bounces its reference count between cores.
     private let registryRef: Unmanaged<TaskRegistry>
     let blockingPool: BlockingPool
-
-    /// The configuration this runtime was built with.
-    public let configuration: Configuration
-    /// Number of worker threads (1 for the current-thread flavor).
-    public let workerCount: Int
 
     /// Builds and starts a runtime. Traps if `configuration` has an invalid value, naming the field.
     public init(_ configuration: Configuration = .init()) {

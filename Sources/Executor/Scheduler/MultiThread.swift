@@ -161,6 +161,11 @@ final class Worker: @unchecked Sendable {
     /// "picked out of thin air" there too; 3 keeps ping-pong pairs fast without starving the queue).
     static let maxLifoPollsPerTick = 3
 
+    /// Keeps the fields below off the cache line of the object header: thieves and notifiers on other
+    /// workers retain and release workers (`workers[i]`), and the reference count would otherwise share a
+    /// line with the queue pointer and owner state read on every scheduling step.
+    private let headerPadding: (Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0)
+
     // MARK: Immutable after init (any thread)
     let index: Int
     /// The registry shard group this worker spawns into (see TaskRegistry.swift).
