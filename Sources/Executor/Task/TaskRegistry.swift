@@ -100,7 +100,7 @@ final class TaskRegistry: @unchecked Sendable {
 
     /// Shards: worker `i` spawns into the shards of group `i % groups`; other threads use all of them
     /// round-robin.
-    static let shardCount = 16
+    static let shardCount = 16  // at most 32: `heldShards` has a bit per shard
     /// Number of shard groups (one per worker, at most `shardCount`) and shards in each.
     private let groups: Int
     private let shardsPerGroup: Int
@@ -108,6 +108,8 @@ final class TaskRegistry: @unchecked Sendable {
     private static let heldCap = 256
     private let shards: UnsafeMutablePointer<CheckedMutex<Shard>>
     private let nextID = Atomic<UInt64>(1)
+    /// One bit per shard that may hold finished tasks (see `drainHeld(shard:)`): lets a drain skip the others.
+    private let heldShards = Atomic<UInt32>(0)
 
     init(workers: Int) {
         groups = max(1, min(workers, TaskRegistry.shardCount))
@@ -236,6 +238,7 @@ final class TaskRegistry: @unchecked Sendable {
     /// Records that the task of `slot` has finished. `onHomeThread`: the caller is the worker whose home
     /// group holds the slot; `mayHold`: the home worker will still drain (false once shutdown began).
     func finish(_ slot: TaskSlot, onHomeThread: Bool, mayHold: Bool) {
+        var held = false
         let released = shards[Int(slot.shard)].withLock { s -> ErasedTask? in
             let i = Int(slot.index)
             switch s.slots[i].state {
@@ -244,6 +247,7 @@ final class TaskRegistry: @unchecked Sendable {
                 if s.slots[i].holdsOnFinish && !onHomeThread && mayHold && s.heldList.count < TaskRegistry.heldCap {
                     s.slots[i].state = .held
                     s.heldList.append(slot.index)
+                    held = true
                     return nil
                 }
                 s.slots[i].state = .free
@@ -255,6 +259,11 @@ final class TaskRegistry: @unchecked Sendable {
             case .free, .held, .finishedEarly:
                 preconditionFailure("BUG DETECTED: task slot finished twice")
             }
+        }
+        if held {
+            // After the append (see `drainHeld(shard:)`). Relaxed: a hint; the shard lock orders the list itself.
+            let bit = UInt32(1) << slot.shard
+            if heldShards.load(ordering: .relaxed) & bit == 0 { heldShards.bitwiseOr(bit, ordering: .relaxed) }
         }
         // Outside the lock: this may be the task's last reference.
         _ = consume released
@@ -271,6 +280,13 @@ final class TaskRegistry: @unchecked Sendable {
     }
 
     private func drainHeld(shard: Int) {
+        // Skip shards that held nothing since their last drain: parking workers drain every shard, and
+        // locking 16 shards per park showed up in spawn_many_remote_idle. The bit is cleared before the
+        // drain and set after each hold's append, so a hold the drain misses leaves its bit set for the
+        // next drain, and a worker that held a task sees its own bit when it next parks.
+        let bit = UInt32(1) << UInt32(shard)
+        if heldShards.load(ordering: .relaxed) & bit == 0 { return }
+        heldShards.bitwiseAnd(~bit, ordering: .relaxed)
         // In batches through a stack buffer: the releases must happen outside the lock (a task's result may
         // have a deinit that spawns), and a heap array per drain would be an allocation per maintenance.
         let batch = 32
