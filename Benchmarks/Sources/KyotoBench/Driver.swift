@@ -6,10 +6,12 @@ import Foundation
 func runDriver(_ config: RunConfig, suites: Set<Suite>, passThrough: [String], jsonOnly: Bool, rounds: Int = 1) {
     let started = monotonicNanos()
     var perRound: [BenchResult] = []
+    var roundsResults: [[BenchResult]] = []
     let collect: (BenchResult) -> Void = { r in
         print(r.jsonLine)
         fflush(nil)
         perRound.append(r)
+        roundsResults[roundsResults.count - 1].append(r)
     }
     // Every (runtime, workload) pair runs in a process of its own (this binary with `--mode`), so no runtime
     // measures in a process whose threads, malloc arenas or Dispatch pool another runtime has warmed or left
@@ -21,6 +23,7 @@ func runDriver(_ config: RunConfig, suites: Set<Suite>, passThrough: [String], j
         for name in names where config.includes(name) { selected.append((suite, name)) }
     }
     for round in 0..<rounds {
+        roundsResults.append([])
         for (index, (suite, workload)) in selected.enumerated() {
             var modes: [Mode] = suite == .runtime ? [.kyotoPref, .swiftDefault, .kyotoGlobal, .nio] : [.kyotoPref, .swiftDefault]
             if (round + index) % 2 == 1 { modes.reverse() }
@@ -43,6 +46,10 @@ func runDriver(_ config: RunConfig, suites: Set<Suite>, passThrough: [String], j
             print(markdownTable(results, config: config))
             print("")
             print(kyotoCountersTable(results))
+            if rounds > 1 {
+                print("")
+                print(pairedRatioTable(roundsResults, config: config))
+            }
         }
         for suite in [Suite.sync, .channels] {
             if let table = syncChannelTable(results, suite: suite, config: config) {
@@ -138,6 +145,42 @@ func kyotoCountersTable(_ results: [BenchResult]) -> String {
         if pref == nil && global == nil { continue }
         func f(_ x: Double?) -> String { x.map { fixed($0, 1) } ?? "n/a" }
         lines.append("| \(w) | \(f(pref?.parks)) | \(f(pref?.steals)) | \(f(global?.parks)) | \(f(global?.steals)) |")
+    }
+    return lines.joined(separator: "\n")
+}
+
+/// Same-round ratios for the runtime workloads: in each round a workload's runtimes run back to back, so the
+/// ratio of two of them taken within one round shares that stretch of the machine's load, which a ratio of
+/// medians taken over different rounds does not. Shows the median and the range of the per-round ratios next
+/// to the runtime-core targets.
+func pairedRatioTable(_ rounds: [[BenchResult]], config: RunConfig) -> String {
+    let targets: [String: String] = [
+        "spawn_many_local": "≥ 2×", "ping_pong": "≥ 2×", "yield_many": "≥ 2×",
+        "chained_spawn": "> 1×", "spawn_many_remote_idle": "> 1×",
+        "actor_ping_pong": "global ≥ 0.83× (within 1.2×)",
+    ]
+    func ratios(_ workload: String, _ mode: Mode) -> [Double] {
+        rounds.compactMap { round -> Double? in
+            func find(_ m: Mode) -> BenchResult? {
+                round.first { $0.runtime == m.rawValue && $0.workload == workload && $0.impl == nil }
+            }
+            guard let def = find(.swiftDefault), let kyoto = find(mode), kyoto.ns_per_op > 0 else { return nil }
+            return def.ns_per_op / kyoto.ns_per_op
+        }.sorted()
+    }
+    func describe(_ r: [Double]) -> String {
+        guard let lo = r.first, let hi = r.last else { return "n/a" }
+        return "\(fixed(medianOfSorted(r), 2))× (\(fixed(lo, 2))–\(fixed(hi, 2)))"
+    }
+    var lines = [
+        "Same-round ratios default/Kyoto over \(rounds.count) rounds: median (lowest–highest round).",
+        "",
+        "| workload | default/kyoto-pref | default/kyoto-global | target |",
+        "|---|---:|---:|---|",
+    ]
+    for w in workloadNames where config.includes(w) {
+        lines.append(
+            "| \(w) | \(describe(ratios(w, .kyotoPref))) | \(describe(ratios(w, .kyotoGlobal))) | \(targets[w] ?? "-") |")
     }
     return lines.joined(separator: "\n")
 }
