@@ -67,7 +67,7 @@ public final class Runtime: TaskExecutor, Sendable {
         }
         blockingPool = BlockingPool(shared: shared)
         shared.executor = asUnownedTaskExecutor()
-        shared.runtime = self
+        shared.runtimeRef = .passUnretained(self)
         if case .multiThread(let s) = scheduler { s.start() }
     }
 

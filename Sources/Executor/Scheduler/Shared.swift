@@ -32,7 +32,9 @@ final class Shared: @unchecked Sendable {
     /// release of it (one per task, through the executor preference) down Swift's slow refcount path.
     /// Safe because jobs that can ask for `Runtime.current` belong to tasks that retain the runtime
     /// (their executor preference) or to the installed global runtime, which is retained forever.
-    nonisolated(unsafe) unowned(unsafe) var runtime: Runtime?
+    var runtime: Runtime? { runtimeRef?.takeUnretainedValue() }
+    /// `runtime` as stored: set once by `Runtime.init`, before any runtime thread starts.
+    nonisolated(unsafe) var runtimeRef: Unmanaged<Runtime>?
 
     // MARK: Atomics (any thread)
     let closed = Atomic<Bool>(false)

@@ -108,7 +108,7 @@ package nonisolated(nonsending) func _yieldToRuntime() async {
 /// threads' jobs (see `Shared.runtime`). Traps outside a runtime thread, naming `function`.
 @usableFromInline
 func _currentRuntimeOrTrap(_ function: StaticString) -> Unmanaged<Runtime> {
-    let runtime = ThreadContext.withCurrent { context in context.shared.runtime.map { Unmanaged.passUnretained($0) } }
+    let runtime = ThreadContext.withCurrent { $0.shared.runtimeRef }
     guard let runtime = runtime ?? nil else {
         fatalError("BUG DETECTED: \(function) called outside a Kyoto runtime; call it from a task running on a Runtime, or use runtime.\(function)")
     }
