@@ -3,6 +3,10 @@
 import Synchronization
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @testable import KyotoExecutor
 
 @Suite("JoinSet")
@@ -125,6 +129,34 @@ struct ShutdownTests {
         r.shutdownBackground()
         #expect(r.shared.terminatedEvent.wait(timeout: .seconds(10)))
     }
+
+    @Test("a runtime released when its last task ends, while a foreign thread is still resuming that task")
+    func releasedWhileResumedFromOutside() {
+        // The only reference to the runtime is the task's executor preference. A foreign thread resumes the
+        // task; a worker runs it to completion, the runtime deinitializes and its workers exit, possibly
+        // while the foreign thread is still inside the runtime's enqueue (after pushing the job). The
+        // enqueue must not touch freed scheduler state. A race: many rounds, bounded in time.
+        let rounds = max(20, Int(400 * stressScale()))
+        let deadline = Platform.monotonicNanos() + 20_000_000_000
+        var completed = 0
+        for _ in 0..<rounds where Platform.monotonicNanos() < deadline {
+            let slot = ContinuationSlot()
+            let ended = TestCounter()
+            do {
+                let r = Runtime.multiThread(workers: 1)
+                _ = r.spawn {
+                    await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in slot.store(c) }
+                    ended.increment()
+                }
+            }
+            // The runtime is unreachable from here on: only the suspended task's preference holds it.
+            guard let continuation = slot.take(deadlineNanos: deadline) else { break }
+            continuation.resume()
+            while ended.current == 0 && Platform.monotonicNanos() < deadline { sched_yield() }
+            completed += ended.current
+        }
+        #expect(completed >= 20, "only \(completed) rounds completed within the deadline")
+    }
 }
 
 @Suite("Cooperative budget")
@@ -188,5 +220,27 @@ struct BudgetTests {
         #expect(hasBudgetRemaining())
         for _ in 0..<1000 { await consumeBudget() }
         #expect(hasBudgetRemaining())
+    }
+}
+
+/// Hands one continuation from a task to a test thread.
+final class ContinuationSlot: Sendable {
+    private let slot = CheckedMutex<UnsafeContinuation<Void, Never>?>(nil)
+
+    func store(_ continuation: UnsafeContinuation<Void, Never>) { slot.withLock { $0 = continuation } }
+
+    /// Waits (polling, bounded by `deadlineNanos`) for the continuation and takes it.
+    func take(deadlineNanos: UInt64) -> UnsafeContinuation<Void, Never>? {
+        while Platform.monotonicNanos() < deadlineNanos {
+            if let c = slot.withLock({ s -> UnsafeContinuation<Void, Never>? in
+                let c = s
+                s = nil
+                return c
+            }) {
+                return c
+            }
+            sched_yield()
+        }
+        return nil
     }
 }

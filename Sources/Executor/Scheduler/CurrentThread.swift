@@ -49,6 +49,10 @@ final class CurrentThreadScheduler: @unchecked Sendable {
             local.pushBack(job)
             depth.store(local.count, ordering: .relaxed)
         } else {
+            // Once the job is queued, the driver may run its task to completion and the last reference to
+            // the runtime may go (see MultiThreadScheduler.scheduleRemote): hold this scheduler until done.
+            let keepAlive = Unmanaged.passUnretained(self).retain()
+            defer { keepAlive.release() }
             shared.inject.push(job)
             // Relaxed: a statistic.
             shared.remoteSchedules.wrappingAdd(1, ordering: .relaxed)

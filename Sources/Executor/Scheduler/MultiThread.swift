@@ -93,7 +93,9 @@ final class MultiThreadScheduler: Sendable {
         for t in all { t.detach() }
     }
 
-    /// Schedules a job from any thread.
+    /// Schedules a job from any thread. The caller need not hold a reference to the scheduler (`Runtime`
+    /// reaches it unretained): on one of its workers the worker thread keeps it alive, and the remote path
+    /// holds its own reference (see `scheduleRemote`).
     @inline(__always)
     func schedule(_ job: JobRef) {
         let local = ThreadContext.withCurrent { context -> Bool in
@@ -107,6 +109,13 @@ final class MultiThreadScheduler: Sendable {
     }
 
     func scheduleRemote(_ job: JobRef) {
+        // Once the job is in the inject queue a worker may run its task to completion, and the task's
+        // executor preference may have been the last reference to the runtime: the runtime, this scheduler
+        // and `shared` could be freed before the wake-up below. Hold the scheduler (which holds `shared`)
+        // until we are done. (Seen as a crash in `afterRemotePush` on a LocalSet thread resuming a task
+        // whose runtime was released right after the task finished.)
+        let keepAlive = Unmanaged.passUnretained(self).retain()
+        defer { keepAlive.release() }
         shared.inject.push(job)
         // Relaxed: a statistic.
         shared.remoteSchedules.wrappingAdd(1, ordering: .relaxed)
