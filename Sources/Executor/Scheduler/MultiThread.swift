@@ -253,8 +253,8 @@ final class Worker: @unchecked Sendable {
     @inline(__always)
     func takeSlot() -> TaskSlot {
         if slotStashCount == 0 {
-            slotStashCount = shared.registry.reserve(
-                homeGroup: homeGroup, count: Worker.slotStashCapacity, into: slotStash)
+            shared.registry.reserve(homeGroup: homeGroup, count: Worker.slotStashCapacity, into: slotStash)
+            slotStashCount = Worker.slotStashCapacity
         }
         slotStashCount -= 1
         return (slotStash + slotStashCount).move()

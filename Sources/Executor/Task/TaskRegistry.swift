@@ -9,25 +9,27 @@
 //
 // A slot's life, each step under its shard's lock (the generation changes only when a slot is reused):
 //   free --begin/reserve--> reserved --link--> linked --finish--> free
-//                                                       --finish--> held --reserve (reuse) or drainHeld--> free
+//                                                       --finish--> held --reuse or drainHeld--> free
 //                   reserved --finish--> finishedEarly --link--> free
 // `finishedEarly` covers a task that ran to completion on another worker before its spawner linked it.
 //
 // Home shards and held tasks. A worker spawns into its own *home* shards (a group of 16 / workers shards,
-// rotated per spawn so that the spawner and the finishing workers rarely meet on one lock). When such a task finishes on
-// another worker, the slot keeps its reference to the task (`held`) instead of dropping it there: the
-// spawning worker drops it later, when it reuses the slot (reserving slots for its next spawns) or drains its group in
-// maintenance. Any worker about to park (or exit) drains every group, so a held task never outlives the
-// next park of the worker that finished it, and a parked home worker cannot strand it. The task object (and its task-allocator slab) is then freed by
-// the thread that allocated it, where glibc's thread cache takes it back and hands it to the next spawn.
-// Dropped on the finishing thread instead, every free lands in the spawner's malloc arena under that
-// arena's lock while the spawner allocates from it: spawn_many_local spent about a third of its time in
-// those futexes (2.2 -> 1.25 µs per task when the spawner drops them). The closure and its captures are not
-// held (Swift releases them when the task completes); only the finished task object and its result are, and
-// at most `heldCap` per shard.
-// Spawns from threads that are not workers use shards chosen round-robin and never hold. A worker reserves
-// its slots a batch at a time into a stash it owns (`reserve`, `Worker.takeSlot`), so most spawns take one
-// registry lock (`link`) instead of two; a stopping worker gives its unused reservations back.
+// one per reserved batch in turn, so that the spawner and the finishing workers rarely meet on one lock).
+// A worker reserves its slots a batch at a time into a stash it owns (`reserve`, `Worker.takeSlot`), so most
+// spawns take one registry lock (`link`) instead of two; a stopping worker gives its unused reservations
+// back. Spawns from threads that are not workers use shards round-robin (`begin`) and never hold.
+//
+// When a worker's task finishes on another worker, the slot keeps its reference to the task (`held`)
+// instead of dropping it there: the spawning worker drops it when it reuses the slot (held slots are
+// reserved first) or drains its group in maintenance. Any worker about to park (or exit) drains every group,
+// so a held task never outlives the next park of the worker that finished it, and a parked home worker cannot
+// strand it. The task object (and its task-allocator slab) is then freed by the thread that allocated it,
+// where glibc's thread cache takes it back and hands it to the next spawn. Dropped on the finishing thread
+// instead, every free lands in the spawner's malloc arena under that arena's lock while the spawner allocates
+// from it: spawn_many_local spent about a third of its time in those futexes (2.2 -> 1.25 µs per task when
+// the spawner drops them). The closure and its captures are not held (Swift releases them when the task
+// completes); only the finished task object and its result are, at most `heldCap` per shard. A bit per shard
+// (`heldShards`) lets a drain skip shards that hold nothing.
 //
 // Races considered:
 // - A spawn racing with shutdown: shutdown sets `closed` (SeqCst) and then locks every shard; the spawner
@@ -96,6 +98,29 @@ final class TaskRegistry: @unchecked Sendable {
         /// Linked tasks in this shard (counted under the shard lock instead of in one shared atomic that
         /// every spawn and completion on every worker would bounce between caches).
         var alive = 0
+
+        /// Takes a slot for a new task and marks it reserved: a held slot first (only a worker's own
+        /// shards have any), then a free one, else a new one. Returns its index, its generation and the
+        /// finished task a reused held slot still referenced (to be released outside the lock).
+        mutating func reserveSlot(
+            holdsOnFinish: Bool
+        ) -> (index: UInt32, generation: UInt32, finished: ErasedTask?) {
+            let index: UInt32
+            var finished: ErasedTask? = nil
+            if let reused = heldList.popLast() {
+                index = reused
+                finished = slots[Int(index)].task.take()
+            } else if let reused = freeList.popLast() {
+                index = reused
+            } else {
+                index = UInt32(slots.count)
+                slots.append(Slot())
+            }
+            slots[Int(index)].generation &+= 1
+            slots[Int(index)].state = .reserved
+            slots[Int(index)].holdsOnFinish = holdsOnFinish
+            return (index, slots[Int(index)].generation, finished)
+        }
     }
 
     /// Shards: worker `i` spawns into the shards of group `i % groups`; other threads use all of them
@@ -142,60 +167,39 @@ final class TaskRegistry: @unchecked Sendable {
         // Relaxed: ids only need uniqueness, which the atomic RMW gives.
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         let shard = Int(id % UInt64(TaskRegistry.shardCount))
-        return shards[shard].withLock { s -> TaskSlot in
-            let index: UInt32
-            if let reused = s.freeList.popLast() {
-                index = reused
-            } else {
-                index = UInt32(s.slots.count)
-                s.slots.append(Slot())
-            }
-            s.slots[Int(index)].generation &+= 1
-            s.slots[Int(index)].state = .reserved
-            s.slots[Int(index)].holdsOnFinish = false
-            return TaskSlot(
-                shard: UInt32(shard), index: index, generation: s.slots[Int(index)].generation, id: id)
+        let (slot, finished) = shards[shard].withLock { s -> (TaskSlot, ErasedTask?) in
+            let (index, generation, finished) = s.reserveSlot(holdsOnFinish: false)
+            return (TaskSlot(shard: UInt32(shard), index: index, generation: generation, id: id), finished)
         }
+        // Outside the lock: a reused held slot's finished task may go here.
+        _ = consume finished
+        return slot
     }
 
-    /// Reserves up to `count` slots at once in one shard of `homeGroup` (one lock for the batch) and writes
-    /// them to `into`; returns how many. A worker keeps them in its slot stash, so most of its spawns reserve
-    /// a slot without taking a lock. Held slots are reused first: their finished tasks are released here,
-    /// on the home worker.
-    func reserve(homeGroup: Int, count: Int, into slots: UnsafeMutablePointer<TaskSlot>) -> Int {
+    /// Reserves `count` slots at once in one shard of `homeGroup` (one lock for the batch) and writes them
+    /// to `into`. A worker keeps them in its slot stash, so most of its spawns reserve a slot without taking
+    /// a lock. Held slots are reused first: their finished tasks are released here, on the home worker.
+    func reserve(homeGroup: Int, count: Int, into slots: UnsafeMutablePointer<TaskSlot>) {
         // Relaxed: ids only need uniqueness, which the atomic RMW gives.
         let firstID = nextID.wrappingAdd(UInt64(count), ordering: .relaxed).oldValue
         let shard = homeGroup * shardsPerGroup + Int(firstID / UInt64(count) % UInt64(shardsPerGroup))
-        return withUnsafeTemporaryAllocation(of: ErasedTask.self, capacity: count) { finished in
-            var released = 0
-            let reserved = shards[shard].withLock { s -> Int in
+        withUnsafeTemporaryAllocation(of: ErasedTask.self, capacity: count) { finished in
+            let released = shards[shard].withLock { s -> Int in
+                var released = 0
                 for n in 0..<count {
-                    let index: UInt32
-                    if let reused = s.heldList.popLast() {
-                        index = reused
-                        if let task = s.slots[Int(index)].task.take() {
-                            (finished.baseAddress! + released).initialize(to: task)
-                            released += 1
-                        }
-                    } else if let reused = s.freeList.popLast() {
-                        index = reused
-                    } else {
-                        index = UInt32(s.slots.count)
-                        s.slots.append(Slot())
+                    let (index, generation, task) = s.reserveSlot(holdsOnFinish: true)
+                    if let task {
+                        (finished.baseAddress! + released).initialize(to: task)
+                        released += 1
                     }
-                    s.slots[Int(index)].generation &+= 1
-                    s.slots[Int(index)].state = .reserved
-                    s.slots[Int(index)].holdsOnFinish = true
+                    let id = firstID &+ UInt64(n)
                     (slots + n).initialize(
-                        to: TaskSlot(
-                            shard: UInt32(shard), index: index, generation: s.slots[Int(index)].generation,
-                            id: firstID &+ UInt64(n)))
+                        to: TaskSlot(shard: UInt32(shard), index: index, generation: generation, id: id))
                 }
-                return count
+                return released
             }
             // Outside the lock: these may be the finished tasks' last references.
             finished.baseAddress!.deinitialize(count: released)
-            return reserved
         }
     }
 
