@@ -327,6 +327,7 @@ struct RuntimeTests {
         #expect(freed.current == n, "finished tasks' results still alive after 20 s")
         r.shutdown(timeout: .seconds(5))
     }
+
 }
 
 /// Calls `onDeinit` when freed.

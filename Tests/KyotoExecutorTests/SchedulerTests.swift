@@ -406,3 +406,58 @@ final class SlotBox: @unchecked Sendable {
     let slots: UnsafeMutablePointer<Atomic<UInt8>>
     init(_ slots: UnsafeMutablePointer<Atomic<UInt8>>) { self.slots = slots }
 }
+
+@Suite("Task registry")
+struct TaskRegistryTests {
+    /// A finished task whose only other reference is the registry's: returns the slot and the task's freed
+    /// counter (1 once the task object, and with it its result, is freed).
+    private func linkedFinishedTask(
+        _ registry: TaskRegistry, group: Int, freed: TestCounter
+    ) async -> TaskSlot {
+        var stash = [TaskSlot](repeating: TaskSlot(shard: 0, index: 0, generation: 0, id: 0), count: 1)
+        stash.withUnsafeMutableBufferPointer { registry.reserve(homeGroup: group, count: 1, into: $0.baseAddress!) }
+        let slot = stash[0]
+        let task = Task { DeinitProbe { freed.increment() } }
+        _ = await task.value
+        let closed = Atomic<Bool>(false)
+        let open = registry.link(slot, task: ErasedTask(task), closed: closed)
+        #expect(open)
+        return slot
+    }
+
+    @Test("a task finishing away from its home worker is held while that worker is awake, freed when it parks")
+    func heldUntilHomeWorkerParks() async {
+        let registry = TaskRegistry(workers: 2)
+        let freed = TestCounter()
+        let slot = await linkedFinishedTask(registry, group: 0, freed: freed)
+        registry.finish(slot, onHomeThread: false, mayHold: true)
+        #expect(freed.current == 0, "held for the awake home worker")
+        #expect(registry.isFinished(slot))
+        #expect(registry.aliveCount == 0)
+        registry.homeWorkerParks(group: 0)
+        #expect(freed.current == 1, "the home worker drains its group before it sleeps")
+    }
+
+    @Test("a task finishing away from its home worker while that worker sleeps is freed by the finisher")
+    func freedByFinisherWhenHomeWorkerParked() async {
+        let registry = TaskRegistry(workers: 2)
+        let freed = TestCounter()
+        let slot = await linkedFinishedTask(registry, group: 1, freed: freed)
+        registry.homeWorkerParks(group: 1)
+        registry.finish(slot, onHomeThread: false, mayHold: true)
+        #expect(freed.current == 1, "nobody awake would drain the group: the finisher must")
+        registry.homeWorkerWakes(group: 1)
+    }
+
+    @Test("finishing on the home worker, or with holding not allowed, releases at once")
+    func releasedAtOnceWhenNotHeld() async {
+        let registry = TaskRegistry(workers: 2)
+        let freed = TestCounter()
+        let home = await linkedFinishedTask(registry, group: 0, freed: freed)
+        registry.finish(home, onHomeThread: true, mayHold: true)
+        #expect(freed.current == 1)
+        let closing = await linkedFinishedTask(registry, group: 0, freed: freed)
+        registry.finish(closing, onHomeThread: false, mayHold: false)
+        #expect(freed.current == 2)
+    }
+}

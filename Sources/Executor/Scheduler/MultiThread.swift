@@ -332,6 +332,7 @@ final class Worker: @unchecked Sendable {
             }
             if shouldExit() {
                 returnStashedSlots()
+                shared.registry.homeWorkerParks(group: homeGroup)
                 shared.registry.drainAllHeld()
                 return .exited
             }
@@ -429,8 +430,10 @@ final class Worker: @unchecked Sendable {
     private func park() {
         // Fire due timers first: if any fired, there is work and no reason to sleep.
         if fireDueTimers() > 0 { return }
-        // Held finished tasks are freed before sleeping, whichever worker spawned them (see TaskRegistry.swift).
-        shared.registry.drainAllHeld()
+        // Counts this worker as parked for its registry group, then frees the finished tasks held for it
+        // (see "Who drains" in TaskRegistry.swift).
+        shared.registry.homeWorkerParks(group: homeGroup)
+        defer { shared.registry.homeWorkerWakes(group: homeGroup) }
         let wasSearching = isSearching
         isSearching = false
         let isLastSearcher = scheduler.idle.transitionToParked(index, isSearching: wasSearching)

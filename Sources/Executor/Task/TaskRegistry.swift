@@ -21,15 +21,23 @@
 //
 // When a worker's task finishes on another worker, the slot keeps its reference to the task (`held`)
 // instead of dropping it there: the spawning worker drops it when it reuses the slot (held slots are
-// reserved first) or drains its group in maintenance. Any worker about to park (or exit) drains every group,
-// so a held task never outlives the next park of the worker that finished it, and a parked home worker cannot
-// strand it. The task object (and its task-allocator slab) is then freed by the thread that allocated it,
+// reserved first) or drains its group in maintenance or before it parks. The task object (and its task-allocator slab) is then freed by the thread that allocated it,
 // where glibc's thread cache takes it back and hands it to the next spawn. Dropped on the finishing thread
 // instead, every free lands in the spawner's malloc arena under that arena's lock while the spawner allocates
 // from it: spawn_many_local spent about a third of its time in those futexes (2.2 -> 1.25 µs per task when
 // the spawner drops them). The closure and its captures are not held (Swift releases them when the task
 // completes); only the finished task object and its result are, at most `heldCap` per shard. A bit per shard
 // (`heldShards`) lets a drain skip shards that hold nothing.
+//
+// Who drains, and why nothing is stranded. A parked home worker must not leave tasks held for it forever, so:
+// - a home worker about to park first counts itself parked (`awakeHomeWorkers`), then drains its group;
+// - a worker that holds a task sets its shard's bit, then reads the group's awake count; if no home worker
+//   is awake, it drains the group itself (those frees then happen on the wrong thread, rarely).
+// This is a store-buffering pattern (each side writes one location, then reads the other), so all four
+// accesses are sequentially consistent: in their single order either the parker's bit read sees the holder's
+// bit (and its drain, which takes the shard lock after the holder released it, sees the append), or the
+// holder's count read sees the parker counted as parked. An awake home worker stuck in one long job drains
+// nothing meanwhile; `heldCap` bounds what waits for it. Exiting workers drain every shard.
 //
 // Races considered:
 // - A spawn racing with shutdown: shutdown sets `closed` (SeqCst) and then locks every shard; the spawner
@@ -135,15 +143,25 @@ final class TaskRegistry: @unchecked Sendable {
     private let nextID = Atomic<UInt64>(1)
     /// One bit per shard that may hold finished tasks (see `drainHeld(shard:)`): lets a drain skip the others.
     private let heldShards = Atomic<UInt32>(0)
+    /// Per group, how many of its home workers are not parked (see "Who drains" in the file comment).
+    private let awakeHomeWorkers: UnsafeMutablePointer<Atomic<Int>>
 
     init(workers: Int) {
         groups = max(1, min(workers, TaskRegistry.shardCount))
         shardsPerGroup = TaskRegistry.shardCount / groups
         shards = .allocate(capacity: TaskRegistry.shardCount)
         for i in 0..<TaskRegistry.shardCount { (shards + i).initialize(to: CheckedMutex(Shard())) }
+        awakeHomeWorkers = .allocate(capacity: groups)
+        for g in 0..<groups {
+            // Workers g, g + groups, g + 2 * groups, ... share group g.
+            let members = workers > g ? (workers - g + groups - 1) / groups : 0
+            (awakeHomeWorkers + g).initialize(to: Atomic(members))
+        }
     }
 
     deinit {
+        awakeHomeWorkers.deinitialize(count: groups)
+        awakeHomeWorkers.deallocate()
         shards.deinitialize(count: TaskRegistry.shardCount)
         shards.deallocate()
     }
@@ -265,9 +283,11 @@ final class TaskRegistry: @unchecked Sendable {
             }
         }
         if held {
-            // After the append (see `drainHeld(shard:)`). Relaxed: a hint; the shard lock orders the list itself.
-            let bit = UInt32(1) << slot.shard
-            if heldShards.load(ordering: .relaxed) & bit == 0 { heldShards.bitwiseOr(bit, ordering: .relaxed) }
+            // Sequentially consistent, both: the store-buffering handshake with a parking home worker (see
+            // "Who drains" in the file comment). If every home worker of the group is parked, drain it here.
+            heldShards.bitwiseOr(UInt32(1) << slot.shard, ordering: .sequentiallyConsistent)
+            let group = group(of: slot)
+            if awakeHomeWorkers[group].load(ordering: .sequentiallyConsistent) == 0 { drainHeld(group: group) }
         }
         // Outside the lock: this may be the task's last reference.
         _ = consume released
@@ -278,19 +298,33 @@ final class TaskRegistry: @unchecked Sendable {
         for shard in group * shardsPerGroup..<(group + 1) * shardsPerGroup { drainHeld(shard: shard) }
     }
 
-    /// Releases every finished task held in any shard (called by a worker about to park or exit).
+    /// Releases every finished task held in any shard (called by a worker that exits).
     func drainAllHeld() {
         for shard in 0..<TaskRegistry.shardCount { drainHeld(shard: shard) }
     }
 
+    /// A home worker of `group` is about to sleep: counts it as parked, then drains the group (in that order:
+    /// see "Who drains" in the file comment).
+    func homeWorkerParks(group: Int) {
+        // Sequentially consistent: the handshake with `finish`.
+        awakeHomeWorkers[group].subtract(1, ordering: .sequentiallyConsistent)
+        drainHeld(group: group)
+    }
+
+    /// A home worker of `group` woke up.
+    func homeWorkerWakes(group: Int) {
+        // Sequentially consistent: the handshake with `finish`.
+        awakeHomeWorkers[group].add(1, ordering: .sequentiallyConsistent)
+    }
+
     private func drainHeld(shard: Int) {
-        // Skip shards that held nothing since their last drain: parking workers drain every shard, and
-        // locking 16 shards per park showed up in spawn_many_remote_idle. The bit is cleared before the
-        // drain and set after each hold's append, so a hold the drain misses leaves its bit set for the
-        // next drain, and a worker that held a task sees its own bit when it next parks.
+        // Skip shards that held nothing since their last drain (locking every shard on every park showed up
+        // in spawn_many_remote_idle). The bit is cleared before the drain and set after each hold's append,
+        // so a hold this drain misses leaves its bit set for the next one. Sequentially consistent: the
+        // handshake with `finish` (file comment).
         let bit = UInt32(1) << UInt32(shard)
-        if heldShards.load(ordering: .relaxed) & bit == 0 { return }
-        heldShards.bitwiseAnd(~bit, ordering: .relaxed)
+        if heldShards.load(ordering: .sequentiallyConsistent) & bit == 0 { return }
+        heldShards.bitwiseAnd(~bit, ordering: .sequentiallyConsistent)
         // In batches through a stack buffer: the releases must happen outside the lock (a task's result may
         // have a deinit that spawns), and a heap array per drain would be an allocation per maintenance.
         let batch = 32
