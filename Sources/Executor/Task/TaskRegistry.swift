@@ -21,13 +21,14 @@
 //
 // When a worker's task finishes on another worker, the slot keeps its reference to the task (`held`)
 // instead of dropping it there: the spawning worker drops it when it reuses the slot (held slots are
-// reserved first) or drains its group in maintenance or before it parks. The task object (and its task-allocator slab) is then freed by the thread that allocated it,
-// where glibc's thread cache takes it back and hands it to the next spawn. Dropped on the finishing thread
-// instead, every free lands in the spawner's malloc arena under that arena's lock while the spawner allocates
-// from it: spawn_many_local spent about a third of its time in those futexes (2.2 -> 1.25 µs per task when
-// the spawner drops them). The closure and its captures are not held (Swift releases them when the task
-// completes); only the finished task object and its result are, at most `heldCap` per shard. A bit per shard
-// (`heldShards`) lets a drain skip shards that hold nothing.
+// reserved first) or drains its group in maintenance or before it parks. The task object is then freed by
+// the thread that allocated it, where glibc's thread cache takes it back and hands it to the next spawn.
+// Dropped on the finishing thread instead, every free lands in the spawner's malloc arena under that arena's
+// lock while the spawner allocates from it: spawn_many_local spent about a third of its time in malloc
+// internals and those futexes (2.2 -> 1.25 µs per task when the spawner drops them). Not everything moves:
+// Swift frees the closure contexts and the task-allocator slab when the task completes, on the thread that
+// ran it. Only the finished task object and its result are held, at most `heldCap` per shard. A bit per
+// shard (`heldShards`) lets a drain skip shards that hold nothing.
 //
 // Who drains, and why nothing is stranded. A parked home worker must not leave tasks held for it forever, so:
 // - a home worker about to park first counts itself parked (`awakeHomeWorkers`), then drains its group;
