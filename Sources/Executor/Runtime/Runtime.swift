@@ -245,8 +245,9 @@ public final class Runtime: TaskExecutor, Sendable {
     /// Called by a spawned task's body when it ends.
     @usableFromInline
     func _finishTask(_ slot: TaskSlot) {
-        // Only a worker may leave the task held for another worker: workers drain every group when they
-        // park, so a held task cannot outlive the next park of the finishing worker (see TaskRegistry.swift).
+        // Only a worker leaves the task held for the worker that spawned it (the point is to keep frees off
+        // the workers' malloc arenas), and not once shutdown began; TaskRegistry's holder/parker handshake
+        // ("Who drains") makes sure a held task is released even if that worker sleeps.
         let group = ThreadContext.withCurrent { $0.homeGroup } ?? nil
         let mayHold = group != nil && !shared.isClosed
         registryRef._withUnsafeGuaranteedRef { registry in
