@@ -1,6 +1,8 @@
 // The public front of the broadcast channel: every receiver sees every value sent after it
 // subscribed. Thin wrappers over `BroadcastStorage`.
 
+import KyotoExecutor
+
 /// Broadcast channels: one sender, many receivers, each receiving every value.
 public enum Broadcast {
     /// Creates a broadcast channel retaining up to `capacity` values, rounded up to a power of
@@ -9,11 +11,11 @@ public enum Broadcast {
         of elementType: Element.Type = Element.self,
         capacity: Int
     ) -> (Sender<Element>, Receiver<Element>) {
-        precondition(
+        kyotoPrecondition(
             capacity > 0,
             "BUG DETECTED: Broadcast.channel(of:capacity:) requires a capacity of at least 1, got \(capacity)"
         )
-        precondition(
+        kyotoPrecondition(
             capacity <= Int.max >> 1,
             "BUG DETECTED: Broadcast.channel(of:capacity:) capacity \(capacity) is too large"
         )

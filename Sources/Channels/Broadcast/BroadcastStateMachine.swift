@@ -171,7 +171,7 @@ struct BroadcastStateMachine<Element: Sendable> {
         }
         let index = Int(cursor & mask)
         guard let value = slots[index].value, slots[index].position == cursor else {
-            preconditionFailure("broadcast slot \(index) lost a value that receiver \(receiver) had not read")
+            fatalError("broadcast slot \(index) lost a value that receiver \(receiver) had not read")
         }
         slots[index].remaining -= 1
         if slots[index].remaining == 0 { slots[index].value = nil }

@@ -6,6 +6,8 @@
 // waiting senders are served in request order), the unbounded one takes none. See
 // `MpscChannel.swift` for the protocol and `docs/design/0002-channels.md` for the rationale.
 
+import KyotoExecutor
+
 /// Multi-producer, single-consumer channels: many senders, one receiver, FIFO delivery.
 public enum Mpsc {
     /// Creates a bounded channel that buffers at most `capacity` messages.
@@ -16,7 +18,7 @@ public enum Mpsc {
         of elementType: Element.Type = Element.self,
         capacity: Int
     ) -> (Sender<Element>, Receiver<Element>) {
-        precondition(
+        kyotoPrecondition(
             capacity > 0,
             "BUG DETECTED: Mpsc.channel(of:capacity:) requires a capacity of at least 1, got \(capacity)"
         )

@@ -23,6 +23,8 @@
 // A parked receiver implies an empty buffer, so a sender that finds one hands the message over
 // directly instead of buffering it.
 
+import KyotoExecutor
+
 /// What a parked receiver is resumed with.
 @usableFromInline
 enum MpscReceiveOutcome<Element: Sendable>: Sendable {
@@ -179,7 +181,7 @@ struct MpscStateMachine<Element: Sendable>: ~Copyable {
     mutating func receive() -> ReceiveAction {
         if let element = buffer.popFirst() { return .element(element) }
         if isFinished { return .closed }
-        precondition(
+        kyotoPrecondition(
             parkedReceiver == nil,
             "BUG DETECTED: two tasks are receiving from the same mpsc receiver at once; it has a single consumer"
         )
@@ -206,7 +208,7 @@ struct MpscStateMachine<Element: Sendable>: ~Copyable {
         }
         if taken > 0 { return .received(count: taken) }
         if isFinished { return .closed }
-        precondition(
+        kyotoPrecondition(
             parkedReceiver == nil,
             "BUG DETECTED: two tasks are receiving from the same mpsc receiver at once; it has a single consumer"
         )

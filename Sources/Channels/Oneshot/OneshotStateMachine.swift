@@ -14,6 +14,8 @@
 // Tokio. `close()` keeps a value that was already sent obtainable. Dropping the receiver hands
 // the stored value back to the storage so it is released after unlocking.
 
+import KyotoExecutor
+
 /// What a parked oneshot receiver is resumed with.
 @usableFromInline
 enum OneshotReceiveOutcome<Value: Sendable>: Sendable {
@@ -93,7 +95,7 @@ struct OneshotStateMachine<Value: Sendable> {
 
     @inlinable
     mutating func send(_ value: Value) -> SendAction {
-        precondition(
+        kyotoPrecondition(
             senderState == .active,
             "BUG DETECTED: Oneshot.Sender.send(_:) was called a second time; a oneshot channel carries one value"
         )
@@ -156,11 +158,11 @@ struct OneshotStateMachine<Value: Sendable> {
 
     @inlinable
     mutating func receive() -> ReceiveAction {
-        precondition(
+        kyotoPrecondition(
             !completed,
             "BUG DETECTED: a Oneshot.Receiver was awaited again after it already produced its result"
         )
-        precondition(
+        kyotoPrecondition(
             parkedReceiver == nil,
             "BUG DETECTED: two tasks are awaiting the same Oneshot.Receiver at once"
         )

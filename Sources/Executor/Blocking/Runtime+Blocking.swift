@@ -90,7 +90,7 @@ public func blockInPlace<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T 
     if let context = ThreadContext.current {
         switch context.role {
         case .currentThreadDriver:
-            preconditionFailure(
+            fatalError(
                 "BUG DETECTED: blockInPlace called on a current-thread Kyoto runtime, whose only thread "
                     + "cannot be handed off; use spawnBlocking instead")
         case .worker:
@@ -98,7 +98,7 @@ public func blockInPlace<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T 
                 worker.scheduler.handOff(worker, from: context)
             }
         case .localSet:
-            preconditionFailure(
+            fatalError(
                 "BUG DETECTED: blockInPlace called inside a LocalSet, whose tasks are pinned to this thread; "
                     + "use spawnBlocking instead")
         case .blocking, .blockInPlace, .drain:

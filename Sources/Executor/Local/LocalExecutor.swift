@@ -186,7 +186,7 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
     }
 
     func checkIsolated() {
-        precondition(
+        kyotoPrecondition(
             isCurrentThreadRunning,
             "BUG DETECTED: code isolated to a LocalSet ran off the set's thread (expected the thread driving it)")
     }

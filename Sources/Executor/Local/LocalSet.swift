@@ -91,7 +91,7 @@ public actor LocalSet {
     }
 
     private func start(runtime: Runtime?) {
-        precondition(!isRunning, "BUG DETECTED: LocalSet.runUntil called while the set is already running")
+        kyotoPrecondition(!isRunning, "BUG DETECTED: LocalSet.runUntil called while the set is already running")
         isRunning = true
         self.runtime = runtime
     }
@@ -112,7 +112,7 @@ public actor LocalSet {
     public func spawnLocal<T: Sendable>(_ body: nonisolated(nonsending) @escaping () async throws -> T)
         -> LocalJoinHandle<T>
     {
-        precondition(
+        kyotoPrecondition(
             isRunning,
             "BUG DETECTED: spawnLocal called on a LocalSet that is not running; call it inside runUntil")
         let id = nextID

@@ -95,7 +95,7 @@ enum Platform {
         } else {
             rc = kyoto_thread_create(&handle, UInt64(stackSize ?? 0), nil, entry, box)
         }
-        precondition(rc == 0, "BUG DETECTED: Kyoto could not start an OS thread (pthread_create returned \(rc))")
+        kyotoPrecondition(rc == 0, "BUG DETECTED: Kyoto could not start an OS thread (pthread_create returned \(rc))")
         return OSThread(handle: handle)
     }
 }

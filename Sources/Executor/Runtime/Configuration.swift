@@ -72,22 +72,22 @@ extension Runtime {
         /// Traps with a message naming the first invalid field.
         func validate() {
             if let n = workerThreads {
-                precondition(n > 0, "Runtime.Configuration.workerThreads must be greater than 0 (got \(n))")
+                kyotoPrecondition(n > 0, "Runtime.Configuration.workerThreads must be greater than 0 (got \(n))")
             }
             if let n = globalQueueInterval {
-                precondition(n > 0, "Runtime.Configuration.globalQueueInterval must be greater than 0 (got \(n))")
+                kyotoPrecondition(n > 0, "Runtime.Configuration.globalQueueInterval must be greater than 0 (got \(n))")
             }
-            precondition(eventInterval > 0, "Runtime.Configuration.eventInterval must be greater than 0 (got \(eventInterval))")
-            precondition(
+            kyotoPrecondition(eventInterval > 0, "Runtime.Configuration.eventInterval must be greater than 0 (got \(eventInterval))")
+            kyotoPrecondition(
                 maxBlockingThreads > 0,
                 "Runtime.Configuration.maxBlockingThreads must be greater than 0 (got \(maxBlockingThreads))")
             if let n = threadStackSize {
-                precondition(n > 0, "Runtime.Configuration.threadStackSize must be greater than 0 (got \(n))")
+                kyotoPrecondition(n > 0, "Runtime.Configuration.threadStackSize must be greater than 0 (got \(n))")
             }
-            precondition(
+            kyotoPrecondition(
                 blockingKeepAlive >= .zero,
                 "Runtime.Configuration.blockingKeepAlive must not be negative (got \(blockingKeepAlive))")
-            precondition(
+            kyotoPrecondition(
                 !startPaused,
                 "Runtime.Configuration.startPaused is not supported: Kyoto has no paused test clock yet")
         }

@@ -141,10 +141,10 @@ public final class Runtime: TaskExecutor, Sendable {
     /// On the current-thread flavor the calling thread drives the runtime while it waits. Traps when called
     /// from a runtime thread (that would block a worker on itself): use `await` there instead.
     public func blockOn<T: Sendable, E: Error>(_ body: sending @escaping () async throws(E) -> T) throws(E) -> T {
-        precondition(
+        kyotoPrecondition(
             !(ThreadContext.current?.runsScheduler ?? false),
             "BUG DETECTED: blockOn called from inside a Kyoto runtime thread; await the work instead")
-        precondition(
+        kyotoPrecondition(
             !shared.isClosed, "BUG DETECTED: blockOn called on a Kyoto runtime that has been shut down")
         let completion = BlockOnCompletion<T, E>()
         // LocalSets started under this call run their jobs on this thread while it waits (`runUntil`).
@@ -289,7 +289,7 @@ public final class Runtime: TaskExecutor, Sendable {
     /// ``shutdownBackground()`` there.
     @discardableResult
     public func shutdown(timeout: Duration) -> Bool {
-        precondition(
+        kyotoPrecondition(
             !(ThreadContext.current?.runsScheduler ?? false),
             "BUG DETECTED: shutdown(timeout:) called from a Kyoto runtime thread would wait for itself; "
                 + "use shutdownBackground()")
@@ -370,7 +370,7 @@ final class BlockOnCompletion<T: Sendable, E: Error>: Sendable {
 
     func take() -> Result<T, E> {
         result.withLock { slot in
-            guard let value = slot else { preconditionFailure("BUG DETECTED: blockOn result read before it was set") }
+            guard let value = slot else { fatalError("BUG DETECTED: blockOn result read before it was set") }
             slot = nil
             return value
         }

@@ -34,7 +34,7 @@ final class Idle: Sendable {
     private let sleepers: CheckedMutex<[Int]>
 
     init(workerCount: Int) {
-        precondition(workerCount < (1 << 16), "BUG DETECTED: too many workers for the idle state word")
+        kyotoPrecondition(workerCount < (1 << 16), "BUG DETECTED: too many workers for the idle state word")
         self.workerCount = workerCount
         state = Atomic(UInt64(workerCount) << Idle.unparkShift)
         sleepers = CheckedMutex([])

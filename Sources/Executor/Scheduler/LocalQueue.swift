@@ -120,7 +120,7 @@ final class LocalQueue: @unchecked Sendable {
 
     /// Claims the oldest half and moves it, plus `job`, to the inject queue in one batch.
     private func pushOverflow(_ job: JobRef, real: UInt32, tail t: UInt32, inject: Inject) -> Bool {
-        precondition(t &- real == LocalQueue.capacity, "BUG DETECTED: local queue overflow while not full")
+        kyotoPrecondition(t &- real == LocalQueue.capacity, "BUG DETECTED: local queue overflow while not full")
         let expected = LocalQueue.pack(steal: real, real: real)
         let newReal = real &+ LocalQueue.overflowBatch
         // Acquiring-and-releasing: the acquire orders our slot reads below after the claim; the release

@@ -65,7 +65,7 @@ final class MultiThreadScheduler: Sendable {
     /// thread, so the calling thread can block. The caller's context stops holding the worker at once;
     /// its run loop notices when the current job returns and lets the thread end.
     func handOff(_ worker: Worker, from context: ThreadContext) {
-        precondition(context.worker === worker, "BUG DETECTED: handing off a worker this thread does not hold")
+        kyotoPrecondition(context.worker === worker, "BUG DETECTED: handing off a worker this thread does not hold")
         context.worker = nil
         context.role = .blockInPlace
         let name = "\(shared.configuration.threadName)-\(worker.index)"

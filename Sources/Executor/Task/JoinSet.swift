@@ -95,7 +95,7 @@ public final class JoinSet<T: Sendable>: Sendable {
                     return (true, r)
                 }
                 if s.unjoined == 0 { return (true, nil) }
-                precondition(s.waiter == nil, "BUG DETECTED: JoinSet.next() awaited by two tasks at once")
+                kyotoPrecondition(s.waiter == nil, "BUG DETECTED: JoinSet.next() awaited by two tasks at once")
                 s.waiter = c
                 return (false, nil)
             }

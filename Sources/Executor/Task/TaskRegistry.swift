@@ -227,7 +227,7 @@ final class TaskRegistry: @unchecked Sendable {
         for slot in slots {
             shards[Int(slot.shard)].withLock { s in
                 let i = Int(slot.index)
-                precondition(
+                kyotoPrecondition(
                     s.slots[i].generation == slot.generation && s.slots[i].state == .reserved,
                     "BUG DETECTED: returning a task slot that is not reserved")
                 s.slots[i].state = .free
@@ -241,7 +241,7 @@ final class TaskRegistry: @unchecked Sendable {
     func link(_ slot: TaskSlot, task: ErasedTask, closed: borrowing Atomic<Bool>) -> Bool {
         shards[Int(slot.shard)].withLock { s in
             let i = Int(slot.index)
-            precondition(s.slots[i].generation == slot.generation, "BUG DETECTED: task slot reused while reserved")
+            kyotoPrecondition(s.slots[i].generation == slot.generation, "BUG DETECTED: task slot reused while reserved")
             switch s.slots[i].state {
             case .reserved:
                 s.slots[i].state = .linked
@@ -251,7 +251,7 @@ final class TaskRegistry: @unchecked Sendable {
                 s.slots[i].state = .free
                 s.freeList.append(slot.index)
             case .free, .linked, .held:
-                preconditionFailure("BUG DETECTED: task slot linked twice")
+                fatalError("BUG DETECTED: task slot linked twice")
             }
         }
         // Sequentially consistent: see the file comment.
@@ -280,7 +280,7 @@ final class TaskRegistry: @unchecked Sendable {
                 s.slots[i].state = .finishedEarly
                 return nil
             case .free, .held, .finishedEarly:
-                preconditionFailure("BUG DETECTED: task slot finished twice")
+                fatalError("BUG DETECTED: task slot finished twice")
             }
         }
         if held {

@@ -10,6 +10,8 @@
 //   cancel  - a queued waiter withdraws its arrival (it leaves no trace). A waiter that is no longer queued
 //             was released by a leader; the barrier has tripped and the waiter returns normally.
 
+import KyotoExecutor
+
 /// The arrivals and generations behind `AsyncBarrier`.
 package struct BarrierStateMachine<Waker> {
     /// How many arrivals release a generation.
@@ -21,7 +23,7 @@ package struct BarrierStateMachine<Waker> {
 
     /// Creates a machine for parties of `count` (at least 1).
     package init(count: Int) {
-        precondition(count >= 1)
+        kyotoPrecondition(count >= 1, "BUG DETECTED: a barrier state machine needs a count of at least 1")
         self.count = count
     }
 

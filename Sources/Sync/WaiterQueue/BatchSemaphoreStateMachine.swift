@@ -29,6 +29,8 @@
 // `release` moves permits from a holder to the queue or the word; `cancel` and `close` move a waiter's
 // `assigned` back through the same path. No operation creates or drops a permit.
 
+import KyotoExecutor
+
 /// The waiter queue and permit-assignment rule behind `BatchSemaphore`.
 package struct BatchSemaphoreStateMachine<Waker> {
     /// One queued acquisition.
@@ -102,7 +104,7 @@ package struct BatchSemaphoreStateMachine<Waker> {
 
     /// Queues a waiter that needs `requested` permits and already owns `assigned` of them.
     package mutating func enqueue(id: UInt64, requested: Int, assigned: Int, waker: Waker) {
-        precondition(assigned < requested && (assigned == 0 || waiters.isEmpty),
+        kyotoPrecondition(assigned < requested && (assigned == 0 || waiters.isEmpty),
                      "BUG DETECTED: only a first waiter may join with permits (\(assigned) of \(requested))")
         waiters.append(id, Waiter(needs: requested - assigned, assigned: assigned, waker: waker))
     }

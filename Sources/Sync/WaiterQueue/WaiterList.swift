@@ -18,6 +18,8 @@
 // and ends at `tail`; `prev` mirrors `next`. `_checkInvariants()` verifies them in debug builds that
 // define `SYNC_INTERNAL_CHECKS`, and the unit tests exercise every operation against an array model.
 
+import KyotoExecutor
+
 /// A FIFO queue of waiters addressed by id, with O(1) removal of any waiter.
 package struct WaiterList<Payload> {
     private struct Node {
@@ -67,7 +69,7 @@ package struct WaiterList<Payload> {
 
     /// Appends a waiter at the tail. Appending an id that is already queued is a bug in the caller.
     package mutating func append(_ id: UInt64, _ payload: Payload) {
-        precondition(nodes[id] == nil, "BUG DETECTED: waiter id \(id) enqueued twice")
+        kyotoPrecondition(nodes[id] == nil, "BUG DETECTED: waiter id \(id) enqueued twice")
         nodes[id] = Node(payload: payload, prev: tailID, next: nil)
         if let tail = tailID {
             nodes[tail]!.next = id
@@ -124,18 +126,19 @@ package struct WaiterList<Payload> {
     #if SYNC_INTERNAL_CHECKS
     @inline(never)
     private func _checkInvariants() {
-        precondition((headID == nil) == (tailID == nil) && (headID == nil) == nodes.isEmpty)
+        kyotoPrecondition(
+            (headID == nil) == (tailID == nil) && (headID == nil) == nodes.isEmpty, "WaiterList: head, tail and nodes disagree")
         var seen = 0
         var previous: UInt64? = nil
         var cursor = headID
         while let id = cursor {
             let node = nodes[id]!
-            precondition(node.prev == previous)
+            kyotoPrecondition(node.prev == previous, "WaiterList: broken prev link")
             previous = id
             cursor = node.next
             seen += 1
         }
-        precondition(previous == tailID && seen == nodes.count)
+        kyotoPrecondition(previous == tailID && seen == nodes.count, "WaiterList: tail or count disagrees with the links")
     }
     #else
     @inline(__always)
