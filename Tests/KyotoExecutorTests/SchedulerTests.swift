@@ -430,7 +430,7 @@ struct TaskRegistryTests {
         let registry = TaskRegistry(workers: 2)
         let freed = TestCounter()
         let slot = await linkedFinishedTask(registry, group: 0, freed: freed)
-        registry.finish(slot, onHomeThread: false, mayHold: true)
+        registry.finish(slot, finisherGroup: 1)
         #expect(freed.current == 0, "held for the awake home worker")
         #expect(registry.isFinished(slot))
         #expect(registry.aliveCount == 0)
@@ -444,7 +444,7 @@ struct TaskRegistryTests {
         let freed = TestCounter()
         let slot = await linkedFinishedTask(registry, group: 1, freed: freed)
         registry.homeWorkerParks(group: 1)
-        registry.finish(slot, onHomeThread: false, mayHold: true)
+        registry.finish(slot, finisherGroup: 0)
         #expect(freed.current == 1, "nobody awake would drain the group: the finisher must")
         registry.homeWorkerWakes(group: 1)
     }
@@ -454,10 +454,10 @@ struct TaskRegistryTests {
         let registry = TaskRegistry(workers: 2)
         let freed = TestCounter()
         let home = await linkedFinishedTask(registry, group: 0, freed: freed)
-        registry.finish(home, onHomeThread: true, mayHold: true)
+        registry.finish(home, finisherGroup: 0)
         #expect(freed.current == 1)
         let closing = await linkedFinishedTask(registry, group: 0, freed: freed)
-        registry.finish(closing, onHomeThread: false, mayHold: false)
+        registry.finish(closing, finisherGroup: nil)
         #expect(freed.current == 2)
     }
 }

@@ -224,7 +224,7 @@ public final class Runtime: TaskExecutor, Sendable {
     func _beginTask() -> TaskSlot {
         // A worker of this runtime takes a slot from its stash; other threads reserve one in the registry.
         let stashed = ThreadContext.withCurrent { context -> TaskSlot? in
-            guard context.role == .worker, context.shared === shared else { return nil }
+            guard context.shared === shared else { return nil }
             return context.withWorker { $0.takeSlot() }
         } ?? nil
         if let stashed { return stashed }
@@ -248,11 +248,8 @@ public final class Runtime: TaskExecutor, Sendable {
         // Only a worker leaves the task held for the worker that spawned it (the point is to keep frees off
         // the workers' malloc arenas), and not once shutdown began; TaskRegistry's holder/parker handshake
         // ("Who drains") makes sure a held task is released even if that worker sleeps.
-        let group = ThreadContext.withCurrent { $0.homeGroup } ?? nil
-        let mayHold = group != nil && !shared.isClosed
-        registryRef._withUnsafeGuaranteedRef { registry in
-            registry.finish(slot, onHomeThread: group == registry.group(of: slot), mayHold: mayHold)
-        }
+        let finisherGroup = shared.isClosed ? nil : ThreadContext.withCurrent { $0.homeGroup } ?? nil
+        registryRef._withUnsafeGuaranteedRef { $0.finish(slot, finisherGroup: finisherGroup) }
         // After shutdown began, the last task to finish wakes the workers so they can exit. The registry
         // lock `finish` took orders this read after `beginShutdown`'s store for every task it cancelled.
         if shared.isClosed && shared.registry.aliveCount == 0 { wakeAll() }

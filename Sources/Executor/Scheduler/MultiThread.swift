@@ -332,8 +332,8 @@ final class Worker: @unchecked Sendable {
             }
             if shouldExit() {
                 returnStashedSlots()
+                // Parked for good: finishers drain this group from now on.
                 shared.registry.homeWorkerParks(group: homeGroup)
-                shared.registry.drainAllHeld()
                 return .exited
             }
             park()

@@ -142,7 +142,8 @@ final class ThreadContext {
     }
 
     unowned(unsafe) let shared: Shared
-    /// The worker this thread holds; nil once handed off by `blockInPlace`.
+    /// The worker this thread holds: non-nil exactly while `role == .worker` (nil once handed off by
+    /// `blockInPlace`).
     var worker: Worker? {
         get { workerRef?.takeUnretainedValue() }
         set { workerRef = newValue.map { .passUnretained($0) } }
@@ -187,10 +188,7 @@ final class ThreadContext {
     }
 
     /// The registry shard group this thread spawns into when it is a worker (see TaskRegistry.swift).
-    var homeGroup: Int? {
-        guard role == .worker else { return nil }
-        return withWorker { $0.homeGroup }
-    }
+    var homeGroup: Int? { withWorker { $0.homeGroup } }
 
     /// Whether blocking this thread would stall the runtime's scheduler (a worker or current-thread driver).
     var runsScheduler: Bool { role == .worker || role == .currentThreadDriver }

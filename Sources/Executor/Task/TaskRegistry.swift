@@ -38,7 +38,7 @@
 // accesses are sequentially consistent: in their single order either the parker's bit read sees the holder's
 // bit (and its drain, which takes the shard lock after the holder released it, sees the append), or the
 // holder's count read sees the parker counted as parked. An awake home worker stuck in one long job drains
-// nothing meanwhile; `heldCap` bounds what waits for it. Exiting workers drain every shard.
+// nothing meanwhile; `heldCap` bounds what waits for it. An exiting worker counts as parked for good.
 //
 // Races considered:
 // - A spawn racing with shutdown: shutdown sets `closed` (SeqCst) and then locks every shard; the spawner
@@ -258,16 +258,19 @@ final class TaskRegistry: @unchecked Sendable {
         return !closed.load(ordering: .sequentiallyConsistent)
     }
 
-    /// Records that the task of `slot` has finished. `onHomeThread`: the caller is the worker whose home
-    /// group holds the slot; `mayHold`: the home worker will still drain (false once shutdown began).
-    func finish(_ slot: TaskSlot, onHomeThread: Bool, mayHold: Bool) {
+    /// Records that the task of `slot` has finished. `finisherGroup` is the home group of the worker that
+    /// finished it, or nil when the finisher must not hold the task for its spawner (not a worker, or
+    /// shutdown began). A task finished by a worker of another group is held (see the file comment).
+    func finish(_ slot: TaskSlot, finisherGroup: Int?) {
+        let group = group(of: slot)
+        let mayHold = finisherGroup != nil && finisherGroup != group
         var held = false
         let released = shards[Int(slot.shard)].withLock { s -> ErasedTask? in
             let i = Int(slot.index)
             switch s.slots[i].state {
             case .linked:
                 s.alive -= 1
-                if s.slots[i].holdsOnFinish && !onHomeThread && mayHold && s.heldList.count < TaskRegistry.heldCap {
+                if s.slots[i].holdsOnFinish && mayHold && s.heldList.count < TaskRegistry.heldCap {
                     s.slots[i].state = .held
                     s.heldList.append(slot.index)
                     held = true
@@ -287,7 +290,6 @@ final class TaskRegistry: @unchecked Sendable {
             // Sequentially consistent, both: the store-buffering handshake with a parking home worker (see
             // "Who drains" in the file comment). If every home worker of the group is parked, drain it here.
             heldShards.bitwiseOr(UInt32(1) << slot.shard, ordering: .sequentiallyConsistent)
-            let group = group(of: slot)
             if awakeHomeWorkers[group].load(ordering: .sequentiallyConsistent) == 0 { drainHeld(group: group) }
         }
         // Outside the lock: this may be the task's last reference.
@@ -299,13 +301,8 @@ final class TaskRegistry: @unchecked Sendable {
         for shard in group * shardsPerGroup..<(group + 1) * shardsPerGroup { drainHeld(shard: shard) }
     }
 
-    /// Releases every finished task held in any shard (called by a worker that exits).
-    func drainAllHeld() {
-        for shard in 0..<TaskRegistry.shardCount { drainHeld(shard: shard) }
-    }
-
-    /// A home worker of `group` is about to sleep: counts it as parked, then drains the group (in that order:
-    /// see "Who drains" in the file comment).
+    /// A home worker of `group` is about to sleep, or stops for good: counts it as parked, then drains the
+    /// group (in that order: see "Who drains" in the file comment).
     func homeWorkerParks(group: Int) {
         // Sequentially consistent: the handshake with `finish`.
         awakeHomeWorkers[group].subtract(1, ordering: .sequentiallyConsistent)
