@@ -103,10 +103,13 @@ func selfExecutablePath() -> String {
     return CommandLine.arguments[0]
 }
 
+/// The runtime-suite result of `runtime` on `workload` among `results`.
+func runtimeResult(_ results: [BenchResult], _ runtime: Mode, _ workload: String) -> BenchResult? {
+    results.first { $0.runtime == runtime.rawValue && $0.workload == workload && $0.impl == nil }
+}
+
 func markdownTable(_ results: [BenchResult], config: RunConfig) -> String {
-    func find(_ runtime: Mode, _ workload: String) -> BenchResult? {
-        results.first { $0.runtime == runtime.rawValue && $0.workload == workload && $0.impl == nil }
-    }
+    func find(_ runtime: Mode, _ workload: String) -> BenchResult? { runtimeResult(results, runtime, workload) }
     func cell(_ r: BenchResult?) -> String {
         guard let r else { return "n/a" }
         return "\(formatNanos(r.ns_per_op)) (\(fixed(r.allocs_per_op, 2)) allocs)"
@@ -140,8 +143,8 @@ func kyotoCountersTable(_ results: [BenchResult]) -> String {
         "|---|---:|---:|---:|---:|",
     ]
     for w in workloadNames {
-        let pref = results.first { $0.runtime == Mode.kyotoPref.rawValue && $0.workload == w && $0.impl == nil }
-        let global = results.first { $0.runtime == Mode.kyotoGlobal.rawValue && $0.workload == w && $0.impl == nil }
+        let pref = runtimeResult(results, .kyotoPref, w)
+        let global = runtimeResult(results, .kyotoGlobal, w)
         if pref == nil && global == nil { continue }
         func f(_ x: Double?) -> String { x.map { fixed($0, 1) } ?? "n/a" }
         lines.append("| \(w) | \(f(pref?.parks)) | \(f(pref?.steals)) | \(f(global?.parks)) | \(f(global?.steals)) |")
@@ -161,10 +164,9 @@ func pairedRatioTable(_ rounds: [[BenchResult]], config: RunConfig) -> String {
     ]
     func ratios(_ workload: String, _ mode: Mode) -> [Double] {
         rounds.compactMap { round -> Double? in
-            func find(_ m: Mode) -> BenchResult? {
-                round.first { $0.runtime == m.rawValue && $0.workload == workload && $0.impl == nil }
-            }
-            guard let def = find(.swiftDefault), let kyoto = find(mode), kyoto.ns_per_op > 0 else { return nil }
+            guard let def = runtimeResult(round, .swiftDefault, workload), let kyoto = runtimeResult(round, mode, workload),
+                kyoto.ns_per_op > 0
+            else { return nil }
             return def.ns_per_op / kyoto.ns_per_op
         }.sorted()
     }
