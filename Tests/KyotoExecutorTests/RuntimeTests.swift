@@ -330,6 +330,101 @@ struct RuntimeTests {
 
 }
 
+@Suite("Stolen tasks go home")
+struct HomeReturnsTests {
+    /// Runs `n` plain tasks (`Task(executorPreference:)`, not Kyoto's `spawn`: nothing in the registry) from
+    /// one task, while the other worker steals them, and returns how many task objects were freed on the
+    /// spawner's thread (a task's result is freed with its task object). Waits, with a deadline, until every
+    /// result has been freed: none may be stranded in a worker's returns once the runtime idles.
+    private func run(returnHome: Bool, n: Int) -> (onSpawner: Int, freed: Int) {
+        let r = Runtime.multiThread(workers: 2)
+        r.shared.returnsStolenTasksHome.store(returnHome, ordering: .relaxed)
+        let freed = TestCounter()
+        let onSpawner = TestCounter()
+        let ran = TestCounter()
+        r.blockOn {
+            let spawner = currentThreadName()
+            let done = Signal()
+            for _ in 0..<n {
+                // The handle is dropped at once: the task's own job holds its last reference.
+                Task(executorPreference: r) {
+                    if ran.increment() == n { done.fire() }
+                    return DeinitProbe {
+                        if currentThreadName() == spawner { _ = onSpawner.increment() }
+                        _ = freed.increment()
+                    }
+                }
+            }
+            await done.wait()
+        }
+        let deadline = Platform.monotonicNanos() + 20_000_000_000
+        while freed.current < n && Platform.monotonicNanos() < deadline { sched_yield() }
+        let result = (onSpawner.current, freed.current)
+        r.shutdown(timeout: .seconds(5))
+        return result
+    }
+
+    @Test("a task another worker ran is freed on the worker that enqueued it, and none is stranded")
+    func stolenTasksAreFreedAtHome() {
+        let n = 3000
+        let with = run(returnHome: true, n: n)
+        let without = run(returnHome: false, n: n)
+        print("freed on the spawner's thread: \(with.onSpawner) of \(n) returned home, \(without.onSpawner) without")
+        #expect(with.freed == n, "results still alive 20 s after their tasks finished (stranded returns)")
+        #expect(without.freed == n)
+        // Returned home, nearly every task is freed by the spawner's worker (a few are freed by the thief
+        // while the spawner sleeps); without, every stolen task is freed by the thief.
+        #expect(with.onSpawner > n * 9 / 10)
+        #expect(with.onSpawner > without.onSpawner)
+    }
+
+    /// A reference to a fresh object that counts its own deinit.
+    private func probe(_ freed: TestCounter) -> Unmanaged<AnyObject> {
+        Unmanaged.passRetained(DeinitProbe { _ = freed.increment() } as AnyObject)
+    }
+
+    @Test("a reference handed to an awake home worker waits for its drain")
+    func awakeHomeDrains() {
+        let returns = HomeReturns()
+        let freed = TestCounter()
+        returns.deposit(probe(freed))
+        returns.deposit(probe(freed))
+        #expect(freed.current == 0)
+        returns.drainIfPending()
+        #expect(freed.current == 2)
+    }
+
+    @Test("a reference handed to a sleeping home worker is released by the depositor at once")
+    func sleepingHomeIsNotWaitedFor() {
+        let returns = HomeReturns()
+        let freed = TestCounter()
+        returns.deposit(probe(freed))
+        // The home worker parks: it drains what is there, then anything handed to it later is released
+        // by the depositor (the handshake in HomeReturns.swift).
+        returns.homeParks()
+        #expect(freed.current == 1)
+        returns.deposit(probe(freed))
+        #expect(freed.current == 2)
+        returns.homeWakes()
+        returns.deposit(probe(freed))
+        #expect(freed.current == 2)
+        returns.drain()
+        #expect(freed.current == 3)
+    }
+
+    @Test("beyond its capacity, a depositor releases the reference itself")
+    func capacityBound() {
+        let returns = HomeReturns()
+        let freed = TestCounter()
+        for _ in 0..<HomeReturns.capacity { returns.deposit(probe(freed)) }
+        #expect(freed.current == 0)
+        returns.deposit(probe(freed))
+        #expect(freed.current == 1)
+        returns.drain()
+        #expect(freed.current == HomeReturns.capacity + 1)
+    }
+}
+
 /// Calls `onDeinit` when freed.
 final class DeinitProbe: Sendable {
     let onDeinit: @Sendable () -> Void

@@ -68,6 +68,9 @@ enum GlobalExecutorInstallation {
             #if compiler(>=6.3)
             InstalledExecutorFactory.install(runtime)
             #endif
+            // Plain tasks are not held by the registry: return stolen ones home (HomeReturns.swift).
+            // Relaxed: a performance choice; a worker that reads the old value just frees where it is.
+            runtime.shared.returnsStolenTasksHome.store(true, ordering: .relaxed)
             return true
         }
         // Somebody else holds the hook: back out.

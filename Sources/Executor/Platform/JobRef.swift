@@ -65,6 +65,31 @@ struct JobRef: @unchecked Sendable, Equatable {
         }
     }
 
+    /// The worker whose queue the job was last pushed into (its index + 1), or 0 when it came from outside
+    /// the workers (the inject queue's remote path). Kept in the second word of the job's executor-private
+    /// storage (the first is `next`): the scheduler writes it before the job enters a queue, and the thread
+    /// that runs the job reads it; the queue's hand-off orders the two, as it does for the job itself.
+    /// See `Worker.runJob` ("Stolen tasks go home").
+    @inline(__always)
+    var enqueuedBy: UInt {
+        get {
+            ExecutorJob(unownedJob).withUnsafeExecutorPrivateData { buffer in
+                buffer.load(fromByteOffset: MemoryLayout<UInt>.stride, as: UInt.self)
+            }
+        }
+        nonmutating set {
+            ExecutorJob(unownedJob).withUnsafeExecutorPrivateData { buffer in
+                buffer.storeBytes(of: newValue, toByteOffset: MemoryLayout<UInt>.stride, as: UInt.self)
+            }
+        }
+    }
+
+    /// Whether the job is a task (its job object is the task object itself).
+    @inline(__always)
+    var isTask: Bool {
+        ExecutorJob(unownedJob).kind.rawValue == JobKindRaw.task
+    }
+
     /// Whether this job is the continuation job `Task.yield()` enqueues. Swift 6.3 implements a yield
     /// as "enqueue a nullary continuation job that resumes the task", so the scheduler recognises a
     /// yield by this job kind and sends it to the back of the queue instead of the LIFO slot.
@@ -81,5 +106,6 @@ struct JobRef: @unchecked Sendable, Equatable {
 /// reserved kinds start at 192 (`DefaultActorInline`, `DefaultActorSeparate`, `DefaultActorOverride`,
 /// `NullaryContinuation`, `IsolatedDeinit`). Pinned by a test that yields and checks the kind seen.
 enum JobKindRaw {
+    static let task: UInt8 = 0
     static let nullaryContinuation: UInt8 = 195
 }

@@ -12,7 +12,7 @@
 //
 // The run loop (`Worker.runLoop`), one iteration = one tick:
 // 1. every `eventInterval` ticks: maintenance (global-queue-interval tuning, busy-time accounting, releasing
-//    the finished tasks held for this worker, see TaskRegistry.swift);
+//    the finished tasks held for this worker, see TaskRegistry.swift and HomeReturns.swift);
 // 2. next job: every `globalQueueInterval` ticks the inject queue first; otherwise LIFO slot, local queue,
 //    then a batch from the inject queue (its share: len/N + 1, bounded by free local slots and 128);
 // 3. else steal: become a searcher (at most half the workers search), steal half of a random victim's
@@ -116,6 +116,7 @@ final class MultiThreadScheduler: Sendable {
         // whose runtime was released right after the task finished.)
         let keepAlive = Unmanaged.passUnretained(self).retain()
         defer { keepAlive.release() }
+        job.enqueuedBy = 0
         shared.inject.push(job)
         // Relaxed: a statistic.
         shared.remoteSchedules.wrappingAdd(1, ordering: .relaxed)
@@ -182,6 +183,8 @@ final class Worker: @unchecked Sendable {
     let shared: Shared
     let queue = LocalQueue()
     let parker = Parker()
+    /// References to tasks this worker enqueued that other workers ran (see HomeReturns.swift).
+    let homeReturns = HomeReturns()
     let stats = WorkerStats()
     /// Set once right after init, before the thread starts. Unretained: the scheduler owns its workers.
     var scheduler: MultiThreadScheduler {
@@ -273,6 +276,9 @@ final class Worker: @unchecked Sendable {
     @inline(__always)
     func scheduleLocal(_ job: JobRef, context: ThreadContext) {
         stats.localSchedules.add()
+        job.enqueuedBy = UInt(index + 1)
+        // A spawning loop frees the tasks other workers finished for it as it goes (HomeReturns.swift).
+        homeReturns.drainIfPending()
         if !lifoEnabled || job == context.runningJob || job.isYieldContinuation || context.isResumingDeferred {
             // A yield: the back of the queue, and no need to wake anyone for it (Tokio does the same).
             pushBack(job)
@@ -332,8 +338,9 @@ final class Worker: @unchecked Sendable {
             }
             if shouldExit() {
                 returnStashedSlots()
-                // Parked for good: finishers drain this group from now on.
+                // Parked for good: finishers drain this group and this worker's returns from now on.
                 shared.registry.homeWorkerParks(group: homeGroup)
+                homeReturns.homeParks()
                 return .exited
             }
             park()
@@ -355,7 +362,17 @@ final class Worker: @unchecked Sendable {
             }
         }
         stats.polls.add()
+        // A task job another worker enqueued goes home afterwards (HomeReturns.swift): hold a reference for
+        // the run, then hand it to that worker. Jobs of the LIFO chain below were scheduled by this worker.
+        let home = Int(job.enqueuedBy)
+        let returnsHome =
+            home != 0 && home != index + 1 && job.isTask
+            // Relaxed: a performance choice (see `Shared.returnsStolenTasksHome`).
+            && shared.returnsStolenTasksHome.load(ordering: .relaxed)
+        let task = Unmanaged<AnyObject>.fromOpaque(job.raw)
+        if returnsHome { _ = task.retain() }
         shared.run(job, context: context, resetBudget: true)
+        if returnsHome { withScheduler { $0.workers[home - 1].homeReturns.deposit(task) } }
         if context.worker !== self { return false }
         var lifoPolls = 0
         while let next = lifo {
@@ -433,7 +450,11 @@ final class Worker: @unchecked Sendable {
         // Counts this worker as parked for its registry group, then frees the finished tasks held for it
         // (see "Who drains" in TaskRegistry.swift).
         shared.registry.homeWorkerParks(group: homeGroup)
-        defer { shared.registry.homeWorkerWakes(group: homeGroup) }
+        homeReturns.homeParks()
+        defer {
+            homeReturns.homeWakes()
+            shared.registry.homeWorkerWakes(group: homeGroup)
+        }
         let wasSearching = isSearching
         isSearching = false
         let isLastSearcher = scheduler.idle.transitionToParked(index, isSearching: wasSearching)
@@ -506,6 +527,7 @@ final class Worker: @unchecked Sendable {
     private func maintenance() {
         accountBusyTime()
         shared.registry.drainHeld(group: homeGroup)
+        homeReturns.drain()
         _ = fireDueTimers()
         guard tunesInterval else { return }
         let polls = stats.polls.load

@@ -43,6 +43,9 @@ final class Shared: @unchecked Sendable {
     /// Jobs scheduled from outside the runtime's threads (multi-writer: read-modify-write).
     let remoteSchedules = Atomic<UInt64>(0)
     let budgetForcedYields = Atomic<UInt64>(0)
+    /// Whether workers hand the tasks other workers enqueued back to them after running them
+    /// (HomeReturns.swift). Set when the runtime is installed as the global executor (tests set it too).
+    let returnsStolenTasksHome = Atomic<Bool>(false)
     let terminatedEvent = OneShotEvent()
 
     init(configuration: Runtime.Configuration, workers: Int) {
