@@ -337,8 +337,9 @@ struct HomeReturnsTests {
     /// spawner's thread (a task's result is freed with its task object). Waits, with a deadline, until every
     /// result has been freed: none may be stranded in a worker's returns once the runtime idles.
     private func run(returnHome: Bool, n: Int) -> (onSpawner: Int, freed: Int) {
-        let r = Runtime.multiThread(workers: 2)
-        r.shared.returnsStolenTasksHome.store(returnHome, ordering: .relaxed)
+        var c = Runtime.Configuration()
+        c.workerThreads = 2
+        let r = Runtime(c, returnsStolenTasksHome: returnHome)
         let freed = TestCounter()
         let onSpawner = TestCounter()
         let ran = TestCounter()

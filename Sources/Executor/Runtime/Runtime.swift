@@ -46,12 +46,20 @@ public final class Runtime: TaskExecutor, Sendable {
     let blockingPool: BlockingPool
 
     /// Builds and starts a runtime. Traps if `configuration` has an invalid value, naming the field.
-    public init(_ configuration: Configuration = .init()) {
+    public convenience init(_ configuration: Configuration = .init()) {
+        self.init(configuration, returnsStolenTasksHome: false)
+    }
+
+    /// Builds and starts a runtime whose workers return stolen tasks home from the start (HomeReturns.swift;
+    /// installation turns it on later). For tests.
+    init(_ configuration: Configuration, returnsStolenTasksHome: Bool) {
         configuration.validate()
         self.configuration = configuration
         let n = configuration.flavor == .multiThread
             ? configuration.workerThreads ?? Platform.availableParallelism() : 1
         let shared = Shared(configuration: configuration, workers: n)
+        // Relaxed: written before the worker threads start (thread creation orders it).
+        shared.returnsStolenTasksHome.store(returnsStolenTasksHome, ordering: .relaxed)
         self.shared = shared
         registryRef = .passUnretained(shared.registry)
         switch configuration.flavor {

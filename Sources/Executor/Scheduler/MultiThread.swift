@@ -42,7 +42,7 @@ final class MultiThreadScheduler: Sendable {
         idle = Idle(workerCount: workerCount)
         liveWorkers = Atomic(workerCount)
         var workers: [Worker] = []
-        for i in 0..<workerCount { workers.append(Worker(index: i, shared: shared)) }
+        for i in 0..<workerCount { workers.append(Worker(index: i, shared: shared, workerCount: workerCount)) }
         self.workers = workers
         for worker in workers { worker.scheduler = self }
     }
@@ -215,6 +215,11 @@ final class Worker: @unchecked Sendable {
     private static let slotStashCapacity = 16
     private var lifo: JobRef?
     private var isSearching = false
+    /// `shared.returnsStolenTasksHome`, refreshed at start and in maintenance (read on every job, so it
+    /// is kept in this worker's own state rather than loaded from the shared object).
+    private var returnsStolenTasksHome = false
+    /// Number of workers in the scheduler (for the range check in `runJob`).
+    private let workerCount: Int
     private var tick: UInt32 = 0
     private var rng: UInt32
     private var globalQueueInterval: UInt32
@@ -230,8 +235,9 @@ final class Worker: @unchecked Sendable {
     private static let tuningTargetNanos = 200_000.0
     private static let ewmaAlpha = 0.1
 
-    init(index: Int, shared: Shared) {
+    init(index: Int, shared: Shared, workerCount: Int) {
         self.index = index
+        self.workerCount = workerCount
         homeGroup = shared.registry.homeGroup(ofWorker: index)
         self.shared = shared
         injectRef = .passUnretained(shared.inject)
@@ -276,9 +282,11 @@ final class Worker: @unchecked Sendable {
     @inline(__always)
     func scheduleLocal(_ job: JobRef, context: ThreadContext) {
         stats.localSchedules.add()
-        job.enqueuedBy = UInt(index + 1)
-        // A spawning loop frees the tasks other workers finished for it as it goes (HomeReturns.swift).
-        homeReturns.drainIfPending()
+        if returnsStolenTasksHome {
+            job.enqueuedBy = UInt(index + 1)
+            // A spawning loop frees the tasks other workers finished for it as it goes (HomeReturns.swift).
+            homeReturns.drainIfPending()
+        }
         if !lifoEnabled || job == context.runningJob || job.isYieldContinuation || context.isResumingDeferred {
             // A yield: the back of the queue, and no need to wake anyone for it (Tokio does the same).
             pushBack(job)
@@ -320,6 +328,7 @@ final class Worker: @unchecked Sendable {
         return ThreadContext.with(context) {
             shared.configuration.onThreadStart?()
             busyStart = Platform.monotonicNanos()
+            refreshReturnsStolenTasksHome()
             let outcome = runLoop(context)
             shared.configuration.onThreadStop?()
             return outcome
@@ -364,11 +373,14 @@ final class Worker: @unchecked Sendable {
         stats.polls.add()
         // A task job another worker enqueued goes home afterwards (HomeReturns.swift): hold a reference for
         // the run, then hand it to that worker. Jobs of the LIFO chain below were scheduled by this worker.
-        let home = Int(job.enqueuedBy)
-        let returnsHome =
-            home != 0 && home != index + 1 && job.isTask
-            // Relaxed: a performance choice (see `Shared.returnsStolenTasksHome`).
-            && shared.returnsStolenTasksHome.load(ordering: .relaxed)
+        // `enqueuedBy` is written only while returns are on, so a job queued before they were turned on may
+        // carry a stale value, or another executor's bytes: the range check keeps that harmless.
+        var home = 0
+        var returnsHome = false
+        if returnsStolenTasksHome {
+            home = Int(bitPattern: job.enqueuedBy)
+            returnsHome = home > 0 && home != index + 1 && home <= workerCount && job.isTask
+        }
         let task = Unmanaged<AnyObject>.fromOpaque(job.raw)
         if returnsHome { _ = task.retain() }
         shared.run(job, context: context, resetBudget: true)
@@ -434,6 +446,11 @@ final class Worker: @unchecked Sendable {
             }
         }
         return shared.inject.pop()
+    }
+
+    private func refreshReturnsStolenTasksHome() {
+        // Relaxed: a performance choice; a worker that reads the old value frees tasks where it is.
+        returnsStolenTasksHome = shared.returnsStolenTasksHome.load(ordering: .relaxed)
     }
 
     private func nextRandom() -> UInt32 {
@@ -504,6 +521,7 @@ final class Worker: @unchecked Sendable {
             scheduler.timeDriver.store(-1, ordering: .sequentiallyConsistent)
         }
         shared.configuration.onThreadUnpark?()
+        refreshReturnsStolenTasksHome()
         busyStart = Platform.monotonicNanos()
     }
 
@@ -528,6 +546,7 @@ final class Worker: @unchecked Sendable {
         accountBusyTime()
         shared.registry.drainHeld(group: homeGroup)
         homeReturns.drain()
+        refreshReturnsStolenTasksHome()
         _ = fireDueTimers()
         guard tunesInterval else { return }
         let polls = stats.polls.load
