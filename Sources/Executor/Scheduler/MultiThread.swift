@@ -215,8 +215,9 @@ final class Worker: @unchecked Sendable {
     private static let slotStashCapacity = 16
     private var lifo: JobRef?
     private var isSearching = false
-    /// `shared.returnsStolenTasksHome`, refreshed at start and in maintenance (read on every job, so it
-    /// is kept in this worker's own state rather than loaded from the shared object).
+    /// `shared.returnsStolenTasksHome`, refreshed when the worker starts, after it parks and in maintenance
+    /// (read on every job, so it is kept in this worker's own state rather than loaded from the shared
+    /// object).
     private var returnsStolenTasksHome = false
     /// Number of workers in the scheduler (for the range check in `runJob`).
     private let workerCount: Int
