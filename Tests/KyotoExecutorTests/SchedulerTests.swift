@@ -461,3 +461,58 @@ struct TaskRegistryTests {
         #expect(freed.current == 2)
     }
 }
+
+/// A task executor that records the kind of every job it is given and runs them on the thread that calls
+/// `runUntil` (for checking what Swift hands an executor).
+private final class RecordingExecutor: TaskExecutor, @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): all state is inside the two locks or atomic.
+    let kinds = CheckedMutex<[UInt8]>([])
+    let predicateMismatches = TestCounter()
+    private let queue = CheckedMutex<[UInt]>([])
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let ref = JobRef(job)
+        let kind = ref.kindRawValue
+        let isTask = ref.isTask
+        let isYield = ref.isYieldContinuation
+        // The predicates must agree with the raw kinds they are built on.
+        let agrees = isTask == (kind == JobKindRaw.task) && isYield == (kind == JobKindRaw.nullaryContinuation)
+        if !agrees { _ = predicateMismatches.increment() }
+        kinds.withLock { $0.append(kind) }
+        queue.withLock { $0.append(ref.bits) }
+    }
+
+    /// Runs queued jobs on the calling thread until `done` or the deadline.
+    func runUntil(deadlineNanos: UInt64, _ done: () -> Bool) {
+        while !done() && Platform.monotonicNanos() < deadlineNanos {
+            let next = queue.withLock { q -> UInt? in q.isEmpty ? nil : q.removeFirst() }
+            guard let bits = next, let job = JobRef(bits: bits) else {
+                sched_yield()
+                continue
+            }
+            job.unownedJob.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
+}
+
+@Suite("Job kinds")
+struct JobKindTests {
+    @Test("Swift hands an executor a task's job as kind Task and Task.yield's wake-up as a nullary continuation")
+    func jobKindsArePinned() {
+        // The scheduler recognises a yield by its job kind (it goes to the back of the queue, not the LIFO
+        // slot), and returns stolen tasks home only for jobs of kind Task. Both raw values come from the
+        // Swift runtime's ABI; this pins them on the toolchain in use.
+        let executor = RecordingExecutor()
+        let finished = TestCounter()
+        Task(executorPreference: executor) {
+            await Task.yield()
+            _ = finished.increment()
+        }
+        executor.runUntil(deadlineNanos: Platform.monotonicNanos() + 10_000_000_000) { finished.current == 1 }
+        #expect(finished.current == 1)
+        let kinds = executor.kinds.withLock { $0 }
+        // The task's first job, the yield's wake-up job, the task resumed by it.
+        #expect(kinds == [JobKindRaw.task, JobKindRaw.nullaryContinuation, JobKindRaw.task])
+        #expect(executor.predicateMismatches.current == 0)
+    }
+}

@@ -12,8 +12,8 @@
 // and then hands it to the enqueuing worker's `HomeReturns` instead of dropping it. The home worker drops
 // those references on its own thread: on every local schedule when any are pending (so a spawning loop
 // recycles its own memory as it goes), in maintenance, and before it parks. Measured on installed-mode
-// `spawn_many_local` (the same binary with and without, alternating, 5 runs of 20 iterations each):
-// 2.1–2.9 µs → 0.77–1.0 µs per task.
+// `spawn_many_local` (the same binary with and without, alternating, 5 runs of 20 iterations each, in three
+// A/B sessions): 2.0–2.9 µs → 0.59–1.0 µs per task.
 //
 // Only when the runtime is installed as the global executor (`Shared.returnsStolenTasksHome`): there plain
 // `Task {}`s are the common case, and nothing else returns them. Tasks made by Kyoto's `spawn` are already
