@@ -88,18 +88,24 @@ let workloads: [Workload] = [
             for h in handles { try? await h.value }
         }
     },
-    Workload(name: "ping_pong", ops: 1_000, what: "1,000 rounds: spawn a task that spawns a second; ping, pong") { rt in
+    Workload(
+        name: "ping_pong", ops: 1_000,
+        what: "1,000 concurrent rounds: a task spawns a second; ping, pong; the last round signals"
+    ) { rt in
         rt.blockOn {
-            for _ in 0..<1000 {
-                let pong = OneShot<Int>()
+            let countdown = Countdown(1_000)
+            for _ in 0..<1_000 {
                 spawn {
                     let ping = OneShot<Int>()
+                    let pong = OneShot<Int>()
                     spawn { pong.send(await ping.receive() + 1) }
                     ping.send(1)
+                    let v = await pong.receive()
+                    precondition(v == 2, "ping_pong: pong carried \(v), expected 2")
+                    countdown.tick()
                 }
-                let v = await pong.receive()
-                precondition(v == 2)
             }
+            await countdown.done.receive()
         }
     },
     Workload(name: "chained_spawn", ops: 1_000, what: "a task spawns a task which spawns a task ... 1,000 deep") { rt in
