@@ -334,7 +334,7 @@ struct RuntimeTests {
 struct HomeReturnsTests {
     /// Runs `n` plain tasks (`Task(executorPreference:)`, not Kyoto's `spawn`: nothing in the registry) from
     /// one task, which keeps its worker busy (awake) until the other worker has run all of them but the one
-    /// left in the spawner's LIFO slot. Returns how many task objects were freed on the spawner's thread (a
+    /// left in the spawner's LIFO slot (and, with returns on, handed them back). Returns how many task objects were freed on the spawner's thread (a
     /// task's result is freed with its task object). Waits, with a deadline, until every result has been
     /// freed: none may be stranded in a worker's returns once the runtime idles.
     private func run(returnHome: Bool, n: Int) -> (onSpawner: Int, freed: Int) {
@@ -357,8 +357,15 @@ struct HomeReturnsTests {
                 }
             }
             // The last task sits in this worker's LIFO slot, which is not stealable: it runs here afterwards.
+            // Wait until the thief has run the others and, with returns on, handed every one back (a
+            // worker drains its returns only between jobs, so they stay pending while this job waits).
+            let returns = ThreadContext.withCurrent { $0.withWorker { $0.homeReturns } } ?? nil
             let deadline = Platform.monotonicNanos() + 20_000_000_000
-            while ran.current < n - 1 && Platform.monotonicNanos() < deadline { sched_yield() }
+            while Platform.monotonicNanos() < deadline {
+                let handedBack = returnHome ? (returns?.pendingCount ?? 0) >= n - 1 : true
+                if ran.current >= n - 1 && handedBack { break }
+                sched_yield()
+            }
         }
         let deadline = Platform.monotonicNanos() + 20_000_000_000
         while freed.current < n && Platform.monotonicNanos() < deadline { sched_yield() }
@@ -380,6 +387,79 @@ struct HomeReturnsTests {
         // returns, every stolen task is freed by the thief.
         #expect(with.onSpawner == n)
         #expect(without.onSpawner < n / 2)
+    }
+
+    @Test("async let and task-group children another worker ran are not handed back (their parent owns them)")
+    func childTasksAreNotReturned() {
+        // An `async let` child lives in its parent's task allocator with an immortal reference count: holding
+        // it past its run would release it after the parent freed its memory. Each round starts two children;
+        // the second pushes the first out of this worker's LIFO slot into its queue, and this worker stays busy
+        // until the other worker has run the first. Both workers have returns on.
+        var c = Runtime.Configuration()
+        c.workerThreads = 2
+        let r = Runtime(c, returnsStolenTasksHome: true)
+        let ranElsewhere = TestCounter()
+        let accepted = r.blockOn { () async -> Int in
+            let home = currentThreadName()
+            let returns = ThreadContext.withCurrent { $0.withWorker { $0.homeReturns } } ?? nil
+            for _ in 0..<50 {
+                let first = FlagBox()
+                async let a: Int = {
+                    if currentThreadName() != home { _ = ranElsewhere.increment() }
+                    first.flag.store(true, ordering: .releasing)
+                    return 1
+                }()
+                async let b: Int = 2
+                let deadline = Platform.monotonicNanos() + 10_000_000_000
+                while !first.flag.load(ordering: .acquiring) && Platform.monotonicNanos() < deadline { sched_yield() }
+                let groupSum = await withTaskGroup(of: Int.self) { group in
+                    for i in 0..<4 { group.addTask { i } }
+                    return await group.reduce(0, +)
+                }
+                _ = await a + b + groupSum
+            }
+            return returns?.acceptedCount ?? -1
+        }
+        r.shutdown(timeout: .seconds(5))
+        #expect(ranElsewhere.current > 0, "no async let child ran on the other worker; the test proved nothing")
+        #expect(accepted == 0)
+    }
+
+    @Test("work a released result's deinit schedules while its worker drains before parking still runs")
+    func deinitWorkDuringParkDrainRuns() {
+        // Kyoto's spawn: a task the other worker finishes is held for the spawner's worker, which releases it
+        // when it runs out of work, just before it would sleep. The result's deinit starts a task on that
+        // worker, into its LIFO slot, which nobody else can take and the last-searcher re-check does not
+        // look at. The other worker is kept busy meanwhile: the releasing worker must run the new task
+        // instead of going to sleep on it.
+        let r = Runtime.multiThread(workers: 2)
+        let followUps = TestCounter()
+        let spinning = FlagBox()
+        let release = FlagBox()
+        r.blockOn {
+            // Queue order afterwards: [held-to-be, spinner], with the empty task in the LIFO slot. The other
+            // worker steals from the front: it runs the spawned task (held for this worker), then spins.
+            spawn {
+                DeinitProbe { Task(executorPreference: r) { _ = followUps.increment() } }
+            }
+            // Plain tasks, not `spawn`: a spawn may reuse a held registry slot and release its result right
+            // here, before this worker runs out of work.
+            Task(executorPreference: r) {
+                spinning.flag.store(true, ordering: .releasing)
+                let limit = Platform.monotonicNanos() + 20_000_000_000
+                while !release.flag.load(ordering: .acquiring) && Platform.monotonicNanos() < limit { sched_yield() }
+            }
+            Task(executorPreference: r) {}
+            let deadline = Platform.monotonicNanos() + 20_000_000_000
+            while !spinning.flag.load(ordering: .acquiring) && Platform.monotonicNanos() < deadline { sched_yield() }
+        }
+        // This thread's blockOn returned: the spawner's worker runs out of work and releases the held result.
+        let deadline = Platform.monotonicNanos() + 5_000_000_000
+        while followUps.current < 1 && Platform.monotonicNanos() < deadline { sched_yield() }
+        let beforeRelease = followUps.current
+        release.flag.store(true, ordering: .releasing)
+        #expect(beforeRelease == 1, "the task started by a released result's deinit waited for another worker")
+        r.shutdown(timeout: .seconds(5))
     }
 
     /// A reference to a fresh object that counts its own deinit.

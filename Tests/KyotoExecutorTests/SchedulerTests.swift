@@ -465,8 +465,9 @@ struct TaskRegistryTests {
 /// A task executor that records the kind of every job it is given and runs them on the thread that calls
 /// `runUntil` (for checking what Swift hands an executor).
 private final class RecordingExecutor: TaskExecutor, @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): all state is inside the two locks or atomic.
+    // SAFETY (@unchecked Sendable): all state is inside the locks or atomic.
     let kinds = CheckedMutex<[UInt8]>([])
+    let flags = CheckedMutex<[UInt32]>([])
     let predicateMismatches = TestCounter()
     private let queue = CheckedMutex<[UInt]>([])
 
@@ -476,9 +477,12 @@ private final class RecordingExecutor: TaskExecutor, @unchecked Sendable {
         let isTask = ref.isTask
         let isYield = ref.isYieldContinuation
         // The predicates must agree with the raw kinds they are built on.
+        // The flags word read at `JobLayout.flagsOffset` must carry the same kind in its low byte.
         let agrees = isTask == (kind == JobKindRaw.task) && isYield == (kind == JobKindRaw.nullaryContinuation)
+            && UInt8(truncatingIfNeeded: ref.rawFlags) == kind
         if !agrees { _ = predicateMismatches.increment() }
         kinds.withLock { $0.append(kind) }
+        flags.withLock { $0.append(ref.rawFlags) }
         queue.withLock { $0.append(ref.bits) }
     }
 
@@ -514,5 +518,36 @@ struct JobKindTests {
         // The task's first job, the yield's wake-up job, the task resumed by it.
         #expect(kinds == [JobKindRaw.task, JobKindRaw.nullaryContinuation, JobKindRaw.task])
         #expect(executor.predicateMismatches.current == 0)
+        // A plain task is standalone: no child-task flag.
+        let first = executor.flags.withLock { $0.first }
+        #expect(first.map { $0 & JobLayout.childTaskFlag == 0 } == true)
+    }
+
+    @Test("async let and task-group children carry the child-task flags (they are never held past their run)")
+    func childTaskFlagsArePinned() {
+        let executor = RecordingExecutor()
+        let finished = TestCounter()
+        Task(executorPreference: executor) {
+            async let child = childValue()
+            let a = await child
+            let b = await withTaskGroup(of: Int.self) { group in
+                group.addTask { 2 }
+                return await group.next() ?? 0
+            }
+            if a + b == 3 { _ = finished.increment() }
+        }
+        executor.runUntil(deadlineNanos: Platform.monotonicNanos() + 10_000_000_000) { finished.current == 1 }
+        #expect(finished.current == 1)
+        let flags = executor.flags.withLock { $0 }.filter { UInt8(truncatingIfNeeded: $0) == JobKindRaw.task }
+        let asyncLet = flags.filter { $0 & JobLayout.asyncLetTaskFlag != 0 }
+        let groupChild = flags.filter { $0 & JobLayout.groupChildTaskFlag != 0 }
+        let standalone = flags.filter { $0 & JobLayout.childTaskFlag == 0 }
+        #expect(!asyncLet.isEmpty && asyncLet.allSatisfy { $0 & JobLayout.childTaskFlag != 0 })
+        #expect(!groupChild.isEmpty && groupChild.allSatisfy { $0 & JobLayout.childTaskFlag != 0 })
+        #expect(!standalone.isEmpty)
+        #expect(executor.predicateMismatches.current == 0)
     }
 }
+
+@inline(never)
+private func childValue() async -> Int { 1 }

@@ -136,7 +136,30 @@ private enum InstalledExecutorFactory: ExecutorFactory {
     static func install(_ installed: Runtime) {
         main = MainActor.executor
         runtime = installed
+        GlobalExecutorInstallation.savePreviousDefault(Task.defaultExecutor)
         _createExecutors(factory: InstalledExecutorFactory.self)
     }
 }
 #endif
+
+extension GlobalExecutorInstallation {
+    /// Bits of the (retained) default executor Swift had before the installed runtime replaced it; 0 when
+    /// none was saved. The runtime hands it the sleeps on clocks it cannot measure itself (see
+    /// Runtime+SchedulingExecutor.swift): handing them to `globalConcurrentExecutor`, which is the runtime
+    /// itself once installed, would recurse.
+    private static let previousDefault = Atomic<UInt>(0)
+
+    static func savePreviousDefault(_ executor: any TaskExecutor) {
+        let retained = Unmanaged.passRetained(executor as AnyObject).toOpaque()
+        // Releasing: pairs with the acquiring load in `previousDefaultExecutor`.
+        previousDefault.store(UInt(bitPattern: retained), ordering: .releasing)
+    }
+
+    /// The default executor from before the installation, if a runtime was installed.
+    static var previousDefaultExecutor: AnyObject? {
+        // Acquiring: pairs with the releasing store in `savePreviousDefault`.
+        let bits = previousDefault.load(ordering: .acquiring)
+        guard let p = UnsafeRawPointer(bitPattern: bits) else { return nil }
+        return Unmanaged<AnyObject>.fromOpaque(p).takeUnretainedValue()
+    }
+}

@@ -21,7 +21,11 @@ extension Runtime: SchedulingExecutor {
             scheduleTimer(JobRef(job), afterNanos: d.nanoseconds)
             return
         }
-        if let fallback = globalConcurrentExecutor as? any SchedulingExecutor {
+        // Swift's default executor measures other clocks. Once a runtime is installed, that is the runtime
+        // itself (which would come straight back here): use the default from before the installation.
+        let fallbackExecutor: AnyObject =
+            GlobalExecutorInstallation.previousDefaultExecutor ?? (globalConcurrentExecutor as AnyObject)
+        if let fallback = fallbackExecutor as? any SchedulingExecutor, fallback as AnyObject !== self {
             fallback.enqueue(job, after: delay, tolerance: tolerance, clock: clock)
         } else {
             // No way to measure this clock: run the wake-up now rather than lose it.

@@ -90,6 +90,23 @@ struct JobRef: @unchecked Sendable, Equatable {
         ExecutorJob(unownedJob).kind.rawValue == JobKindRaw.task
     }
 
+    /// The job's raw flags word (the runtime's `JobFlags`: kind in bits 0-7, priority in 8-15, task flags
+    /// above). It follows the heap-object header (two words) and the executor-private storage (two words);
+    /// a test pins the offset by comparing the kind byte with `ExecutorJob.kind`.
+    @inline(__always)
+    var rawFlags: UInt32 {
+        UnsafeRawPointer(raw).load(fromByteOffset: JobLayout.flagsOffset, as: UInt32.self)
+    }
+
+    /// Whether the job is a task that nobody else owns: not a child task. `async let` children live in their
+    /// parent's task allocator with an immortal reference count (a retain does not keep them alive: their
+    /// memory goes when the parent leaves the `async let` scope), and task-group children belong to their
+    /// group. Only such standalone tasks may be held past their run (see HomeReturns.swift).
+    @inline(__always)
+    var isStandaloneTask: Bool {
+        isTask && rawFlags & JobLayout.childTaskFlag == 0
+    }
+
     /// Whether this job is the continuation job `Task.yield()` enqueues. Swift 6.3 implements a yield
     /// as "enqueue a nullary continuation job that resumes the task", so the scheduler recognises a
     /// yield by this job kind and sends it to the back of the queue instead of the LIFO slot.
@@ -100,6 +117,17 @@ struct JobRef: @unchecked Sendable, Equatable {
 
     /// The raw job kind (for tests and diagnostics).
     var kindRawValue: UInt8 { ExecutorJob(unownedJob).kind.rawValue }
+}
+
+/// Where the Swift runtime's job header keeps its flags (include/swift/ABI/Task.h: `HeapObject`, then
+/// `SchedulerPrivate[2]`, then `JobFlags Flags`), and the flag bits Kyoto reads (MetadataValues.h `JobFlags`).
+enum JobLayout {
+    static let flagsOffset = 4 * MemoryLayout<UInt>.stride
+    /// `Task_IsChildTask`: set for `async let` children (which also set `Task_IsAsyncLetTask`, bit 28) and
+    /// task-group children (`Task_IsGroupChildTask`, bit 26).
+    static let childTaskFlag: UInt32 = 1 << 24
+    static let asyncLetTaskFlag: UInt32 = 1 << 28
+    static let groupChildTaskFlag: UInt32 = 1 << 26
 }
 
 /// Raw values of the Swift runtime's `JobKind` (include/swift/ABI/MetadataValues.h): `Task` is 0,

@@ -283,11 +283,7 @@ final class Worker: @unchecked Sendable {
     @inline(__always)
     func scheduleLocal(_ job: JobRef, context: ThreadContext) {
         stats.localSchedules.add()
-        if returnsStolenTasksHome {
-            job.enqueuedBy = UInt(index + 1)
-            // A spawning loop frees the tasks other workers finished for it as it goes (HomeReturns.swift).
-            homeReturns.drainIfPending()
-        }
+        if returnsStolenTasksHome { job.enqueuedBy = UInt(index + 1) }
         if !lifoEnabled || job == context.runningJob || job.isYieldContinuation || context.isResumingDeferred {
             // A yield: the back of the queue, and no need to wake anyone for it (Tokio does the same).
             pushBack(job)
@@ -344,6 +340,9 @@ final class Worker: @unchecked Sendable {
                 // After a job that called `blockInPlace`, this thread no longer holds the worker: it must
                 // not touch the worker's state again (another thread owns it now).
                 if !runJob(job, context: context) { return .handedOff }
+                // Between jobs (no caller's frames on the stack, so no caller's locks held): release what
+                // other workers returned (HomeReturns.swift). Their results' deinits are user code.
+                if returnsStolenTasksHome { homeReturns.drainIfPending() }
                 continue
             }
             if shouldExit() {
@@ -351,11 +350,20 @@ final class Worker: @unchecked Sendable {
                 // Parked for good: finishers drain this group and this worker's returns from now on.
                 shared.registry.homeWorkerParks(group: homeGroup)
                 homeReturns.homeParks()
+                // Those drains released finished tasks, whose results' deinits may have scheduled work here.
+                if hasLocalWork {
+                    shared.registry.homeWorkerWakes(group: homeGroup)
+                    homeReturns.homeWakes()
+                    continue
+                }
                 return .exited
             }
             park()
         }
     }
+
+    /// Whether this worker's LIFO slot or local queue holds a job. Owner thread only.
+    private var hasLocalWork: Bool { lifo != nil || !queue.isEmpty }
 
     private func shouldExit() -> Bool {
         shared.isClosed && shared.registry.aliveCount == 0 && lifo == nil && queue.isEmpty
@@ -380,7 +388,7 @@ final class Worker: @unchecked Sendable {
         var returnsHome = false
         if returnsStolenTasksHome {
             home = Int(bitPattern: job.enqueuedBy)
-            returnsHome = home > 0 && home != index + 1 && home <= workerCount && job.isTask
+            returnsHome = home > 0 && home != index + 1 && home <= workerCount && job.isStandaloneTask
         }
         let task = Unmanaged<AnyObject>.fromOpaque(job.raw)
         if returnsHome { _ = task.retain() }
@@ -473,6 +481,9 @@ final class Worker: @unchecked Sendable {
             homeReturns.homeWakes()
             shared.registry.homeWorkerWakes(group: homeGroup)
         }
+        // The drains released finished tasks, whose results' deinits (user code) may have scheduled work on
+        // this worker, possibly into the LIFO slot, which nobody else can take: run it instead of sleeping.
+        if hasLocalWork { return }
         let wasSearching = isSearching
         isSearching = false
         let isLastSearcher = scheduler.idle.transitionToParked(index, isSearching: wasSearching)
