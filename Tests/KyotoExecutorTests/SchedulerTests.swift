@@ -420,7 +420,8 @@ struct TaskRegistryTests {
         let task = Task { DeinitProbe { freed.increment() } }
         _ = await task.value
         let closed = Atomic<Bool>(false)
-        let open = registry.link(slot, task: ErasedTask(task), closed: closed)
+        // A result with a deinit: releasing the task runs user code.
+        let open = registry.link(slot, task: ErasedTask(task), trivialResult: false, closed: closed)
         #expect(open)
         return slot
     }
@@ -430,7 +431,7 @@ struct TaskRegistryTests {
         let registry = TaskRegistry(workers: 2)
         let freed = TestCounter()
         let slot = await linkedFinishedTask(registry, group: 0, freed: freed)
-        registry.finish(slot, finisherGroup: 1)
+        registry.finish(slot, finisherGroup: 1, succeeded: true)
         #expect(freed.current == 0, "held for the awake home worker")
         #expect(registry.isFinished(slot))
         #expect(registry.aliveCount == 0)
@@ -444,9 +445,26 @@ struct TaskRegistryTests {
         let freed = TestCounter()
         let slot = await linkedFinishedTask(registry, group: 1, freed: freed)
         registry.homeWorkerParks(group: 1)
-        registry.finish(slot, finisherGroup: 0)
+        registry.finish(slot, finisherGroup: 0, succeeded: true)
         #expect(freed.current == 1, "nobody awake would drain the group: the finisher must")
         registry.homeWorkerWakes(group: 1)
+    }
+
+    @Test("a held task whose release runs user code is not released by a spawn's reservation, only by a drain")
+    func userCodeReleasesWaitForADrain() async {
+        // A spawn reserves slots (reusing held ones first) inside the caller's code, which may hold a lock
+        // that the result's deinit takes: only trivially destructible results may be released there.
+        let registry = TaskRegistry(workers: 2)
+        let freed = TestCounter()
+        let slot = await linkedFinishedTask(registry, group: 0, freed: freed)
+        registry.finish(slot, finisherGroup: 1, succeeded: true)
+        var stash = [TaskSlot](repeating: TaskSlot(shard: 0, index: 0, generation: 0, id: 0), count: 64)
+        for _ in 0..<8 {
+            stash.withUnsafeMutableBufferPointer { registry.reserve(homeGroup: 0, count: 64, into: $0.baseAddress!) }
+        }
+        #expect(freed.current == 0, "a reservation released a result whose deinit is user code")
+        registry.drainHeld(group: 0)
+        #expect(freed.current == 1)
     }
 
     @Test("finishing on the home worker, or with holding not allowed, releases at once")
@@ -454,10 +472,10 @@ struct TaskRegistryTests {
         let registry = TaskRegistry(workers: 2)
         let freed = TestCounter()
         let home = await linkedFinishedTask(registry, group: 0, freed: freed)
-        registry.finish(home, finisherGroup: 0)
+        registry.finish(home, finisherGroup: 0, succeeded: true)
         #expect(freed.current == 1)
         let closing = await linkedFinishedTask(registry, group: 0, freed: freed)
-        registry.finish(closing, finisherGroup: nil)
+        registry.finish(closing, finisherGroup: nil, succeeded: true)
         #expect(freed.current == 2)
     }
 }

@@ -60,15 +60,18 @@ extension Runtime {
         blockingPool.submit(job)
         let slot = _beginTask()
         let task = Task<T, any Error>(executorPreference: _taskPreference) { [unowned(unsafe) self] in
-            defer { _finishTask(slot) }
+            var succeeded = false
+            defer { _finishTask(slot, succeeded: succeeded) }
             // Aborting the handle cancels this task, which cancels the job if it has not started yet.
-            return try await withTaskCancellationHandler {
+            let value = try await withTaskCancellationHandler {
                 try await call.value()
             } onCancel: {
                 job.cancel()
             }
+            succeeded = true
+            return value
         }
-        _linkTask(slot, ErasedTask(task))
+        _linkTask(slot, ErasedTask(task), trivialResult: _isPOD(T.self))
         return JoinHandle(task: task, slot: slot, registry: _registry)
     }
 }

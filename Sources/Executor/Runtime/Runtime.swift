@@ -210,19 +210,22 @@ public final class Runtime: TaskExecutor, Sendable {
             name: name, executorPreference: runtime._withUnsafeGuaranteedRef { $0._taskPreference },
             priority: priority
         ) {
-            defer { runtime._withUnsafeGuaranteedRef { $0._finishTask(slot) } }
+            var succeeded = false
+            defer { runtime._withUnsafeGuaranteedRef { $0._finishTask(slot, succeeded: succeeded) } }
             // A task aborted before it first runs never runs its body; neither does one that starts after
             // shutdown began (its registration may not have been seen by shutdown's cancel pass yet).
             if Task.isCancelled || runtime._withUnsafeGuaranteedRef({ $0._isClosed }) { throw JoinError.cancelled }
             do {
-                return try await body()
+                let value = try await body()
+                succeeded = true
+                return value
             } catch {
                 if Task.isCancelled { throw JoinError.cancelled }
                 throw error
             }
         }
         return runtime._withUnsafeGuaranteedRef { runtime in
-            runtime._linkTask(slot, ErasedTask(task))
+            runtime._linkTask(slot, ErasedTask(task), trivialResult: _isPOD(T.self))
             return JoinHandle(task: task, slot: slot, registry: runtime._registry)
         }
     }
@@ -241,8 +244,10 @@ public final class Runtime: TaskExecutor, Sendable {
 
     /// Registers the task created for `slot`; cancels it if the runtime is already shutting down.
     @usableFromInline
-    func _linkTask(_ slot: TaskSlot, _ task: ErasedTask) {
-        let open = registryRef._withUnsafeGuaranteedRef { $0.link(slot, task: task, closed: shared.closed) }
+    func _linkTask(_ slot: TaskSlot, _ task: ErasedTask, trivialResult: Bool) {
+        let open = registryRef._withUnsafeGuaranteedRef {
+            $0.link(slot, task: task, trivialResult: trivialResult, closed: shared.closed)
+        }
         if !open { task.cancel() }
     }
 
@@ -252,12 +257,12 @@ public final class Runtime: TaskExecutor, Sendable {
 
     /// Called by a spawned task's body when it ends.
     @usableFromInline
-    func _finishTask(_ slot: TaskSlot) {
+    func _finishTask(_ slot: TaskSlot, succeeded: Bool) {
         // Only a worker leaves the task held for the worker that spawned it (the point is to keep frees off
         // the workers' malloc arenas), and not once shutdown began; TaskRegistry's holder/parker handshake
         // ("Who drains") makes sure a held task is released even if that worker sleeps.
         let finisherGroup = shared.isClosed ? nil : ThreadContext.withCurrent { $0.homeGroup } ?? nil
-        registryRef._withUnsafeGuaranteedRef { $0.finish(slot, finisherGroup: finisherGroup) }
+        registryRef._withUnsafeGuaranteedRef { $0.finish(slot, finisherGroup: finisherGroup, succeeded: succeeded) }
         // After shutdown began, the last task to finish wakes the workers so they can exit. The registry
         // lock `finish` took orders this read after `beginShutdown`'s store for every task it cancelled.
         if shared.isClosed && shared.registry.aliveCount == 0 { wakeAll() }

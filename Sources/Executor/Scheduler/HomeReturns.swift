@@ -50,7 +50,7 @@ final class HomeReturns: @unchecked Sendable {
     /// Whether the home worker is awake (it will drain again without being told).
     private let homeAwake = Atomic<Bool>(true)
     /// The most references that wait for one worker.
-    static let capacity = 1024
+    static let capacity = 8192
 
     init() {
         pending.withLock { $0.refs.reserveCapacity(HomeReturns.capacity) }

@@ -30,6 +30,11 @@
 // ran it. Only the finished task object and its result are held, at most `heldCap` per shard. A bit per
 // shard (`heldShards`) lets a drain skip shards that hold nothing.
 //
+// Releasing a held task may run user code: its result's deinit, or its error's. A spawn reuses (and
+// releases) only held slots whose task returned a value of a trivially destructible type (`heldList`):
+// running a deinit inside somebody's `spawn`, possibly under a lock of theirs that the deinit also takes,
+// would deadlock. The others (`heldForDrainList`) wait for a drain, which runs between jobs.
+//
 // Who drains, and why nothing is stranded. A parked home worker must not leave tasks held for it forever, so:
 // - a home worker about to park first counts itself parked (`awakeHomeWorkers`), then drains its group;
 // - a worker that holds a task sets its shard's bit, then reads the group's awake count; if no home worker
@@ -96,14 +101,22 @@ final class TaskRegistry: @unchecked Sendable {
         var state: SlotState = .free
         /// Whether a finish on another thread keeps `task` for the home worker to release.
         var holdsOnFinish = false
+        /// Whether releasing the finished task runs no user code: its result type is trivially destructible
+        /// (set at link) and it finished with a value, not an error (set at finish). Only such tasks may be
+        /// released inside a spawn (`reserveSlot`); the others wait for a drain between jobs.
+        var trivialResult = false
         var task: ErasedTask?
     }
 
     private struct Shard: ~Copyable {
         var slots: [Slot] = []
         var freeList: [UInt32] = []
-        /// Finished slots that still hold their task reference (state `held`).
+        /// Finished slots that still hold their task reference (state `held`) and whose release runs no
+        /// user code: a spawn may reuse them (and release the task) on the spot.
         var heldList: [UInt32] = []
+        /// Held slots whose release may run user code (a result's or an error's deinit): only drains, which
+        /// run between jobs, release them.
+        var heldForDrainList: [UInt32] = []
         /// Linked tasks in this shard (counted under the shard lock instead of in one shared atomic that
         /// every spawn and completion on every worker would bounce between caches).
         var alive = 0
@@ -238,7 +251,7 @@ final class TaskRegistry: @unchecked Sendable {
 
     /// Registers the task created for `slot`. Returns false if the runtime is closed: the caller must then
     /// cancel the task.
-    func link(_ slot: TaskSlot, task: ErasedTask, closed: borrowing Atomic<Bool>) -> Bool {
+    func link(_ slot: TaskSlot, task: ErasedTask, trivialResult: Bool, closed: borrowing Atomic<Bool>) -> Bool {
         shards[Int(slot.shard)].withLock { s in
             let i = Int(slot.index)
             kyotoPrecondition(s.slots[i].generation == slot.generation, "BUG DETECTED: task slot reused while reserved")
@@ -246,6 +259,7 @@ final class TaskRegistry: @unchecked Sendable {
             case .reserved:
                 s.slots[i].state = .linked
                 s.slots[i].task = task
+                s.slots[i].trivialResult = trivialResult
                 s.alive += 1
             case .finishedEarly:
                 s.slots[i].state = .free
@@ -261,7 +275,7 @@ final class TaskRegistry: @unchecked Sendable {
     /// Records that the task of `slot` has finished. `finisherGroup` is the home group of the worker that
     /// finished it, or nil when the finisher must not hold the task for its spawner (not a worker, or
     /// shutdown began). A task finished by a worker of another group is held (see the file comment).
-    func finish(_ slot: TaskSlot, finisherGroup: Int?) {
+    func finish(_ slot: TaskSlot, finisherGroup: Int?, succeeded: Bool) {
         let group = group(of: slot)
         let mayHold = finisherGroup != nil && finisherGroup != group
         var held = false
@@ -270,9 +284,15 @@ final class TaskRegistry: @unchecked Sendable {
             switch s.slots[i].state {
             case .linked:
                 s.alive -= 1
-                if s.slots[i].holdsOnFinish && mayHold && s.heldList.count < TaskRegistry.heldCap {
+                if s.slots[i].holdsOnFinish && mayHold
+                    && s.heldList.count + s.heldForDrainList.count < TaskRegistry.heldCap
+                {
                     s.slots[i].state = .held
-                    s.heldList.append(slot.index)
+                    if s.slots[i].trivialResult && succeeded {
+                        s.heldList.append(slot.index)
+                    } else {
+                        s.heldForDrainList.append(slot.index)
+                    }
                     held = true
                     return nil
                 }
@@ -330,7 +350,7 @@ final class TaskRegistry: @unchecked Sendable {
             while true {
                 let taken = shards[shard].withLock { s -> Int in
                     var n = 0
-                    while n < batch, let index = s.heldList.popLast() {
+                    while n < batch, let index = s.heldList.popLast() ?? s.heldForDrainList.popLast() {
                         let i = Int(index)
                         if let task = s.slots[i].task.take() {
                             (buffer.baseAddress! + n).initialize(to: task)
