@@ -290,8 +290,9 @@ struct RuntimeTests {
     @Test("finished tasks are freed soon, also when they finished on another worker than their spawner")
     func finishedTasksFreedAcrossWorkers() {
         // The spawner keeps its worker busy until the other worker has run every task, so each one finishes
-        // away from its spawner and the registry holds it for the spawner's worker (TaskRegistry.swift).
-        // More tasks than the registry holds at once, so the overflow path runs too. Every result must be
+        // away from its spawner and the registry returns it to the spawner's worker (TaskRegistry.swift,
+        // HomeReturns.swift). More tasks than a worker takes back at once (`homeReturnLimit`), so the overflow
+        // path runs too. Every result must be
         // freed once the runtime goes idle, and the handles report finished.
         let r = Runtime.multiThread(workers: 2)
         let n = 3000
@@ -448,7 +449,7 @@ struct HomeReturnsTests {
 
     @Test("work a released result's deinit schedules while its worker drains before parking still runs")
     func deinitWorkDuringParkDrainRuns() {
-        // Kyoto's spawn: a task the other worker finishes is held for the spawner's worker, which releases it
+        // Kyoto's spawn: a task the other worker finishes is returned to the spawner's worker, which releases it
         // when it runs out of work, just before it would sleep. The result's deinit starts a task on that
         // worker, into its LIFO slot, which nobody else can take and the last-searcher re-check does not
         // look at. The other worker is kept busy meanwhile: the releasing worker must run the new task
@@ -458,12 +459,12 @@ struct HomeReturnsTests {
         let spinning = FlagBox()
         let release = FlagBox()
         r.blockOn {
-            // Queue order afterwards: [held-to-be, spinner], with the empty task in the LIFO slot. The other
-            // worker steals from the front: it runs the spawned task (held for this worker), then spins.
+            // Queue order afterwards: [spawned, spinner], with the empty task in the LIFO slot. The other
+            // worker steals from the front: it runs the spawned task (returned to this worker), then spins.
             spawn {
                 DeinitProbe { Task(executorPreference: r) { _ = followUps.increment() } }
             }
-            // Plain tasks, not `spawn`: a spawn may reuse a held registry slot and release its result right
+            // Plain tasks, not `spawn`: a spawn's stash refill may release returned results (trivial ones) right
             // here, before this worker runs out of work.
             Task(executorPreference: r) {
                 spinning.flag.store(true, ordering: .releasing)
@@ -474,7 +475,7 @@ struct HomeReturnsTests {
             let deadline = Platform.monotonicNanos() + 20_000_000_000
             while !spinning.flag.load(ordering: .acquiring) && Platform.monotonicNanos() < deadline { sched_yield() }
         }
-        // This thread's blockOn returned: the spawner's worker runs out of work and releases the held result.
+        // This thread's blockOn returned: the spawner's worker runs out of work and releases the returned result.
         let deadline = Platform.monotonicNanos() + 5_000_000_000
         while followUps.current < 1 && Platform.monotonicNanos() < deadline { sched_yield() }
         let beforeRelease = followUps.current

@@ -409,73 +409,99 @@ final class SlotBox: @unchecked Sendable {
 
 @Suite("Task registry")
 struct TaskRegistryTests {
-    /// A finished task whose only other reference is the registry's: returns the slot and the task's freed
-    /// counter (1 once the task object, and with it its result, is freed).
+    /// A finished task spawned by `worker` whose only other reference is the registry's: returns the slot and
+    /// the task's freed counter (1 once the task object, and with it its result, is freed).
     private func linkedFinishedTask(
-        _ registry: TaskRegistry, group: Int, freed: TestCounter
+        _ registry: TaskRegistry, worker: Int, freed: TestCounter, trivialResult: Bool = false
     ) async -> TaskSlot {
         var stash = [TaskSlot](repeating: TaskSlot(shard: 0, index: 0, generation: 0, id: 0), count: 1)
-        stash.withUnsafeMutableBufferPointer { registry.reserve(homeGroup: group, count: 1, into: $0.baseAddress!) }
+        stash.withUnsafeMutableBufferPointer { registry.reserve(homeWorker: worker, count: 1, into: $0.baseAddress!) }
         let slot = stash[0]
         let task = Task { DeinitProbe { freed.increment() } }
         _ = await task.value
         let closed = Atomic<Bool>(false)
-        // A result with a deinit: releasing the task runs user code.
-        let open = registry.link(slot, task: ErasedTask(task), trivialResult: false, closed: closed)
+        // `trivialResult` is what `spawn` would pass for the result type; the probe itself has a deinit.
+        let open = registry.link(slot, task: ErasedTask(task), trivialResult: trivialResult, closed: closed)
         #expect(open)
         return slot
     }
 
-    @Test("a task finishing away from its home worker is held while that worker is awake, freed when it parks")
+    /// Does what the runtime does with a finished task the registry sends home (the registry's reference goes
+    /// with it), and reports where it went and whether it may be released anywhere.
+    @discardableResult
+    private func sendHome(
+        _ finished: TaskRegistry.FinishedTask?, _ returns: [HomeReturns], _ registry: TaskRegistry
+    ) -> (homeWorker: Int, releasableAnywhere: Bool)? {
+        guard let finished else { return nil }
+        returns[finished.homeWorker].deposit(
+            Unmanaged.passRetained(finished.task.object), releasableAnywhere: finished.releasableAnywhere,
+            limit: registry.homeReturnLimit)
+        return (finished.homeWorker, finished.releasableAnywhere)
+    }
+
+    @Test("a task finishing away from its home worker waits for that worker while it is awake, freed when it parks")
     func heldUntilHomeWorkerParks() async {
         let registry = TaskRegistry(workers: 2)
+        let returns = [HomeReturns(), HomeReturns()]
         let freed = TestCounter()
-        let slot = await linkedFinishedTask(registry, group: 0, freed: freed)
-        registry.finish(slot, finisherGroup: 1, succeeded: true)
+        let slot = await linkedFinishedTask(registry, worker: 0, freed: freed)
+        let sent = sendHome(registry.finish(slot, finisherWorker: 1, succeeded: true), returns, registry)
+        #expect(sent?.homeWorker == 0)
         #expect(freed.current == 0, "held for the awake home worker")
         #expect(registry.isFinished(slot))
         #expect(registry.aliveCount == 0)
-        registry.homeWorkerParks(group: 0)
-        #expect(freed.current == 1, "the home worker drains its group before it sleeps")
+        returns[0].homeParks()
+        #expect(freed.current == 1, "the home worker drains its returns before it sleeps")
     }
 
     @Test("a task finishing away from its home worker while that worker sleeps is freed by the finisher")
     func freedByFinisherWhenHomeWorkerParked() async {
         let registry = TaskRegistry(workers: 2)
+        let returns = [HomeReturns(), HomeReturns()]
         let freed = TestCounter()
-        let slot = await linkedFinishedTask(registry, group: 1, freed: freed)
-        registry.homeWorkerParks(group: 1)
-        registry.finish(slot, finisherGroup: 0, succeeded: true)
-        #expect(freed.current == 1, "nobody awake would drain the group: the finisher must")
-        registry.homeWorkerWakes(group: 1)
+        let slot = await linkedFinishedTask(registry, worker: 1, freed: freed)
+        returns[1].homeParks()
+        sendHome(registry.finish(slot, finisherWorker: 0, succeeded: true), returns, registry)
+        #expect(freed.current == 1, "nobody awake would drain the returns: the finisher must")
+        returns[1].homeWakes()
     }
 
-    @Test("a held task whose release runs user code is not released by a spawn's reservation, only by a drain")
+    @Test("a returned task whose release runs user code is not released inside a spawn, only by a drain")
     func userCodeReleasesWaitForADrain() async {
-        // A spawn reserves slots (reusing held ones first) inside the caller's code, which may hold a lock
-        // that the result's deinit takes: only trivially destructible results may be released there.
+        // A worker refills its slot stash inside the caller's spawn, which may hold a lock that the result's
+        // deinit takes: only releases that run no user code may happen there.
         let registry = TaskRegistry(workers: 2)
+        let returns = [HomeReturns(), HomeReturns()]
         let freed = TestCounter()
-        let slot = await linkedFinishedTask(registry, group: 0, freed: freed)
-        registry.finish(slot, finisherGroup: 1, succeeded: true)
+        let slot = await linkedFinishedTask(registry, worker: 0, freed: freed)
+        let sent = sendHome(registry.finish(slot, finisherWorker: 1, succeeded: true), returns, registry)
+        #expect(sent?.releasableAnywhere == false)
         var stash = [TaskSlot](repeating: TaskSlot(shard: 0, index: 0, generation: 0, id: 0), count: 64)
         for _ in 0..<8 {
-            stash.withUnsafeMutableBufferPointer { registry.reserve(homeGroup: 0, count: 64, into: $0.baseAddress!) }
+            // What `Worker.takeSlot` does on a refill.
+            returns[0].drainReleasableAnywhere()
+            stash.withUnsafeMutableBufferPointer { registry.reserve(homeWorker: 0, count: 64, into: $0.baseAddress!) }
         }
-        #expect(freed.current == 0, "a reservation released a result whose deinit is user code")
-        registry.drainHeld(group: 0)
+        #expect(freed.current == 0, "a spawn's stash refill released a result whose deinit is user code")
+        returns[0].drain()
         #expect(freed.current == 1)
+        // A trivially destructible result that finished with a value may be released inside a spawn; one that
+        // finished with an error may not (the error's deinit is user code).
+        let trivial = await linkedFinishedTask(registry, worker: 0, freed: freed, trivialResult: true)
+        #expect(registry.finish(trivial, finisherWorker: 1, succeeded: true)?.releasableAnywhere == true)
+        let failed = await linkedFinishedTask(registry, worker: 0, freed: freed, trivialResult: true)
+        #expect(registry.finish(failed, finisherWorker: 1, succeeded: false)?.releasableAnywhere == false)
     }
 
     @Test("finishing on the home worker, or with holding not allowed, releases at once")
     func releasedAtOnceWhenNotHeld() async {
         let registry = TaskRegistry(workers: 2)
         let freed = TestCounter()
-        let home = await linkedFinishedTask(registry, group: 0, freed: freed)
-        registry.finish(home, finisherGroup: 0, succeeded: true)
+        let home = await linkedFinishedTask(registry, worker: 0, freed: freed)
+        #expect(registry.finish(home, finisherWorker: 0, succeeded: true) == nil)
         #expect(freed.current == 1)
-        let closing = await linkedFinishedTask(registry, group: 0, freed: freed)
-        registry.finish(closing, finisherGroup: nil, succeeded: true)
+        let closing = await linkedFinishedTask(registry, worker: 0, freed: freed)
+        #expect(registry.finish(closing, finisherWorker: nil, succeeded: true) == nil)
         #expect(freed.current == 2)
     }
 }

@@ -258,11 +258,23 @@ public final class Runtime: TaskExecutor, Sendable {
     /// Called by a spawned task's body when it ends.
     @usableFromInline
     func _finishTask(_ slot: TaskSlot, succeeded: Bool) {
-        // Only a worker leaves the task held for the worker that spawned it (the point is to keep frees off
-        // the workers' malloc arenas), and not once shutdown began; TaskRegistry's holder/parker handshake
-        // ("Who drains") makes sure a held task is released even if that worker sleeps.
-        let finisherGroup = shared.isClosed ? nil : ThreadContext.withCurrent { $0.homeGroup } ?? nil
-        registryRef._withUnsafeGuaranteedRef { $0.finish(slot, finisherGroup: finisherGroup, succeeded: succeeded) }
+        // Only a worker of this runtime sends the task back to the worker that spawned it (the point is to
+        // keep frees off the workers' malloc arenas), and not once shutdown began.
+        let finisherWorker = shared.isClosed
+            ? nil
+            : ThreadContext.withCurrent { context in
+                context.shared === shared ? context.withWorker { $0.index } : nil
+            } ?? nil
+        registryRef._withUnsafeGuaranteedRef { registry in
+            guard let goesHome = registry.finish(slot, finisherWorker: finisherWorker, succeeded: succeeded),
+                let multiThread
+            else { return }
+            let task = Unmanaged.passRetained(goesHome.task.object)
+            multiThread._withUnsafeGuaranteedRef {
+                $0.workers[goesHome.homeWorker].homeReturns.deposit(
+                    task, releasableAnywhere: goesHome.releasableAnywhere, limit: registry.homeReturnLimit)
+            }
+        }
         // After shutdown began, the last task to finish wakes the workers so they can exit. The registry
         // lock `finish` took orders this read after `beginShutdown`'s store for every task it cancelled.
         if shared.isClosed && shared.registry.aliveCount == 0 { wakeAll() }
@@ -286,7 +298,7 @@ public final class Runtime: TaskExecutor, Sendable {
     // MARK: Shutdown
 
     private func beginShutdown() {
-        // Sequentially consistent: pairs with TaskRegistry.insert (see TaskRegistry.swift).
+        // Sequentially consistent: pairs with the load in `TaskRegistry.link` (see TaskRegistry.swift).
         shared.closed.store(true, ordering: .sequentiallyConsistent)
         shared.registry.cancelAll()
         wakeAll()

@@ -1,4 +1,4 @@
-// HomeReturns: stolen tasks go home to be freed.
+// HomeReturns: finished tasks go home to be freed.
 //
 // A task object is allocated by the thread that creates the task, and freed by whichever thread drops its
 // last reference, usually the worker that ran it to completion. When one worker spawns and the other steals
@@ -7,14 +7,23 @@
 // while the spawner allocates from the same arena. A `perf` profile of installed-mode `spawn_many_local`
 // showed about two thirds of the time in malloc internals and the futexes of that lock.
 //
-// So a worker that runs a task job it did not enqueue itself (it stole it, or took it from the inject queue
+// Two kinds of depositors hand a worker references to release:
+// - the registry, for a task spawned with Kyoto's `spawn` on that worker that finished on another one
+//   (TaskRegistry.swift, "Finished tasks go home"), in every mode;
+// - a worker that ran a plain task's job this worker enqueued (below), in installed mode only.
+//
+// A worker that runs a task job it did not enqueue itself (it stole it, or took it from the inject queue
 // after another worker's queue overflowed) holds an extra reference to the task for the duration of the job
 // and then hands it to the enqueuing worker's `HomeReturns` instead of dropping it. The home worker drops
 // those references on its own thread, only between jobs (after each job when any are pending, in
 // maintenance, before it parks): dropping a finished task may run its result's deinit, which is user code
 // and must not run inside some other code's enqueue (a caller resuming a continuation under its own lock
-// would deadlock if that deinit took the same lock). Only standalone tasks are returned: `async let` and
-// task-group children are owned by their parent or group (`JobRef.isStandaloneTask`).
+// would deadlock if that deinit took the same lock). The one exception: references the registry marks
+// releasable anywhere (the task returned a trivially destructible value, so releasing it runs no user code)
+// go to a second lane, which the home worker also empties when it refills its registry slot stash, inside
+// a spawn: a spawning loop then recycles its own tasks' memory as it goes. Only standalone tasks are returned
+// by the workers: `async let` and task-group children are owned by their parent or group
+// (`JobRef.isStandaloneTask`).
 //
 // Measured on installed-mode `spawn_many_local` (the same binary with and without, alternating, 5 runs of 20
 // iterations each): 2.16–2.31 µs → 1.36–1.48 µs per task. Draining inside the spawner's enqueues as well
@@ -22,18 +31,17 @@
 // above. `capacity` is large because a spawning loop in one job gets its returns only when the job ends:
 // 8,192 task objects, a few MiB, per worker at most.
 //
-// Only when the runtime is installed as the global executor (`Shared.returnsStolenTasksHome`): there plain
-// `Task {}`s are the common case, and nothing else returns them. Tasks made by Kyoto's `spawn` are already
-// handed back by the registry when they finish (TaskRegistry.swift, "held"); in preference mode, where
-// those are the common case, doing both measured 3–10% slower (`spawn_many_local`, `ping_pong`,
-// `yield_many`) with no gain.
+// Workers return plain tasks only when the runtime is installed as the global executor
+// (`Shared.returnsStolenTasksHome`): there plain `Task {}`s are the common case. Tasks made by Kyoto's `spawn`
+// are returned by the registry; in preference mode, where those are the common case, doing both measured
+// 3–10% slower (`spawn_many_local`, `ping_pong`, `yield_many`) with no gain.
 //
 // Nothing is stranded: the home worker marks itself asleep before its pre-park drain, and a depositor reads
 // that mark after appending, both under or after the inbox lock. Either the home worker's drain takes the
 // lock after the deposit (and sees it), or its critical section came first, so its "asleep" store happened
 // before the depositor took the lock and the depositor sees it and drains itself (those frees then happen on
-// the wrong thread, rarely). A worker that stops marks itself asleep for good. At most `capacity` references
-// wait per worker; beyond that a depositor drops its reference itself.
+// the wrong thread, rarely). A worker that stops marks itself asleep for good. At most `limit` references
+// (the depositor's bound) wait per worker; beyond that a depositor drops its reference itself.
 
 import Synchronization
 
@@ -41,11 +49,14 @@ final class HomeReturns: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): the pending references live inside `pending`'s lock; the flags are
     // atomics.
 
-    /// Retained task objects (as address bits) waiting for the home worker to release them, and how many
-    /// were ever accepted (for tests).
+    /// Retained task objects (as address bits) waiting for the home worker to release them: `refs` only
+    /// between jobs, `anywhere` also inside a spawn (see the file comment); and how many were ever accepted
+    /// (for tests).
     private struct Pending {
         var refs: [UInt] = []
+        var anywhere: [UInt] = []
         var accepted = 0
+        var count: Int { refs.count + anywhere.count }
     }
 
     private let pending = CheckedMutex<Pending>(Pending())
@@ -53,7 +64,7 @@ final class HomeReturns: @unchecked Sendable {
     private let hasPending = Atomic<Bool>(false)
     /// Whether the home worker is awake (it will drain again without being told).
     private let homeAwake = Atomic<Bool>(true)
-    /// The most references that wait for one worker.
+    /// The most references that wait for one worker (the workers' bound; the registry passes its own).
     static let capacity = 8192
 
     init() {
@@ -66,13 +77,14 @@ final class HomeReturns: @unchecked Sendable {
         drain()
     }
 
-    /// Hands a retained task reference to the home worker (called by another worker after running a job of
-    /// that task). Consumes the reference.
-    func deposit(_ task: Unmanaged<AnyObject>) {
+    /// Hands a retained task reference to the home worker. Consumes the reference. `releasableAnywhere`: its
+    /// release runs no user code (see the file comment). At most `limit` references wait; beyond that the
+    /// caller's thread releases it.
+    func deposit(_ task: Unmanaged<AnyObject>, releasableAnywhere: Bool = false, limit: Int = HomeReturns.capacity) {
         let bits = UInt(bitPattern: task.toOpaque())
         let accepted = pending.withLock { p -> Bool in
-            if p.refs.count >= HomeReturns.capacity { return false }
-            p.refs.append(bits)
+            if p.count >= limit { return false }
+            if releasableAnywhere { p.anywhere.append(bits) } else { p.refs.append(bits) }
             p.accepted += 1
             return true
         }
@@ -88,7 +100,7 @@ final class HomeReturns: @unchecked Sendable {
     }
 
     /// How many references wait (for tests).
-    var pendingCount: Int { pending.withLock { $0.refs.count } }
+    var pendingCount: Int { pending.withLock { $0.count } }
 
     /// How many references were ever handed to this worker and accepted (for tests).
     var acceptedCount: Int { pending.withLock { $0.accepted } }
@@ -100,18 +112,32 @@ final class HomeReturns: @unchecked Sendable {
         if hasPending.load(ordering: .relaxed) { drain() }
     }
 
-    /// Releases every pending reference, outside the lock, in batches through a stack buffer (no heap
-    /// allocation per drain).
+    /// Releases every pending reference (between jobs only: see the file comment).
     func drain() {
         // Relaxed: a hint; cleared before taking the references, so a deposit that lands meanwhile sets it
         // again.
         hasPending.store(false, ordering: .relaxed)
+        release(includingUserCode: true)
+    }
+
+    /// Releases the references whose release runs no user code (the home worker, inside a spawn).
+    func drainReleasableAnywhere() {
+        // Relaxed: a hint; left as is, since `refs` may still hold references for the next drain.
+        if hasPending.load(ordering: .relaxed) { release(includingUserCode: false) }
+    }
+
+    /// Releases `anywhere` (and `refs` too if `includingUserCode`), outside the lock, in batches through a
+    /// stack buffer (no heap allocation per drain).
+    private func release(includingUserCode: Bool) {
         let batch = 32
         withUnsafeTemporaryAllocation(of: UInt.self, capacity: batch) { buffer in
             while true {
                 let taken = pending.withLock { p -> Int in
-                    let n = min(batch, p.refs.count)
-                    for i in 0..<n { buffer[i] = p.refs.removeLast() }
+                    var n = 0
+                    while n < batch, let bits = p.anywhere.popLast() ?? (includingUserCode ? p.refs.popLast() : nil) {
+                        buffer[n] = bits
+                        n += 1
+                    }
                     return n
                 }
                 for i in 0..<taken {

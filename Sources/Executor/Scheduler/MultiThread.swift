@@ -12,7 +12,7 @@
 //
 // The run loop (`Worker.runLoop`), one iteration = one tick:
 // 1. every `eventInterval` ticks: maintenance (global-queue-interval tuning, busy-time accounting, releasing
-//    the finished tasks held for this worker, see TaskRegistry.swift and HomeReturns.swift);
+//    the finished tasks returned to this worker, see HomeReturns.swift);
 // 2. next job: every `globalQueueInterval` ticks the inject queue first; otherwise LIFO slot, local queue,
 //    then a batch from the inject queue (its share: len/N + 1, bounded by free local slots and 128);
 // 3. else steal: become a searcher (at most half the workers search), steal half of a random victim's
@@ -178,8 +178,6 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Immutable after init (any thread)
     let index: Int
-    /// The registry shard group this worker spawns into (see TaskRegistry.swift).
-    let homeGroup: Int
     let shared: Shared
     let queue = LocalQueue()
     let parker = Parker()
@@ -239,7 +237,6 @@ final class Worker: @unchecked Sendable {
     init(index: Int, shared: Shared, workerCount: Int) {
         self.index = index
         self.workerCount = workerCount
-        homeGroup = shared.registry.homeGroup(ofWorker: index)
         self.shared = shared
         injectRef = .passUnretained(shared.inject)
         let config = shared.configuration
@@ -259,11 +256,14 @@ final class Worker: @unchecked Sendable {
     // MARK: Spawning from this worker's own thread
 
     /// A reserved registry slot for a task this worker spawns: from the stash, refilled a batch at a time
-    /// (one registry lock per batch instead of one per spawn). Owner thread only.
+    /// (one registry lock per batch instead of one per spawn). Each refill also releases the finished tasks
+    /// returned to this worker whose release runs no user code, so a spawning loop recycles their memory
+    /// as it goes (HomeReturns.swift). Owner thread only.
     @inline(__always)
     func takeSlot() -> TaskSlot {
         if slotStashCount == 0 {
-            shared.registry.reserve(homeGroup: homeGroup, count: Worker.slotStashCapacity, into: slotStash)
+            homeReturns.drainReleasableAnywhere()
+            shared.registry.reserve(homeWorker: index, count: Worker.slotStashCapacity, into: slotStash)
             slotStashCount = Worker.slotStashCapacity
         }
         slotStashCount -= 1
@@ -347,12 +347,10 @@ final class Worker: @unchecked Sendable {
             }
             if shouldExit() {
                 returnStashedSlots()
-                // Parked for good: finishers drain this group and this worker's returns from now on.
-                shared.registry.homeWorkerParks(group: homeGroup)
+                // Asleep for good: depositors release what they return to this worker from now on.
                 homeReturns.homeParks()
-                // Those drains released finished tasks, whose results' deinits may have scheduled work here.
+                // That drain released finished tasks, whose results' deinits may have scheduled work here.
                 if hasLocalWork {
-                    shared.registry.homeWorkerWakes(group: homeGroup)
                     homeReturns.homeWakes()
                     continue
                 }
@@ -473,15 +471,11 @@ final class Worker: @unchecked Sendable {
     private func park() {
         // Fire due timers first: if any fired, there is work and no reason to sleep.
         if fireDueTimers() > 0 { return }
-        // Counts this worker as parked for its registry group, then frees the finished tasks held for it
-        // (see "Who drains" in TaskRegistry.swift).
-        shared.registry.homeWorkerParks(group: homeGroup)
+        // Marks this worker asleep for depositors, then releases the finished tasks returned to it (see the
+        // handshake in HomeReturns.swift).
         homeReturns.homeParks()
-        defer {
-            homeReturns.homeWakes()
-            shared.registry.homeWorkerWakes(group: homeGroup)
-        }
-        // The drains released finished tasks, whose results' deinits (user code) may have scheduled work on
+        defer { homeReturns.homeWakes() }
+        // The drain released finished tasks, whose results' deinits (user code) may have scheduled work on
         // this worker, possibly into the LIFO slot, which nobody else can take: run it instead of sleeping.
         if hasLocalWork { return }
         let wasSearching = isSearching
@@ -552,11 +546,10 @@ final class Worker: @unchecked Sendable {
         busyStart = now
     }
 
-    /// Every `eventInterval` ticks: busy-time accounting, releasing held finished tasks and global-queue-interval
-    /// tuning.
+    /// Every `eventInterval` ticks: busy-time accounting, releasing the finished tasks returned to this
+    /// worker and global-queue-interval tuning.
     private func maintenance() {
         accountBusyTime()
-        shared.registry.drainHeld(group: homeGroup)
         homeReturns.drain()
         refreshReturnsStolenTasksHome()
         _ = fireDueTimers()

@@ -190,8 +190,6 @@ final class ThreadContext {
         workerRef?._withUnsafeGuaranteedRef(body)
     }
 
-    /// The registry shard group this thread spawns into when it is a worker (see TaskRegistry.swift).
-    var homeGroup: Int? { withWorker { $0.homeGroup } }
 
     /// Whether blocking this thread would stall the runtime's scheduler (a worker or current-thread driver).
     var runsScheduler: Bool { role == .worker || role == .currentThreadDriver }

@@ -9,41 +9,24 @@
 //
 // A slot's life, each step under its shard's lock (the generation changes only when a slot is reused):
 //   free --begin/reserve--> reserved --link--> linked --finish--> free
-//                                                       --finish--> held --reuse or drainHeld--> free
 //                   reserved --finish--> finishedEarly --link--> free
 // `finishedEarly` covers a task that ran to completion on another worker before its spawner linked it.
 //
-// Home shards and held tasks. A worker spawns into its own *home* shards (a group of 16 / workers shards,
-// one per reserved batch in turn, so that the spawner and the finishing workers rarely meet on one lock).
-// A worker reserves its slots a batch at a time into a stash it owns (`reserve`, `Worker.takeSlot`), so most
-// spawns take one registry lock (`link`) instead of two; a stopping worker gives its unused reservations
-// back. Spawns from threads that are not workers use shards round-robin (`begin`) and never hold.
+// Home shards. A worker spawns into its own *home* shards (a group of 16 / workers shards, one per reserved
+// batch in turn, so that the spawner and the finishing workers rarely meet on one lock). A worker reserves
+// its slots a batch at a time into a stash it owns (`reserve`, `Worker.takeSlot`), so most spawns take one
+// registry lock (`link`) instead of two; a stopping worker gives its unused reservations back. Spawns from
+// threads that are not workers use shards round-robin (`begin`).
 //
-// When a worker's task finishes on another worker, the slot keeps its reference to the task (`held`)
-// instead of dropping it there: the spawning worker drops it when it reuses the slot (held slots are
-// reserved first) or drains its group in maintenance or before it parks. The task object is then freed by
-// the thread that allocated it, where glibc's thread cache takes it back and hands it to the next spawn.
-// Dropped on the finishing thread instead, every free lands in the spawner's malloc arena under that arena's
-// lock while the spawner allocates from it: spawn_many_local spent about a third of its time in malloc
-// internals and those futexes (2.2 -> 1.25 µs per task when the spawner drops them). Not everything moves:
-// Swift frees the closure contexts and the task-allocator slab when the task completes, on the thread that
-// ran it. Only the finished task object and its result are held, at most `heldCap` per shard. A bit per
-// shard (`heldShards`) lets a drain skip shards that hold nothing.
-//
-// Releasing a held task may run user code: its result's deinit, or its error's. A spawn reuses (and
-// releases) only held slots whose task returned a value of a trivially destructible type (`heldList`):
-// running a deinit inside somebody's `spawn`, possibly under a lock of theirs that the deinit also takes,
-// would deadlock. The others (`heldForDrainList`) wait for a drain, which runs between jobs.
-//
-// Who drains, and why nothing is stranded. A parked home worker must not leave tasks held for it forever, so:
-// - a home worker about to park first counts itself parked (`awakeHomeWorkers`), then drains its group;
-// - a worker that holds a task sets its shard's bit, then reads the group's awake count; if no home worker
-//   is awake, it drains the group itself (those frees then happen on the wrong thread, rarely).
-// This is a store-buffering pattern (each side writes one location, then reads the other), so all four
-// accesses are sequentially consistent: in their single order either the parker's bit read sees the holder's
-// bit (and its drain, which takes the shard lock after the holder released it, sees the append), or the
-// holder's count read sees the parker counted as parked. An awake home worker stuck in one long job drains
-// nothing meanwhile; `heldCap` bounds what waits for it. An exiting worker counts as parked for good.
+// Finished tasks go home. A slot remembers which worker spawned its task (`homeWorker`). When the task
+// finishes on another worker, `finish` frees the slot and returns the task's reference with that worker's
+// index; the runtime hands it to that worker's `HomeReturns` (HomeReturns.swift), which releases it on the
+// worker that allocated it, with the sleeping-worker handshake and the rule about where user code may run
+// (a result's deinit) written down there. Dropped on the finishing thread instead, every free lands in the
+// spawner's malloc arena under that arena's lock while the spawner allocates from it: spawn_many_local spent
+// about a third of its time in malloc internals and those futexes (2.2 -> 1.25 µs per task when the spawner
+// drops them). Swift frees the closure contexts and the task-allocator slab when the task completes, on the
+// thread that ran it; only the task object and its result go home.
 //
 // Races considered:
 // - A spawn racing with shutdown: shutdown sets `closed` (SeqCst) and then locks every shard; the spawner
@@ -93,17 +76,16 @@ final class TaskRegistry: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): `shards` is an immutable pointer to mutexes; all state is inside them.
 
     private enum SlotState: UInt8 {
-        case free, reserved, linked, held, finishedEarly
+        case free, reserved, linked, finishedEarly
     }
 
     private struct Slot {
         var generation: UInt32 = 0
         var state: SlotState = .free
-        /// Whether a finish on another thread keeps `task` for the home worker to release.
-        var holdsOnFinish = false
-        /// Whether releasing the finished task runs no user code: its result type is trivially destructible
-        /// (set at link) and it finished with a value, not an error (set at finish). Only such tasks may be
-        /// released inside a spawn (`reserveSlot`); the others wait for a drain between jobs.
+        /// The worker that reserved the slot (its task goes back to it when it finishes elsewhere), or -1
+        /// for a slot reserved by a thread that is not a worker.
+        var homeWorker: Int32 = -1
+        /// Whether the task's result type is trivially destructible (set at link; see `FinishedTask`).
         var trivialResult = false
         var task: ErasedTask?
     }
@@ -111,28 +93,15 @@ final class TaskRegistry: @unchecked Sendable {
     private struct Shard: ~Copyable {
         var slots: [Slot] = []
         var freeList: [UInt32] = []
-        /// Finished slots that still hold their task reference (state `held`) and whose release runs no
-        /// user code: a spawn may reuse them (and release the task) on the spot.
-        var heldList: [UInt32] = []
-        /// Held slots whose release may run user code (a result's or an error's deinit): only drains, which
-        /// run between jobs, release them.
-        var heldForDrainList: [UInt32] = []
         /// Linked tasks in this shard (counted under the shard lock instead of in one shared atomic that
         /// every spawn and completion on every worker would bounce between caches).
         var alive = 0
 
-        /// Takes a slot for a new task and marks it reserved: a held slot first (only a worker's own
-        /// shards have any), then a free one, else a new one. Returns its index, its generation and the
-        /// finished task a reused held slot still referenced (to be released outside the lock).
-        mutating func reserveSlot(
-            holdsOnFinish: Bool
-        ) -> (index: UInt32, generation: UInt32, finished: ErasedTask?) {
+        /// Takes a free slot (else a new one) for a new task and marks it reserved. Returns its index and
+        /// generation.
+        mutating func reserveSlot(homeWorker: Int32) -> (index: UInt32, generation: UInt32) {
             let index: UInt32
-            var finished: ErasedTask? = nil
-            if let reused = heldList.popLast() {
-                index = reused
-                finished = slots[Int(index)].task.take()
-            } else if let reused = freeList.popLast() {
+            if let reused = freeList.popLast() {
                 index = reused
             } else {
                 index = UInt32(slots.count)
@@ -140,51 +109,34 @@ final class TaskRegistry: @unchecked Sendable {
             }
             slots[Int(index)].generation &+= 1
             slots[Int(index)].state = .reserved
-            slots[Int(index)].holdsOnFinish = holdsOnFinish
-            return (index, slots[Int(index)].generation, finished)
+            slots[Int(index)].homeWorker = homeWorker
+            return (index, slots[Int(index)].generation)
         }
     }
 
     /// Shards: worker `i` spawns into the shards of group `i % groups`; other threads use all of them
     /// round-robin.
-    static let shardCount = 16  // at most 32: `heldShards` has a bit per shard
+    static let shardCount = 16
     /// Number of shard groups (one per worker, at most `shardCount`) and shards in each.
     private let groups: Int
     private let shardsPerGroup: Int
-    /// The most finished tasks one shard holds for its worker; beyond it the finishing thread releases.
-    private static let heldCap = 256
     private let shards: UnsafeMutablePointer<CheckedMutex<Shard>>
     private let nextID = Atomic<UInt64>(1)
-    /// One bit per shard that may hold finished tasks (see `drainHeld(shard:)`): lets a drain skip the others.
-    private let heldShards = Atomic<UInt32>(0)
-    /// Per group, how many of its home workers are not parked (see "Who drains" in the file comment).
-    private let awakeHomeWorkers: UnsafeMutablePointer<Atomic<Int>>
 
     init(workers: Int) {
         groups = max(1, min(workers, TaskRegistry.shardCount))
         shardsPerGroup = TaskRegistry.shardCount / groups
         shards = .allocate(capacity: TaskRegistry.shardCount)
         for i in 0..<TaskRegistry.shardCount { (shards + i).initialize(to: CheckedMutex(Shard())) }
-        awakeHomeWorkers = .allocate(capacity: groups)
-        for g in 0..<groups {
-            // Workers g, g + groups, g + 2 * groups, ... share group g.
-            let members = workers > g ? (workers - g + groups - 1) / groups : 0
-            (awakeHomeWorkers + g).initialize(to: Atomic(members))
-        }
     }
 
     deinit {
-        awakeHomeWorkers.deinitialize(count: groups)
-        awakeHomeWorkers.deallocate()
         shards.deinitialize(count: TaskRegistry.shardCount)
         shards.deallocate()
     }
 
     /// The home shard group of worker `workerIndex`.
     func homeGroup(ofWorker workerIndex: Int) -> Int { workerIndex % groups }
-
-    /// The home group whose worker spawned into `slot`'s shard, if it is a worker's shard.
-    func group(of slot: TaskSlot) -> Int { Int(slot.shard) / shardsPerGroup }
 
     /// Number of spawned tasks that have not finished (sums the shards under their locks).
     var aliveCount: Int {
@@ -194,44 +146,32 @@ final class TaskRegistry: @unchecked Sendable {
     }
 
     /// Reserves a slot for a task about to be created by a thread that is not one of the runtime's workers
-    /// (workers reserve in batches, `reserve`). Such slots use all shards round-robin and never hold.
+    /// (workers reserve in batches, `reserve`). Such slots use all shards round-robin and have no home.
     func begin() -> TaskSlot {
         // Relaxed: ids only need uniqueness, which the atomic RMW gives.
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         let shard = Int(id % UInt64(TaskRegistry.shardCount))
-        let (slot, finished) = shards[shard].withLock { s -> (TaskSlot, ErasedTask?) in
-            let (index, generation, finished) = s.reserveSlot(holdsOnFinish: false)
-            return (TaskSlot(shard: UInt32(shard), index: index, generation: generation, id: id), finished)
+        return shards[shard].withLock { s in
+            let (index, generation) = s.reserveSlot(homeWorker: -1)
+            return TaskSlot(shard: UInt32(shard), index: index, generation: generation, id: id)
         }
-        // Outside the lock: a reused held slot's finished task may go here.
-        _ = consume finished
-        return slot
     }
 
-    /// Reserves `count` slots at once in one shard of `homeGroup` (one lock for the batch) and writes them
-    /// to `into`. A worker keeps them in its slot stash, so most of its spawns reserve a slot without taking
-    /// a lock. Held slots are reused first: their finished tasks are released here, on the home worker.
-    func reserve(homeGroup: Int, count: Int, into slots: UnsafeMutablePointer<TaskSlot>) {
+    /// Reserves `count` slots at once in one shard of `homeWorker`'s group (one lock for the batch) and writes
+    /// them to `into`. A worker keeps them in its slot stash, so most of its spawns reserve a slot without
+    /// taking a lock.
+    func reserve(homeWorker: Int, count: Int, into slots: UnsafeMutablePointer<TaskSlot>) {
         // Relaxed: ids only need uniqueness, which the atomic RMW gives.
         let firstID = nextID.wrappingAdd(UInt64(count), ordering: .relaxed).oldValue
-        let shard = homeGroup * shardsPerGroup + Int(firstID / UInt64(count) % UInt64(shardsPerGroup))
-        withUnsafeTemporaryAllocation(of: ErasedTask.self, capacity: count) { finished in
-            let released = shards[shard].withLock { s -> Int in
-                var released = 0
-                for n in 0..<count {
-                    let (index, generation, task) = s.reserveSlot(holdsOnFinish: true)
-                    if let task {
-                        (finished.baseAddress! + released).initialize(to: task)
-                        released += 1
-                    }
-                    let id = firstID &+ UInt64(n)
-                    (slots + n).initialize(
-                        to: TaskSlot(shard: UInt32(shard), index: index, generation: generation, id: id))
-                }
-                return released
+        let group = homeGroup(ofWorker: homeWorker)
+        let shard = group * shardsPerGroup + Int(firstID / UInt64(count) % UInt64(shardsPerGroup))
+        shards[shard].withLock { s in
+            for n in 0..<count {
+                let (index, generation) = s.reserveSlot(homeWorker: Int32(homeWorker))
+                let id = firstID &+ UInt64(n)
+                (slots + n).initialize(
+                    to: TaskSlot(shard: UInt32(shard), index: index, generation: generation, id: id))
             }
-            // Outside the lock: these may be the finished tasks' last references.
-            finished.baseAddress!.deinitialize(count: released)
         }
     }
 
@@ -264,7 +204,7 @@ final class TaskRegistry: @unchecked Sendable {
             case .finishedEarly:
                 s.slots[i].state = .free
                 s.freeList.append(slot.index)
-            case .free, .linked, .held:
+            case .free, .linked:
                 fatalError("BUG DETECTED: task slot linked twice")
             }
         }
@@ -272,101 +212,53 @@ final class TaskRegistry: @unchecked Sendable {
         return !closed.load(ordering: .sequentiallyConsistent)
     }
 
-    /// Records that the task of `slot` has finished. `finisherGroup` is the home group of the worker that
-    /// finished it, or nil when the finisher must not hold the task for its spawner (not a worker, or
-    /// shutdown began). A task finished by a worker of another group is held (see the file comment).
-    func finish(_ slot: TaskSlot, finisherGroup: Int?, succeeded: Bool) {
-        let group = group(of: slot)
-        let mayHold = finisherGroup != nil && finisherGroup != group
-        var held = false
+    /// The most finished tasks the registry returns to one worker at a time (HomeReturns' `limit`); beyond
+    /// it the finishing worker releases them: 256 per shard of the worker's group (the bound the registry
+    /// kept when it held them in its slots).
+    var homeReturnLimit: Int { 256 * shardsPerGroup }
+
+    /// A finished task's reference that should be released on the worker that spawned it.
+    struct FinishedTask {
+        /// The registry's reference to the task (usually its last).
+        let task: ErasedTask
+        /// The worker that spawned it.
+        let homeWorker: Int
+        /// Whether releasing it runs no user code: its result type is trivially destructible and it finished
+        /// with a value (an error's deinit is user code too). Only such releases may happen inside somebody
+        /// else's spawn (HomeReturns.swift).
+        let releasableAnywhere: Bool
+    }
+
+    /// Records that the task of `slot` has finished, on worker `finisherWorker` (nil: not a worker, or
+    /// shutdown began). Returns the task's reference when it should go back to the worker that spawned it
+    /// (it finished on another worker); otherwise releases it here.
+    func finish(_ slot: TaskSlot, finisherWorker: Int?, succeeded: Bool) -> FinishedTask? {
+        var goesHome: FinishedTask? = nil
         let released = shards[Int(slot.shard)].withLock { s -> ErasedTask? in
             let i = Int(slot.index)
             switch s.slots[i].state {
             case .linked:
                 s.alive -= 1
-                if s.slots[i].holdsOnFinish && mayHold
-                    && s.heldList.count + s.heldForDrainList.count < TaskRegistry.heldCap
-                {
-                    s.slots[i].state = .held
-                    if s.slots[i].trivialResult && succeeded {
-                        s.heldList.append(slot.index)
-                    } else {
-                        s.heldForDrainList.append(slot.index)
-                    }
-                    held = true
-                    return nil
-                }
                 s.slots[i].state = .free
                 s.freeList.append(slot.index)
-                return s.slots[i].task.take()
+                let task = s.slots[i].task.take()
+                let home = Int(s.slots[i].homeWorker)
+                if let task, let finisherWorker, home >= 0, home != finisherWorker {
+                    goesHome = FinishedTask(
+                        task: task, homeWorker: home, releasableAnywhere: s.slots[i].trivialResult && succeeded)
+                    return nil
+                }
+                return task
             case .reserved:
                 s.slots[i].state = .finishedEarly
                 return nil
-            case .free, .held, .finishedEarly:
+            case .free, .finishedEarly:
                 fatalError("BUG DETECTED: task slot finished twice")
             }
         }
-        if held {
-            // Sequentially consistent, both: the store-buffering handshake with a parking home worker (see
-            // "Who drains" in the file comment). If every home worker of the group is parked, drain it here.
-            heldShards.bitwiseOr(UInt32(1) << slot.shard, ordering: .sequentiallyConsistent)
-            if awakeHomeWorkers[group].load(ordering: .sequentiallyConsistent) == 0 { drainHeld(group: group) }
-        }
         // Outside the lock: this may be the task's last reference.
         _ = consume released
-    }
-
-    /// Releases every finished task held in the shards of group `group` (called by its home worker).
-    func drainHeld(group: Int) {
-        for shard in group * shardsPerGroup..<(group + 1) * shardsPerGroup { drainHeld(shard: shard) }
-    }
-
-    /// A home worker of `group` is about to sleep, or stops for good: counts it as parked, then drains the
-    /// group (in that order: see "Who drains" in the file comment).
-    func homeWorkerParks(group: Int) {
-        // Sequentially consistent: the handshake with `finish`.
-        awakeHomeWorkers[group].subtract(1, ordering: .sequentiallyConsistent)
-        drainHeld(group: group)
-    }
-
-    /// A home worker of `group` woke up.
-    func homeWorkerWakes(group: Int) {
-        // Sequentially consistent: the handshake with `finish`.
-        awakeHomeWorkers[group].add(1, ordering: .sequentiallyConsistent)
-    }
-
-    private func drainHeld(shard: Int) {
-        // Skip shards that held nothing since their last drain (locking every shard on every park showed up
-        // in spawn_many_remote_idle). The bit is cleared before the drain and set after each hold's append,
-        // so a hold this drain misses leaves its bit set for the next one. Sequentially consistent: the
-        // handshake with `finish` (file comment).
-        let bit = UInt32(1) << UInt32(shard)
-        if heldShards.load(ordering: .sequentiallyConsistent) & bit == 0 { return }
-        heldShards.bitwiseAnd(~bit, ordering: .sequentiallyConsistent)
-        // In batches through a stack buffer: the releases must happen outside the lock (a task's result may
-        // have a deinit that spawns), and a heap array per drain would be an allocation per maintenance.
-        let batch = 32
-        withUnsafeTemporaryAllocation(of: ErasedTask.self, capacity: batch) { buffer in
-            while true {
-                let taken = shards[shard].withLock { s -> Int in
-                    var n = 0
-                    while n < batch, let index = s.heldList.popLast() ?? s.heldForDrainList.popLast() {
-                        let i = Int(index)
-                        if let task = s.slots[i].task.take() {
-                            (buffer.baseAddress! + n).initialize(to: task)
-                            n += 1
-                        }
-                        s.slots[i].state = .free
-                        s.freeList.append(index)
-                    }
-                    return n
-                }
-                if taken == 0 { return }
-                // Outside the lock: these are usually the tasks' last references.
-                buffer.baseAddress!.deinitialize(count: taken)
-                if taken < batch { return }
-            }
-        }
+        return goesHome
     }
 
     /// Whether the task of `slot` has finished.
