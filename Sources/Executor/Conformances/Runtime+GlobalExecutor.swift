@@ -66,7 +66,7 @@ enum GlobalExecutorInstallation {
         let slot = symbol.assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
         if kyoto_pointer_cas(slot, nil, unsafeBitCast(hook, to: UnsafeMutableRawPointer.self)) {
             #if compiler(>=6.3)
-            InstalledExecutorFactory.install(runtime)
+            InstalledExecutorFactory.install()
             #endif
             // Plain tasks are not held by the registry: return stolen ones home (HomeReturns.swift).
             // Relaxed: a performance choice; a worker that reads the old value just frees where it is.
@@ -126,16 +126,16 @@ extension Runtime {
 /// variables, which is why ``Runtime/installAsGlobalExecutor()`` must be called before other concurrent
 /// work reads them (its documentation says so). The main executor is read first and stored back unchanged.
 private enum InstalledExecutorFactory: ExecutorFactory {
-    // Written once, by the thread that won the hook's compare-and-swap, before `_createExecutors` reads them.
+    // Written once, by the thread that won the hook's compare-and-swap, before `_createExecutors` reads it.
     nonisolated(unsafe) private static var main: (any MainExecutor)?
-    nonisolated(unsafe) private static var runtime: Runtime?
 
     static var mainExecutor: any MainExecutor { main! }
-    static var defaultExecutor: any TaskExecutor { runtime! }
+    /// The installed runtime (published by the compare-and-swap in `GlobalExecutorInstallation.install`).
+    static var defaultExecutor: any TaskExecutor { GlobalExecutorInstallation.installedRuntime! }
 
-    static func install(_ installed: Runtime) {
+    /// Called by the installer after it won the hook, so `installedRuntime` is set.
+    static func install() {
         main = MainActor.executor
-        runtime = installed
         GlobalExecutorInstallation.savePreviousDefault(Task.defaultExecutor)
         _createExecutors(factory: InstalledExecutorFactory.self)
     }

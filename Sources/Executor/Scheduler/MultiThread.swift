@@ -42,7 +42,7 @@ final class MultiThreadScheduler: Sendable {
         idle = Idle(workerCount: workerCount)
         liveWorkers = Atomic(workerCount)
         var workers: [Worker] = []
-        for i in 0..<workerCount { workers.append(Worker(index: i, shared: shared, workerCount: workerCount)) }
+        for i in 0..<workerCount { workers.append(Worker(index: i, shared: shared)) }
         self.workers = workers
         for worker in workers { worker.scheduler = self }
     }
@@ -217,8 +217,6 @@ final class Worker: @unchecked Sendable {
     /// (read on every job, so it is kept in this worker's own state rather than loaded from the shared
     /// object).
     private var returnsStolenTasksHome = false
-    /// Number of workers in the scheduler (for the range check in `runJob`).
-    private let workerCount: Int
     private var tick: UInt32 = 0
     private var rng: UInt32
     private var globalQueueInterval: UInt32
@@ -234,9 +232,8 @@ final class Worker: @unchecked Sendable {
     private static let tuningTargetNanos = 200_000.0
     private static let ewmaAlpha = 0.1
 
-    init(index: Int, shared: Shared, workerCount: Int) {
+    init(index: Int, shared: Shared) {
         self.index = index
-        self.workerCount = workerCount
         self.shared = shared
         injectRef = .passUnretained(shared.inject)
         let config = shared.configuration
@@ -382,12 +379,9 @@ final class Worker: @unchecked Sendable {
         // the run, then hand it to that worker. Jobs of the LIFO chain below were scheduled by this worker.
         // `enqueuedBy` is written only while returns are on, so a job queued before they were turned on may
         // carry a stale value, or another executor's bytes: the range check keeps that harmless.
-        var home = 0
-        var returnsHome = false
-        if returnsStolenTasksHome {
-            home = Int(bitPattern: job.enqueuedBy)
-            returnsHome = home > 0 && home != index + 1 && home <= workerCount && job.isStandaloneTask
-        }
+        let home = returnsStolenTasksHome ? Int(bitPattern: job.enqueuedBy) : 0
+        let returnsHome = home > 0 && home != index + 1 && job.isStandaloneTask
+            && home <= withScheduler { $0.workers.count }
         let task = Unmanaged<AnyObject>.fromOpaque(job.raw)
         if returnsHome { _ = task.retain() }
         shared.run(job, context: context, resetBudget: true)
