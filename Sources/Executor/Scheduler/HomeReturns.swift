@@ -79,7 +79,9 @@ final class HomeReturns: @unchecked Sendable {
 
     /// Hands a retained task reference to the home worker. Consumes the reference. `releasableAnywhere`: its
     /// release runs no user code (see the file comment). At most `limit` references wait; beyond that the
-    /// caller's thread releases it.
+    /// caller's thread releases it. If the home worker sleeps, the caller drains every lane itself, user code
+    /// included, so callers deposit only where no other code's frames are on the stack: a worker between
+    /// jobs (`Worker.runJob`), or a spawned task's own epilogue after its body (`Runtime._finishTask`).
     func deposit(_ task: Unmanaged<AnyObject>, releasableAnywhere: Bool = false, limit: Int = HomeReturns.capacity) {
         let bits = UInt(bitPattern: task.toOpaque())
         let accepted = pending.withLock { p -> Bool in
