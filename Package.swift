@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "pipeline-demo", targets: ["PipelineDemo"]),
         .executable(name: "blocking-demo", targets: ["BlockingDemo"]),
         .executable(name: "localset-demo", targets: ["LocalSetDemo"]),
+        .executable(name: "main-actor-demo", targets: ["MainActorDemo"]),
     ],
     targets: [
         .target(
@@ -34,6 +35,9 @@ let package = Package(
         .executableTarget(name: "PipelineDemo", dependencies: ["Kyoto"], path: "Examples/PipelineDemo"),
         .executableTarget(name: "BlockingDemo", dependencies: ["Kyoto"], path: "Examples/BlockingDemo"),
         .executableTarget(name: "LocalSetDemo", dependencies: ["Kyoto"], path: "Examples/LocalSetDemo"),
+        .executableTarget(name: "MainActorDemo", dependencies: ["Kyoto"], path: "Examples/MainActorDemo"),
+        // A synchronous main for the `runMain` tests (a test process has an async main).
+        .executableTarget(name: "RunMainHost", dependencies: ["KyotoExecutor"], path: "Tests/RunMainHost"),
         .testTarget(name: "KyotoExecutorTests", dependencies: ["KyotoExecutor", "CKyoto"]),
         .testTarget(name: "KyotoSyncTests", dependencies: ["KyotoSync", "KyotoExecutor"]),
         .testTarget(name: "KyotoChannelsTests", dependencies: ["KyotoChannels", "KyotoSync", "KyotoExecutor"]),

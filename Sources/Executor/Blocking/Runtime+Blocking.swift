@@ -88,7 +88,8 @@ public func spawnBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> 
 ///
 /// After `body` returns, the calling task continues on this thread until it next suspends; the thread
 /// then stops being a worker. Outside a runtime thread (or on a blocking-pool thread) `body` simply runs.
-/// Traps on a current-thread runtime, whose only thread cannot be handed off, and inside a LocalSet.
+/// Traps on a current-thread runtime, whose only thread cannot be handed off, inside a LocalSet, and on the
+/// main thread under `runMain`.
 public func blockInPlace<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
     if let context = ThreadContext.current {
         switch context.role {
@@ -103,6 +104,10 @@ public func blockInPlace<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T 
         case .localSet:
             fatalError(
                 "BUG DETECTED: blockInPlace called inside a LocalSet, whose tasks are pinned to this thread; "
+                    + "use spawnBlocking instead")
+        case .mainThread:
+            fatalError(
+                "BUG DETECTED: blockInPlace called on the main thread, which runs the MainActor under runMain; "
                     + "use spawnBlocking instead")
         case .blocking, .blockInPlace, .drain:
             break

@@ -46,7 +46,9 @@ enum GlobalExecutorInstallation {
         return Unmanaged<Runtime>.fromOpaque(p).takeUnretainedValue()
     }
 
-    static func install(_ runtime: Runtime) -> Bool {
+    /// Installs `runtime` (see `Runtime.installAsGlobalExecutor`). `mainExecutor`, from `runMain`, replaces
+    /// the MainActor's executor; nil keeps it.
+    static func install(_ runtime: Runtime, mainExecutor: MainThreadExecutor? = nil) -> Bool {
         guard let process = dlopen(nil, RTLD_NOW), let symbol = dlsym(process, "swift_task_enqueueGlobal_hook") else {
             return false
         }
@@ -66,7 +68,7 @@ enum GlobalExecutorInstallation {
         let slot = symbol.assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
         if kyoto_pointer_cas(slot, nil, unsafeBitCast(hook, to: UnsafeMutableRawPointer.self)) {
             #if compiler(>=6.3)
-            InstalledExecutorFactory.install()
+            InstalledExecutorFactory.install(mainExecutor: mainExecutor)
             #endif
             // Plain tasks are not held by the registry: return stolen ones home (HomeReturns.swift).
             // Relaxed: a performance choice; a worker that reads the old value just frees where it is.
@@ -96,7 +98,8 @@ extension Runtime {
     /// The runtime also becomes Swift's default executor (`globalConcurrentExecutor`), so `Task.yield`
     /// and `Task.sleep` of plain tasks are served by it too (timers fire on Kyoto's timer queue).
     /// Once installed, ``spawn(name:priority:_:)`` and ``blockOn(_:)`` create tasks without an executor
-    /// preference, so Swift keeps its direct actor switching. `MainActor` is not moved.
+    /// preference, so Swift keeps its direct actor switching. `MainActor` is not moved: to run it on the
+    /// main thread under Kyoto, start the program with ``runMain(_:)`` from a synchronous `main` instead.
     ///
     /// Call it at start-up, before other threads run Swift Concurrency work: Swift stores its default
     /// executor in a plain variable, so replacing it while another thread reads it is a data race.
@@ -111,7 +114,8 @@ extension Runtime {
 
 #if compiler(>=6.3)
 /// Makes the installed runtime Swift's *default executor* too (`Task.defaultExecutor`,
-/// `globalConcurrentExecutor`), keeping the main executor as it was.
+/// `globalConcurrentExecutor`), keeping the main executor as it was (`installAsGlobalExecutor`) or making
+/// it the main-thread loop of `runMain` (Runtime+Main.swift).
 ///
 /// Why: with the hook alone, Swift's default executor stays Dispatch's, and tasks without an executor
 /// preference keep treating it as theirs. Measured on Swift 6.3.1, per round of "start a plain task that
@@ -134,8 +138,8 @@ private enum InstalledExecutorFactory: ExecutorFactory {
     static var defaultExecutor: any TaskExecutor { GlobalExecutorInstallation.installedRuntime! }
 
     /// Called by the installer after it won the hook, so `installedRuntime` is set.
-    static func install() {
-        main = MainActor.executor
+    static func install(mainExecutor: MainThreadExecutor?) {
+        main = mainExecutor ?? MainActor.executor
         GlobalExecutorInstallation.savePreviousDefault(Task.defaultExecutor)
         _createExecutors(factory: InstalledExecutorFactory.self)
     }

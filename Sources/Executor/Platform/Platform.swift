@@ -68,6 +68,9 @@ enum Platform {
     /// The kernel thread id of the calling thread.
     static func currentThreadID() -> Int64 { kyoto_gettid() }
 
+    /// Whether the calling thread is the process's main thread (its thread id is the process id).
+    static var isProcessMainThread: Bool { kyoto_gettid() == Int64(getpid()) }
+
     /// Starts a joinable OS thread running `body`. Traps if the OS refuses (out of threads is not
     /// something a runtime can recover from at this point).
     static func spawnThread(name: String? = nil, stackSize: Int?, _ body: @escaping @Sendable () -> Void) -> OSThread {

@@ -142,6 +142,8 @@ final class ThreadContext {
         case drain
         /// A thread running a LocalSet's jobs (the `blockOn` thread of a multi-thread runtime).
         case localSet
+        /// The process's main thread running the MainActor's jobs under `Runtime.runMain`.
+        case mainThread
     }
 
     unowned(unsafe) let shared: Shared
@@ -191,8 +193,9 @@ final class ThreadContext {
     }
 
 
-    /// Whether blocking this thread would stall the runtime's scheduler (a worker or current-thread driver).
-    var runsScheduler: Bool { role == .worker || role == .currentThreadDriver }
+    /// Whether blocking this thread on the runtime would stall it: a worker, a current-thread driver, or the
+    /// main thread running the MainActor under `runMain` (work it waits for may need the MainActor).
+    var runsScheduler: Bool { role == .worker || role == .currentThreadDriver || role == .mainThread }
 
     /// Resumes the task deferred during the job that just returned, if any. The resumption enqueues the task
     /// on this thread, which `Worker.scheduleLocal` sees through `isResumingDeferred` and treats as a yield.
