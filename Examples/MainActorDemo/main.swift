@@ -3,7 +3,7 @@
 //   swift run -c release main-actor-demo
 //
 // `runMain` is Tokio's `#[tokio::main]`: the runtime becomes Swift's global executor and the main thread
-// becomes the MainActor's executor. A MainActor-isolated `Dashboard` (an ordinary class, not Sendable) is
+// becomes the MainActor's executor; when the body returns, the runtime is shut down. A MainActor-isolated `Dashboard` (an ordinary class, not Sendable) is
 // updated from the main actor while the work it reports on runs on Kyoto's workers: a task group, a `spawn`,
 // a default actor and a `Task.sleep`. Every step prints the thread it ran on and checks it; the process
 // exits with status 1 if a check fails (the test suite runs this program and reads its output).
@@ -26,6 +26,8 @@ func threadName() -> String {
 }
 
 nonisolated(unsafe) var failures = 0
+/// Set on the MainActor by the heartbeat task when shutdown cancels it.
+@MainActor var heartbeatStopped = false
 
 /// Prints one step and whether its check held.
 func report(_ step: String, _ ok: Bool) {
@@ -102,6 +104,17 @@ struct MainActorDemo {
             let (_, actorOnWorker) = await tally.add(total)
             report("default actor method ran on a worker", actorOnWorker)
 
+            // A heartbeat that runs until the runtime shuts down; when runMain's body returns, runMain
+            // cancels it, and it reports its last beat through the MainActor while runMain waits for it.
+            spawn {
+                var beats = 0
+                while !Task.isCancelled {
+                    beats += 1
+                    try? await Task.sleep(for: .milliseconds(2))
+                }
+                await MainActor.run { heartbeatStopped = beats > 0 }
+            }
+
             // Sleeping on the MainActor: the timer is Kyoto's, the wake-up comes back to the main thread.
             try? await Task.sleep(for: .milliseconds(20))
             report("after Task.sleep, back on the main thread (\(threadName()))", onMainThread())
@@ -109,7 +122,8 @@ struct MainActorDemo {
             return total == (0..<8_000).reduce(0, +) ? 42 : 0
         }
         report("runMain returned \(answer)", answer == 42)
-        runtime.shutdown(timeout: .seconds(5))
+        report("runMain shut the runtime down", runtime.isShutDown)
+        report("the heartbeat task was cancelled and unwound through the MainActor", heartbeatStopped)
         print(failures == 0 ? "main-actor-demo: all checks passed" : "main-actor-demo: \(failures) checks failed")
         exit(failures == 0 ? 0 : 1)
     }

@@ -73,6 +73,8 @@ struct RunMainTests {
             "ok   spawn from the MainActor ran on a worker", "ok   Task.detached from the MainActor ran on a worker",
             "ok   Task {} from the MainActor stayed on the main thread", "ok   default actor method ran on a worker",
             "ok   after Task.sleep, back on the main thread", "ok   runMain returned 42",
+            "ok   runMain shut the runtime down",
+            "ok   the heartbeat task was cancelled and unwound through the MainActor",
         ] {
             #expect(run.stdout.contains(step), "missing: \(step)")
         }
@@ -92,15 +94,34 @@ struct RunMainTests {
         #expect(run.stdout.contains("error 7"))
     }
 
+    @Test("when the body returns, runMain cancels the tasks left and serves the MainActor while they unwind")
+    func shutsDownServingMainActor() throws {
+        let run = try #require(runPackageProgram("RunMainHost", ["unwind"]))
+        #expect(run.status == 0, "stderr:\n\(run.stderr)")
+        // Without the MainActor served during shutdown the task cannot unwind: runMain would wait out its
+        // 60-second timeout and the flag would stay false.
+        #expect(run.stdout.contains("unwound true within timeout true"), "stdout:\n\(run.stdout)")
+    }
+
+    @Test("stop() on the MainActor's loop does not cut runMain short")
+    func stopDoesNotEndRunMain() throws {
+        let run = try #require(runPackageProgram("RunMainHost", ["stop"]))
+        #expect(run.status == 0, "stderr:\n\(run.stderr)")
+        #expect(run.stdout.contains("value 5"))
+    }
+
     @Test(
         "misuse under runMain traps naming the mistake",
         .enabled(if: exitTestsEnabled, "trap tests are skipped under sanitizers"),
         arguments: [
-            ("blockOn", "blockOn called from inside a Kyoto runtime thread"),
+            ("blockOn", "blockOn called on the main thread while it runs the MainActor under runMain"),
             ("blockInPlace", "blockInPlace called on the main thread, which runs the MainActor under runMain"),
-            ("shutdown", "shutdown(timeout:) called from a Kyoto runtime thread would wait for itself"),
+            ("shutdown", "shutdown(timeout:) called on the main thread while it runs the MainActor under runMain"),
             ("twice", "runMain called while a global executor is already installed"),
+            ("again", "runMain called on a Kyoto runtime that has been shut down"),
             ("installed", "runMain called while a global executor is already installed"),
+            ("reentrant", "the MainActor's run loop was started from inside a MainActor job"),
+            ("afterReturn", "blockOn called on a Kyoto runtime that has been shut down"),
         ])
     func misuseTraps(mode: String, message: String) throws {
         let run = try #require(runPackageProgram("RunMainHost", [mode]))

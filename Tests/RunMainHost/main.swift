@@ -1,17 +1,29 @@
-// run-main-host: a synchronous main that calls `Runtime.runMain` in the way its first argument names, for
+// RunMainHost: a synchronous main that calls `Runtime.runMain` in the way its first argument names, for
 // the test suite (RunMainTests.swift): `runMain` must be called from a synchronous main on the process's
 // main thread, which a test process (an async main) cannot offer.
 //
-// Modes: `value` (prints the body's value), `throws` (prints the rethrown error), and misuses that must trap
-// naming the mistake: `blockOn`, `blockInPlace` and `shutdown` from the MainActor, `twice` (a second
-// runMain), `installed` (runMain after installAsGlobalExecutor), and `assumeOffMain` (a worker claiming the
-// MainActor with `MainActor.assumeIsolated`, which Swift must refuse).
+// Modes: `value` (prints the body's value), `throws` (prints the rethrown error), `unwind` (a task still
+// running when the body returns is cancelled and unwinds through the MainActor), `stop` (a stop() of the
+// MainActor's loop does not cut runMain short), and misuses that must trap naming the mistake: `blockOn`,
+// `blockInPlace` and `shutdown` from the MainActor, `twice` (a second runMain, on another runtime),
+// `again` (a second runMain on the same, shut-down runtime), `installed` (runMain after
+// installAsGlobalExecutor), `reentrant` (running the MainActor's loop inside a MainActor job),
+// `afterReturn` (blockOn once runMain has shut the runtime down), and `assumeOffMain` (a worker claiming
+// the MainActor with `MainActor.assumeIsolated`, which Swift must refuse).
 
+@_spi(ExperimentalCustomExecutors) import _Concurrency
 import KyotoExecutor
 
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// MainActor-isolated flags of the `unwind` mode.
+@MainActor
+final class Flag: Sendable {
+    var beats = 0
+    var unwound = false
+}
 
 struct HostError: Error, Equatable {
     let code: Int
@@ -52,11 +64,42 @@ struct RunMainHost {
             _ = runtime.runMain { runtime.shutdown(timeout: .seconds(1)) }
         case "twice":
             _ = runtime.runMain { 1 }
+            _ = Runtime.multiThread(workers: 1).runMain { 2 }
+        case "again":
+            _ = runtime.runMain { 1 }
             _ = runtime.runMain { 2 }
         case "assumeOffMain":
             runtime.runMain {
                 await Task.detached { assumeMainActor() }.value
             }
+        case "unwind":
+            // A task still running when the body returns: runMain cancels it and waits while it unwinds
+            // through the MainActor, without waiting out the timeout.
+            let start = ContinuousClock.now
+            let unwound = runtime.runMain(shutdownTimeout: .seconds(60)) { () async -> Flag in
+                let flag = Flag()
+                spawn {
+                    while !Task.isCancelled { await MainActor.run { flag.beats += 1 } }
+                    await MainActor.run { flag.unwound = true }
+                }
+                while flag.beats < 3 { await Task.yield() }
+                return flag
+            }
+            let elapsed = ContinuousClock.now - start
+            print("unwound \(MainActor.assumeIsolated { unwound.unwound }) within timeout \(elapsed < .seconds(30))")
+        case "stop":
+            // stop() does not end runMain's loop early: the body finishes and its value comes back.
+            let v = runtime.runMain { () async -> Int in
+                MainActor.executor.stop()
+                await Task.yield()
+                return 5
+            }
+            print("value \(v)")
+        case "reentrant":
+            runtime.runMain { try? MainActor.executor.run() }
+        case "afterReturn":
+            _ = runtime.runMain { 1 }
+            _ = runtime.blockOn { 2 }
         case "installed":
             _ = Runtime.multiThread(workers: 1).installAsGlobalExecutor()
             _ = runtime.runMain { 1 }

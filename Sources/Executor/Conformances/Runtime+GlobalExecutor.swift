@@ -9,8 +9,9 @@
 // Assumptions (as SwiftNIO's takeover makes them; verified on Swift 6.3.1 Linux, see
 // shared/reference/swift-executors.md §2a): the hook's type is
 // `(Job *, original) -> void` with the Swift calling convention, which a `@convention(thin)` Swift
-// function matches; a thin function value is one code pointer. MainActor stays on the main queue.
-// The winner also becomes Swift's default executor (`InstalledExecutorFactory` below).
+// function matches; a thin function value is one code pointer. The winner also becomes Swift's default
+// executor (`InstalledExecutorFactory` below). MainActor stays on the main queue, except under
+// `Runtime.runMain` (Runtime+Main.swift), which makes the process's main thread its executor.
 //
 // An installed runtime is retained for the rest of the process (the hook cannot be taken back safely
 // while jobs may be in flight).
@@ -128,7 +129,8 @@ extension Runtime {
 ///
 /// Swift's `_createExecutors(factory:)` (SPI in 6.3) stores the factory's two executors in plain static
 /// variables, which is why ``Runtime/installAsGlobalExecutor()`` must be called before other concurrent
-/// work reads them (its documentation says so). The main executor is read first and stored back unchanged.
+/// work reads them (its documentation says so). The main executor is read first and stored back unchanged,
+/// except under `runMain`, which stores the main thread's loop instead.
 private enum InstalledExecutorFactory: ExecutorFactory {
     // Written once, by the thread that won the hook's compare-and-swap, before `_createExecutors` reads it.
     nonisolated(unsafe) private static var main: (any MainExecutor)?

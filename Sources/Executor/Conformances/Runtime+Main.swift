@@ -8,12 +8,18 @@
 // (verified: the program hangs; shared reference, swift-executors.md §2b). In an `async main`,
 // `installAsGlobalExecutor()` keeps the main executor and swaps only the default one.
 //
-// The loop (`MainThreadExecutor.runUntil`) runs on the main thread only. Races considered: a job enqueued
-// (from any thread) while the loop decides to park: the enqueuer pushes under the queue lock and then
-// unparks the loop's `Parker`, whose `notified` state makes the next `park` return at once, and the loop
-// looks at the queue again after every park, so no job is stranded. The body's completion is recorded on
-// the main thread (the body is MainActor-isolated), after which the loop, which checks the condition after
-// every job, returns.
+// When the body finishes, runMain shuts the runtime down as leaving `#[tokio::main]` drops Tokio's runtime:
+// it cancels the tasks still running and waits for them while the main thread keeps running MainActor jobs
+// (a task unwinding may need the MainActor). Once runMain returns nothing runs MainActor jobs any more.
+//
+// The loop (`MainThreadExecutor.drive`) runs on the main thread only. Races considered:
+// - A job enqueued (from any thread) while the loop decides to park: the enqueuer pushes under the queue
+//   lock and then unparks the loop's `Parker`, whose `notified` state makes the next `park` return at once,
+//   and the loop looks at the queue again after every park, so no job is stranded.
+// - The body's completion is recorded on the main thread (the body is MainActor-isolated); the loop checks
+//   its condition after every job.
+// - Termination during the shutdown wait: `Shared.markTerminated` stores `terminated` and then unparks the
+//   registered `terminationWaker` (this loop's parker); the loop re-checks `terminated` after every wake-up.
 
 import CKyoto
 import Synchronization
@@ -30,56 +36,56 @@ import Glibc
 extension Runtime {
     /// Runs `body` as the program's main task, Tokio's `#[tokio::main]` for a synchronous `main`: installs
     /// this runtime as Swift's global executor (as ``installAsGlobalExecutor()`` does), makes the calling
-    /// thread (the process's main thread) the `MainActor`'s executor, runs `body` on the main actor and
-    /// returns its value (or rethrows its error) once it finishes.
+    /// thread (the process's main thread) the `MainActor`'s executor, and runs `body` on the main actor.
+    /// When `body` finishes, shuts the runtime down, as leaving `#[tokio::main]` drops Tokio's runtime:
+    /// cancels the tasks still running and waits up to `shutdownTimeout` for them to unwind, running the
+    /// MainActor jobs they need meanwhile. Then returns `body`'s value (or rethrows its error).
     ///
     /// ```swift
     /// @main struct Server {
     ///     static func main() throws {
-    ///         let runtime = Runtime.multiThread()
-    ///         try runtime.runMain { try await serve() }   // @MainActor: runs on this thread
-    ///         runtime.shutdown(timeout: .seconds(5))
+    ///         try Runtime.multiThread().runMain { try await serve() }   // @MainActor: runs on this thread
     ///     }
     /// }
     /// ```
     ///
     /// While `body` runs, `@MainActor` code runs on the main thread (`MainActor.assertIsolated()` holds
     /// there), and plain tasks, task groups, default actors and ``spawn(name:priority:_:)`` run on the
-    /// workers. `Runtime.current` is this runtime on the main thread too; blocking calls that would stall the
-    /// MainActor (``blockOn(_:)``, ``shutdown(timeout:)``, ``blockInPlace(_:)``) trap there. When `body`
-    /// returns, so does `runMain`: MainActor jobs enqueued afterwards wait, since nobody runs them.
+    /// workers. `Runtime.current` is this runtime on the main thread too; calls that would block the MainActor
+    /// on the runtime (``blockOn(_:)``, ``shutdown(timeout:)``, ``blockInPlace(_:)``) trap there. Once
+    /// `runMain` returns, nothing runs MainActor jobs any more: return from `main`. The main thread runs
+    /// Kyoto's loop, not Dispatch's, so `DispatchQueue.main` is not drained: use the MainActor.
     ///
-    /// Call it first thing in a synchronous `main`, before any task is created: Swift picks its main
-    /// executor once. Traps, naming the mistake, when called from async code (an `async main`: use
-    /// ``installAsGlobalExecutor()`` there), on a current-thread runtime, when a global executor is already
-    /// installed (by another runtime, a library, or an earlier `runMain`), or off the main thread.
-    public func runMain<T: Sendable, E: Error>(_ body: sending @escaping @MainActor () async throws(E) -> T) throws(E) -> T {
+    /// Call it first thing in a synchronous `main`, before anything creates a task: Swift picks its main
+    /// executor once, and a MainActor task created earlier waits on Dispatch's main queue forever. Traps,
+    /// naming the mistake, when called from async code (in an `async main`, use
+    /// ``installAsGlobalExecutor()``), on a current-thread runtime, on a runtime that has been shut down, when
+    /// a global executor is already installed (by another runtime, a library, an earlier `runMain` or
+    /// ``installAsGlobalExecutor()``), or off the main thread.
+    public func runMain<T: Sendable, E: Error>(
+        shutdownTimeout: Duration = .seconds(10), _ body: sending @escaping @MainActor () async throws(E) -> T
+    ) throws(E) -> T {
         kyotoPrecondition(
             withUnsafeCurrentTask { $0 == nil },
             "BUG DETECTED: runMain called from async code; call it first thing in a synchronous main "
                 + "(in an async main, use installAsGlobalExecutor instead)")
-        var isMultiThread: Bool {
-            if case .multiThread = scheduler { return true }
-            return false
+        guard case .multiThread(let multiThread) = scheduler else {
+            fatalError(
+                "BUG DETECTED: runMain needs a multi-thread runtime: the main thread runs the MainActor, so it "
+                    + "cannot also drive a current-thread runtime")
         }
         kyotoPrecondition(
-            isMultiThread,
-            "BUG DETECTED: runMain needs a multi-thread runtime: the main thread runs the MainActor, so it cannot "
-                + "also drive a current-thread runtime")
-        kyotoPrecondition(
             !shared.isClosed, "BUG DETECTED: runMain called on a Kyoto runtime that has been shut down")
-        kyotoPrecondition(
-            GlobalExecutorInstallation.installedRuntime == nil,
-            "BUG DETECTED: runMain called while a global executor is already installed (another runtime, a "
-                + "library, or an earlier runMain); call it once, first thing in main")
+        let installedMessage =
+            "BUG DETECTED: runMain called while a global executor is already installed (by another runtime, a "
+            + "library, an earlier runMain or installAsGlobalExecutor); call runMain once, first thing in main"
+        kyotoPrecondition(GlobalExecutorInstallation.installedRuntime == nil, installedMessage)
         kyotoPrecondition(
             Platform.isProcessMainThread,
             "BUG DETECTED: runMain called off the process's main thread; call it first thing in a synchronous main")
         let mainExecutor = MainThreadExecutor(shared: shared)
-        kyotoPrecondition(
-            GlobalExecutorInstallation.install(self, mainExecutor: mainExecutor),
-            "BUG DETECTED: runMain called while a global executor is already installed (another runtime, a "
-                + "library, or an earlier runMain); call it once, first thing in main")
+        kyotoPrecondition(GlobalExecutorInstallation.install(self, mainExecutor: mainExecutor), installedMessage)
+
         let completion = MainCompletion<T, E>()
         Task { @MainActor in
             let result: Result<T, E>
@@ -90,8 +96,21 @@ extension Runtime {
             }
             completion.complete(result)
         }
-        mainExecutor.runUntil { completion.isDone }
-        return try completion.take().get()
+        mainExecutor.drive(until: { completion.isDone })
+        let result = completion.take()
+
+        // Shut down while still serving the MainActor: the tasks being cancelled may need it to unwind.
+        let deadline = Platform.monotonicNanos() &+ UInt64(max(0, shutdownTimeout.nanoseconds))
+        shared.terminationWaker.withLock { $0 = mainExecutor.parker }
+        beginShutdown()
+        blockingPool.shutdown()
+        // Sequentially consistent: pairs with the store in `Shared.markTerminated`.
+        mainExecutor.drive(until: { shared.terminated.load(ordering: .sequentiallyConsistent) }, deadline: deadline)
+        multiThread.detachThreads()
+        // Running blocking jobs cannot be interrupted: wait for them with what is left of the timeout.
+        let now = Platform.monotonicNanos()
+        _ = blockingPool.drained.wait(timeout: now >= deadline ? .zero : .nanoseconds(Int64(deadline - now)))
+        return try result.get()
     }
 }
 
@@ -107,10 +126,13 @@ private final class MainCompletion<T: Sendable, E: Error>: Sendable {
 
 /// The MainActor's executor under `runMain`: a FIFO of jobs that the process's main thread runs.
 final class MainThreadExecutor: MainExecutor, @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): `jobs` lives in a CheckedMutex, `stopRequested` is atomic, `parker` is
-    // thread-safe and `context` is used only by the main thread (inside `runUntil`).
+    // SAFETY (@unchecked Sendable): `jobs` lives in a CheckedMutex, `running` and `stopRequested` are
+    // atomic, `parker` is thread-safe and `context` is used only by the main thread (inside `drive`).
     private let jobs = CheckedMutex(JobDeque())
-    private let parker = Parker()
+    /// The main thread parks here when it has no job; enqueues, `stop()` and termination unpark it.
+    let parker = Parker()
+    /// Whether a loop is running (main thread only writes it).
+    private let running = Atomic<Bool>(false)
     private let stopRequested = Atomic<Bool>(false)
     private let context: ThreadContext
 
@@ -127,34 +149,58 @@ final class MainThreadExecutor: MainExecutor, @unchecked Sendable {
 
     /// Runs MainActor jobs on the calling thread, which must be the process's main thread, until `stop()`.
     func run() throws {
-        runUntil { false }
+        drive(until: { false }, stoppable: true)
+    }
+
+    /// Runs MainActor jobs on the main thread until `condition` holds or `stop()` is called.
+    func runUntil(_ condition: () -> Bool) throws {
+        drive(until: condition, stoppable: true)
+    }
+
+    /// Makes a running `run()` or `runUntil(_:)` return after the job it is running; with no loop running,
+    /// does nothing. The loop of `runMain` cannot be stopped: it ends when its body does.
+    func stop() {
+        // Relaxed: a loop starting concurrently may miss this stop, which is as if it came first.
+        guard running.load(ordering: .relaxed) else { return }
+        // Releasing: pairs with the acquiring exchange in `drive`.
+        stopRequested.store(true, ordering: .releasing)
+        parker.unpark()
     }
 
     /// Runs MainActor jobs on the main thread until `condition` holds (checked after every job and every
-    /// wake-up) or `stop()` is called.
-    func runUntil(_ condition: () -> Bool) {
+    /// wake-up), the monotonic `deadline` (nanoseconds) passes, or, if `stoppable`, `stop()` is called.
+    /// Returns whether `condition` held.
+    @discardableResult
+    func drive(until condition: () -> Bool, deadline: UInt64? = nil, stoppable: Bool = false) -> Bool {
         kyotoPrecondition(
             Platform.isProcessMainThread,
             "BUG DETECTED: the MainActor's run loop was started off the process's main thread")
-        ThreadContext.with(context) {
-            while !condition() {
+        // Relaxed: only the main thread writes `running`.
+        kyotoPrecondition(
+            !running.exchange(true, ordering: .relaxed),
+            "BUG DETECTED: the MainActor's run loop was started from inside a MainActor job")
+        // Releasing: pairs with the acquiring exchange below (a stop aimed at an earlier loop is dropped).
+        stopRequested.store(false, ordering: .releasing)
+        defer { running.store(false, ordering: .relaxed) }
+        return ThreadContext.with(context) { () -> Bool in
+            while true {
+                if condition() { return true }
+                // Acquiring: pairs with the releasing store in `stop`.
+                if stoppable && stopRequested.exchange(false, ordering: .acquiring) { return false }
                 if let job = jobs.withLock({ $0.popFront() }) {
                     context.budget = initialBudget
                     job.unownedJob.runSynchronously(on: asUnownedSerialExecutor())
                     continue
                 }
-                // Acquiring: pairs with the releasing store in `stop`.
-                if stopRequested.exchange(false, ordering: .acquiring) { return }
-                parker.park()
+                if let deadline {
+                    let now = Platform.monotonicNanos()
+                    if now >= deadline { return condition() }
+                    _ = parker.park(timeoutNanos: deadline - now)
+                } else {
+                    _ = parker.park()
+                }
             }
         }
-    }
-
-    /// Makes a running `run()` or `runUntil(_:)` return after the job it is running.
-    func stop() {
-        // Releasing: pairs with the acquiring exchange in `runUntil`.
-        stopRequested.store(true, ordering: .releasing)
-        parker.unpark()
     }
 
     func isIsolatingCurrentContext() -> Bool? {

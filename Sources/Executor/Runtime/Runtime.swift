@@ -151,7 +151,10 @@ public final class Runtime: TaskExecutor, Sendable {
     public func blockOn<T: Sendable, E: Error>(_ body: sending @escaping () async throws(E) -> T) throws(E) -> T {
         kyotoPrecondition(
             !(ThreadContext.current?.runsScheduler ?? false),
-            "BUG DETECTED: blockOn called from inside a Kyoto runtime thread; await the work instead")
+            ThreadContext.current?.role == .mainThread
+                ? "BUG DETECTED: blockOn called on the main thread while it runs the MainActor under runMain; "
+                    + "await the work instead"
+                : "BUG DETECTED: blockOn called from inside a Kyoto runtime thread; await the work instead")
         kyotoPrecondition(
             !shared.isClosed, "BUG DETECTED: blockOn called on a Kyoto runtime that has been shut down")
         let completion = BlockOnCompletion<T, E>()
@@ -297,7 +300,7 @@ public final class Runtime: TaskExecutor, Sendable {
 
     // MARK: Shutdown
 
-    private func beginShutdown() {
+    func beginShutdown() {
         // Sequentially consistent: pairs with the load in `TaskRegistry.link` (see TaskRegistry.swift).
         shared.closed.store(true, ordering: .sequentiallyConsistent)
         shared.registry.cancelAll()
@@ -313,8 +316,12 @@ public final class Runtime: TaskExecutor, Sendable {
     public func shutdown(timeout: Duration) -> Bool {
         kyotoPrecondition(
             !(ThreadContext.current?.runsScheduler ?? false),
-            "BUG DETECTED: shutdown(timeout:) called from a Kyoto runtime thread would wait for itself; "
-                + "use shutdownBackground()")
+            ThreadContext.current?.role == .mainThread
+                ? "BUG DETECTED: shutdown(timeout:) called on the main thread while it runs the MainActor under "
+                    + "runMain; return from runMain's body (runMain then shuts the runtime down) or use "
+                    + "shutdownBackground()"
+                : "BUG DETECTED: shutdown(timeout:) called from a Kyoto runtime thread would wait for itself; "
+                    + "use shutdownBackground()")
         let deadline = Platform.monotonicNanos() &+ UInt64(max(0, timeout.nanoseconds))
         beginShutdown()
         blockingPool.shutdown()

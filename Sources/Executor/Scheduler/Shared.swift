@@ -47,6 +47,9 @@ final class Shared: @unchecked Sendable {
     /// (HomeReturns.swift). Set when the runtime is installed as the global executor (tests set it too).
     let returnsStolenTasksHome = Atomic<Bool>(false)
     let terminatedEvent = OneShotEvent()
+    /// A parker to unpark once the runtime has terminated, besides `terminatedEvent`: the main thread's,
+    /// when `runMain` waits for termination while it keeps running MainActor jobs (Runtime+Main.swift).
+    let terminationWaker = CheckedMutex<Parker?>(nil)
 
     init(configuration: Runtime.Configuration, workers: Int) {
         self.configuration = configuration
@@ -89,6 +92,7 @@ final class Shared: @unchecked Sendable {
         // Nobody will fire pending timers any more: run their wake-up jobs now (the tasks they belong to
         // were cancelled by shutdown or belong to code outside the runtime's tasks).
         terminatedEvent.set()
+        terminationWaker.withLock { $0 }?.unpark()
         if !inject.isEmpty || timers.nextDeadline != nil { ensureDrainer() }
     }
 
