@@ -103,6 +103,16 @@ struct RunMainTests {
         #expect(run.stdout.contains("unwound true within timeout true"), "stdout:\n\(run.stdout)")
     }
 
+    @Test("no lost wake-up: 8 x 10,000 hops from the workers to the MainActor all arrive (main loop parking races)")
+    func hopsToMainActorAllArrive() throws {
+        // Fewer under the sanitizer, which is about ten times slower.
+        let hops = Int(10_000 * stressScale())
+        let run = try #require(runPackageProgram("RunMainHost", ["hops", "\(max(hops, 100))"]))
+        #expect(run.status == 0, "stderr:\n\(run.stderr)")
+        let expected = 8 * max(hops, 100)
+        #expect(run.stdout.contains("hops \(expected) of \(expected)"), "stdout:\n\(run.stdout)")
+    }
+
     @Test("stop() on the MainActor's loop does not cut runMain short")
     func stopDoesNotEndRunMain() throws {
         let run = try #require(runPackageProgram("RunMainHost", ["stop"]))

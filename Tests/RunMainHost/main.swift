@@ -3,8 +3,9 @@
 // main thread, which a test process (an async main) cannot offer.
 //
 // Modes: `value` (prints the body's value), `throws` (prints the rethrown error), `unwind` (a task still
-// running when the body returns is cancelled and unwinds through the MainActor), `stop` (a stop() of the
-// MainActor's loop does not cut runMain short), and misuses that must trap naming the mistake: `blockOn`,
+// running when the body returns is cancelled and unwinds through the MainActor), `hops` (workers hop to the
+// MainActor many times, racing with the main loop's parking), `stop` (a stop() of the MainActor's loop does
+// not cut runMain short), and misuses that must trap naming the mistake: `blockOn`,
 // `blockInPlace` and `shutdown` from the MainActor, `twice` (a second runMain, on another runtime),
 // `again` (a second runMain on the same, shut-down runtime), `installed` (runMain after
 // installAsGlobalExecutor), `reentrant` (running the MainActor's loop inside a MainActor job),
@@ -87,6 +88,27 @@ struct RunMainHost {
             }
             let elapsed = ContinuousClock.now - start
             print("unwound \(MainActor.assumeIsolated { unwound.unwound }) within timeout \(elapsed < .seconds(30))")
+        case "hops":
+            // Enqueues to the main loop from the workers racing with its parking: every hop must arrive.
+            let tasks = 8
+            let hopsPerTask = Int(CommandLine.arguments.dropFirst(2).first ?? "") ?? 2_000
+            let total = runtime.runMain { () async -> Int in
+                let counter = Flag()
+                await withTaskGroup(of: Void.self) { group in
+                    for _ in 0..<tasks {
+                        group.addTask {
+                            for _ in 0..<hopsPerTask {
+                                await MainActor.run {
+                                    MainActor.assertIsolated()
+                                    counter.beats += 1
+                                }
+                            }
+                        }
+                    }
+                }
+                return counter.beats
+            }
+            print("hops \(total) of \(tasks * hopsPerTask)")
         case "stop":
             // stop() does not end runMain's loop early: the body finishes and its value comes back.
             let v = runtime.runMain { () async -> Int in
