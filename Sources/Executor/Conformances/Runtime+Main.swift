@@ -117,7 +117,7 @@ extension Runtime {
 /// The result of `runMain`'s body. Written and read on the main thread only (the body is MainActor-isolated
 /// and the loop runs there); the mutex makes that cheap to rely on.
 private final class MainCompletion<T: Sendable, E: Error>: Sendable {
-    private let result = Mutex<Result<T, E>?>(nil)
+    private let result = CheckedMutex<Result<T, E>?>(nil)
 
     func complete(_ value: Result<T, E>) { result.withLock { $0 = value } }
     var isDone: Bool { result.withLock { $0 != nil } }
