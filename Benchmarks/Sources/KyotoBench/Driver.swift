@@ -18,14 +18,22 @@ func runDriver(_ config: RunConfig, suites: Set<Suite>, passThrough: [String], j
     // behind; and the runs are interleaved by workload, so the runtimes being compared meet the same stretch
     // of a shared machine's load. The order of the runtimes alternates between workloads and rounds.
     var selected: [(Suite, String)] = []
-    for (suite, names) in [(Suite.runtime, workloadNames), (.sync, syncWorkloadNames), (.channels, channelWorkloadNames)]
+    for (suite, names) in [
+        (Suite.runtime, workloadNames), (.sync, syncWorkloadNames), (.channels, channelWorkloadNames),
+        (.mainActor, mainActorWorkloadNames),
+    ]
     where suites.contains(suite) {
         for name in names where config.includes(name) { selected.append((suite, name)) }
     }
     for round in 0..<rounds {
         roundsResults.append([])
         for (index, (suite, workload)) in selected.enumerated() {
-            var modes: [Mode] = suite == .runtime ? [.kyotoPref, .swiftDefault, .kyotoGlobal, .nio] : [.kyotoPref, .swiftDefault]
+            var modes: [Mode]
+            switch suite {
+            case .runtime: modes = [.kyotoPref, .swiftDefault, .kyotoGlobal, .nio]
+            case .sync, .channels: modes = [.kyotoPref, .swiftDefault]
+            case .mainActor: modes = [.kyotoMain, .defaultMain]
+            }
             if (round + index) % 2 == 1 { modes.reverse() }
             for mode in modes {
                 for r in runChild(mode, passThrough + ["--suite", suite.rawValue, "--only", workload]) { collect(r) }
@@ -41,7 +49,7 @@ func runDriver(_ config: RunConfig, suites: Set<Suite>, passThrough: [String], j
 
     let seconds = Double(monotonicNanos() - started) / 1e9
     if !jsonOnly {
-        if results.contains(where: { $0.impl == nil }) {
+        if results.contains(where: { $0.impl == nil && workloadNames.contains($0.workload) }) {
             print("")
             print(markdownTable(results, config: config))
             print("")
@@ -56,6 +64,10 @@ func runDriver(_ config: RunConfig, suites: Set<Suite>, passThrough: [String], j
                 print("")
                 print(table)
             }
+        }
+        if let table = mainActorTable(results, config: config) {
+            print("")
+            print(table)
         }
         if let table = acceptanceTable(results) {
             print("")

@@ -118,20 +118,26 @@ func measure(
     samples.reserveCapacity(config.iterations)
     for _ in 0..<config.iterations { samples.append(iteration()) }
     let after = counters?()
-
-    let perOp = samples.map { Double($0.nanos) / Double(ops) }.sorted()
-    let n = perOp.count
-    let median = medianOfSorted(perOp)
-    let allocs = samples.reduce(0) { $0 + $1.allocs }
-    var result = BenchResult(
-        runtime: runtime, workload: workload, ns_per_op: median, ops: ops, iters: n, workers: workers,
-        allocs_per_op: Double(allocs) / Double(ops * n), min_ns_per_op: perOp.first!, max_ns_per_op: perOp.last!,
-        parks: nil, steals: nil, impl: impl)
+    var result = summarize(runtime: runtime, workload: workload, ops: ops, workers: workers, samples: samples, impl: impl)
     if let before, let after {
-        result.parks = Double(after.parks &- before.parks) / Double(n)
-        result.steals = Double(after.steals &- before.steals) / Double(n)
+        let n = Double(samples.count)
+        result.parks = Double(after.parks &- before.parks) / n
+        result.steals = Double(after.steals &- before.steals) / n
     }
     return result
+}
+
+/// Reduces timed samples: median ns/op, its range, and allocations per op over all of them.
+func summarize(
+    runtime: String, workload: String, ops: Int, workers: Int, samples: [Sample], impl: String? = nil
+) -> BenchResult {
+    let perOp = samples.map { Double($0.nanos) / Double(ops) }.sorted()
+    let n = perOp.count
+    let allocs = samples.reduce(0) { $0 + $1.allocs }
+    return BenchResult(
+        runtime: runtime, workload: workload, ns_per_op: medianOfSorted(perOp), ops: ops, iters: n,
+        workers: workers, allocs_per_op: Double(allocs) / Double(ops * n), min_ns_per_op: perOp.first!,
+        max_ns_per_op: perOp.last!, parks: nil, steals: nil, impl: impl)
 }
 
 /// Checks that the interposed allocator really sees Swift's allocations: a fresh Array buffer must count.

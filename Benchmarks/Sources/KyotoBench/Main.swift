@@ -3,13 +3,15 @@
 //
 //   kyoto-bench                 driver: every mode, then the combined table (the global-executor modes run
 //                               in child processes of this same binary, since the hook is process-global)
-//   kyoto-bench --mode M        one mode only: kyoto-pref | swift-default | kyoto-global | nio
+//   kyoto-bench --mode M        one mode only: kyoto-pref | swift-default | kyoto-global | nio (runtime, sync and
+//                               channel suites) or kyoto-main | default-main (the main-actor suite)
 //   --quick                     1 warm-up, 3 timed iterations (smoke run)
 //   --iters N / --warmups N     override the iteration counts (defaults: 2 warm-ups, 15 timed)
 //   --only a,b                  only these workloads
-//   --suite runtime|sync|channels|all   which suites (default all; comma-separated list allowed). The sync and
-//                               channel suites run in the driver process on Kyoto (preference mode) and on
-//                               Swift's default executor; the global-executor modes run the runtime suite only
+//   --suite runtime|sync|channels|main-actor|all   which suites (default all; comma-separated list allowed).
+//                               The sync and channel suites run on Kyoto (preference mode) and on Swift's
+//                               default executor; the global-executor modes run the runtime suite only; the
+//                               main-actor suite runs under runMain and under Swift's default main queue
 //   --impl a,b                  sync/channel suites: only these implementations (kyoto, actor-lock,
 //                               actor-semaphore, sync-mutex, async-channel, async-stream, continuation)
 //   --kyoto-on-default          diagnostic: also run Kyoto's sync/channel primitives on Swift's default executor
@@ -102,6 +104,8 @@ struct KyotoBench {
         case .swiftDefault?: runSwiftDefault(config, suites: suites, emit)
         case .kyotoGlobal?: runKyotoGlobal(config, suites: suites, emit)
         case .nio?: runNIO(config, suites: suites, emit)
+        case .kyotoMain?: runKyotoMain(config, emit)
+        case .defaultMain?: runDefaultMain(config)
         case nil: runDriver(config, suites: suites, passThrough: passThrough, jsonOnly: jsonOnly, rounds: rounds)
         }
     }
@@ -110,11 +114,12 @@ struct KyotoBench {
         if let error { FileHandle.standardError.write("kyoto-bench: \(error)\n".data(using: .utf8)!) }
         print(
             """
-            usage: kyoto-bench [--mode all|kyoto-pref|swift-default|kyoto-global|nio] [--quick]
-                               [--iters N] [--warmups N] [--only w1,w2] [--suite runtime|sync|channels|all] [--impl i1,i2] [--kyoto-on-default] [--json] [--rounds N]
+            usage: kyoto-bench [--mode all|kyoto-pref|swift-default|kyoto-global|nio|kyoto-main|default-main] [--quick]
+                               [--iters N] [--warmups N] [--only w1,w2] [--suite runtime|sync|channels|main-actor|all] [--impl i1,i2] [--kyoto-on-default] [--json] [--rounds N]
             runtime workloads: \(workloadNames.joined(separator: ", "))
             sync workloads: \(syncWorkloadNames.joined(separator: ", "))
             channel workloads: \(channelWorkloadNames.joined(separator: ", "))
+            main-actor workloads: \(mainActorWorkloadNames.joined(separator: ", "))
             """)
         exit(error == nil ? 0 : 2)
     }

@@ -11,8 +11,11 @@ enum Mode: String, CaseIterable {
     case kyotoGlobal = "kyoto-global"
     case swiftDefault = "swift-default"
     case nio = "nio"
+    /// The MainActor suite: Kyoto's `runMain`, and Swift's default with the main thread in `dispatchMain()`.
+    case kyotoMain = "kyoto-main"
+    case defaultMain = "default-main"
 
-    var ownProcess: Bool { self == .kyotoGlobal || self == .nio }
+    var ownProcess: Bool { self != .kyotoPref && self != .swiftDefault }
 }
 
 let benchWorkers = 2

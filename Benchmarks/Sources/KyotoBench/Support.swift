@@ -139,6 +139,8 @@ enum Size {
     static let yieldTasks = 200
     static let yieldsPerTask = 1_000
     static let pingPongRounds = 1_000
+    /// MainActor suite (Kyoto's own, not in WORKLOADS.md): calls per iteration (each costs two thread wake-ups).
+    static let mainActorCalls = 10_000
     static let chainDepth = 1_000
     static let actorCalls = 100_000
 }

@@ -8,6 +8,7 @@ enum Suite: String, CaseIterable {
     case runtime
     case sync
     case channels
+    case mainActor = "main-actor"
 }
 
 /// One (workload, implementation) pair. Kyoto's own primitives (`impl == "kyoto"`) run on Kyoto only; the

@@ -184,4 +184,4 @@ let channelWorkloadNames = [
 ]
 
 /// Every workload name `--only` accepts.
-let allWorkloadNames = workloadNames + syncWorkloadNames + channelWorkloadNames
+let allWorkloadNames = workloadNames + syncWorkloadNames + channelWorkloadNames + mainActorWorkloadNames
