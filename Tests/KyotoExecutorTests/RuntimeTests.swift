@@ -252,6 +252,39 @@ struct RuntimeTests {
         #expect(parks.current >= 1)
     }
 
+    @Test(
+        "a task spawned from the onThreadPark hook runs: the thread does not go to sleep on it (Tokio #8212)",
+        arguments: bothFlavors)
+    func spawnFromParkHook(_ flavor: Runtime.Configuration.Flavor) async throws {
+        let armed = ParkHookArm()
+        let ran = Signal()
+        let bodyDone = Signal()
+        var c = Runtime.Configuration(flavor: flavor)
+        c.workerThreads = 1
+        // Relaxed: the flag only selects one park; the spawn itself is what the test waits for.
+        c.onThreadPark = { if armed.take() { spawn { ran.fire() } } }
+        let r = Runtime(c)
+        // blockOn on a thread of its own: if the spawned task is stranded, the body never returns, and the
+        // test must still end (at its deadline). The two sleeps park and wake the thread first, so no
+        // wake-up left over from starting the body can rescue a stranded task by luck.
+        let thread = Platform.spawnThread(stackSize: nil) {
+            r.blockOn {
+                try? await Task.sleep(for: .milliseconds(20))
+                try? await Task.sleep(for: .milliseconds(20))
+                armed.arm()
+                // Nothing else runs now: the thread parks, the hook spawns, and only that task fires `ran`.
+                await ran.wait()
+            }
+            bodyDone.fire()
+        }
+        let spawnedRan = await ran.wait(seconds: 20)
+        #expect(spawnedRan, "the task spawned by the park hook did not run within 20 s")
+        guard spawnedRan else { return }  // the blockOn thread is stuck for good: leave it
+        #expect(await bodyDone.wait(seconds: 20), "blockOn did not return within 20 s")
+        thread.join()
+        #expect(r.shutdown(timeout: .seconds(5)))
+    }
+
     @Test("globalQueueInterval 1 runs tasks to completion")
     func globalQueueIntervalOne() throws {
         var c = Runtime.Configuration()
@@ -541,4 +574,12 @@ final class DeinitProbe: Sendable {
 
 final class FlagBox: Sendable {
     let flag = Atomic<Bool>(false)
+}
+
+/// Selects one park of `spawnFromParkHook`.
+private final class ParkHookArm: Sendable {
+    private let flag = Atomic<Bool>(false)
+    // Relaxed: the flag only selects a park; what the test waits for is the spawned task itself.
+    func arm() { flag.store(true, ordering: .relaxed) }
+    func take() -> Bool { flag.exchange(false, ordering: .relaxed) }
 }

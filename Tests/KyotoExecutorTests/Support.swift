@@ -48,6 +48,17 @@ final class Signal: Sendable {
 
     var isSet: Bool { state.withLock { $0.set } }
 
+    /// Waits until the flag is set or `seconds` pass, and returns whether it was set. Unlike `withDeadline`
+    /// around `wait()` (a task group, which waits for its uncancellable child), this returns at the deadline;
+    /// the waiter left behind stays on the signal, harmless in a test that then fails.
+    func wait(seconds: Int) async -> Bool {
+        await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+            let resumeOnce = ResumeOnce(c)
+            Task { await self.wait(); resumeOnce.resume(true) }
+            Task { try? await Task.sleep(for: .seconds(seconds)); resumeOnce.resume(false) }
+        }
+    }
+
     func wait() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let ready = state.withLock { s -> Bool in
@@ -57,6 +68,17 @@ final class Signal: Sendable {
             }
             if ready { c.resume() }
         }
+    }
+}
+
+/// Resumes a continuation with the first value offered.
+private final class ResumeOnce: Sendable {
+    private let continuation: CheckedMutex<CheckedContinuation<Bool, Never>?>
+
+    init(_ c: CheckedContinuation<Bool, Never>) { continuation = CheckedMutex(c) }
+
+    func resume(_ value: Bool) {
+        continuation.withLock { $0.take() }?.resume(returning: value)
     }
 }
 

@@ -129,6 +129,12 @@ final class CurrentThreadScheduler: @unchecked Sendable {
                 }
                 if ran == 0 {
                     shared.configuration.onThreadPark?()
+                    // The hook is user code: work it scheduled (a spawn lands in `local` without waking
+                    // anyone, as this thread is the driver) must run now, not after a wake-up that never comes.
+                    if local.count > 0 || !shared.inject.isEmpty {
+                        shared.configuration.onThreadUnpark?()
+                        continue
+                    }
                     stats.parks.add()
                     parker.park(timeoutNanos: timeUntilNextTimer())
                     stats.unparks.add()

@@ -478,6 +478,15 @@ final class Worker: @unchecked Sendable {
         if isLastSearcher { scheduler.notifyIfWorkPending() }
         accountBusyTime()
         shared.configuration.onThreadPark?()
+        // The hook is user code too: a task it spawned sits in this worker's LIFO slot, which nobody else can
+        // take. Leave the sleeper list (unless a notifier already took us off it and counted us as
+        // searching) and run it.
+        if hasLocalWork {
+            isSearching = !scheduler.idle.unparkWorker(index)
+            shared.configuration.onThreadUnpark?()
+            busyStart = Platform.monotonicNanos()
+            return
+        }
         stats.parks.add()
         var isDriver = false
         while true {
