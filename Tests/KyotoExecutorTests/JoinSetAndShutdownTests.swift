@@ -112,6 +112,53 @@ struct ShutdownTests {
         #expect(r.metrics.aliveTasks == 0)
     }
 
+    @Test("shutdown frees what a sleeping task holds (its locals are released as it unwinds)", arguments: bothFlavors)
+    func shutdownFreesTaskResources(_ flavor: Runtime.Configuration.Flavor) async throws {
+        let r = makeRuntime(flavor)
+        let started = Signal()
+        let freed = Signal()
+        r.blockOn {
+            _ = spawn { () async throws -> Void in
+                let resource = DeinitProbe { freed.fire() }
+                started.fire()
+                try await Task.sleep(for: .seconds(60))
+                withExtendedLifetime(resource) {}
+            }
+            await started.wait()
+        }
+        #expect(!freed.isSet)
+        #expect(r.shutdown(timeout: .seconds(10)))
+        #expect(await freed.wait(seconds: 10), "the task's resource was not freed after shutdown")
+    }
+
+    @Test("a JoinSet bound to one runtime, joined from another, reports its task cancelled by the first's shutdown")
+    func joinSetAcrossRuntimes() async throws {
+        let a = Runtime.multiThread(workers: 1)
+        let b = Runtime.multiThread(workers: 1)
+        let set = JoinSet<Int>(runtime: a)
+        let started = Signal()
+        set.spawn { () async throws -> Int in
+            started.fire()
+            try await Task.sleep(for: .seconds(60))
+            return 1
+        }
+        #expect(await started.wait(seconds: 30))
+        #expect(a.shutdown(timeout: .seconds(10)))
+        let outcome = try await withDeadline(30, "joining on the other runtime") {
+            b.blockOn { () async -> String in
+                switch await set.nextResult() {
+                case .failure(let error as JoinError) where error == .cancelled: return "cancelled"
+                case .failure(let error): return "error \(error)"
+                case .success(let v): return "value \(v)"
+                case nil: return "empty"
+                }
+            }
+        }
+        #expect(outcome == "cancelled")
+        #expect(set.isEmpty)
+        #expect(b.shutdown(timeout: .seconds(10)))
+    }
+
     @Test("a task spawned after shutdown resolves cancelled without running")
     func spawnAfterShutdown() async {
         let r = Runtime.multiThread(workers: 2)

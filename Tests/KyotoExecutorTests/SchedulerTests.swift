@@ -436,6 +436,37 @@ struct SchedulerTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test(
+        "a task that never suspends for long does not starve timers (yields, or budget spent in a loop)",
+        arguments: bothFlavors, [false, true])
+    func busyLoopDoesNotStarveTimers(_ flavor: Runtime.Configuration.Flavor, spendsBudget: Bool) throws {
+        let r = makeRuntime(flavor, workers: 1)
+        let fired = FlagBox()
+        let (sawTimer, yieldsAfterDeadline) = try r.blockOn { () async throws -> (Bool, Int) in
+            _ = spawn {
+                try? await Task.sleep(for: .milliseconds(1))
+                fired.flag.store(true, ordering: .sequentiallyConsistent)
+            }
+            let deadline = Platform.monotonicNanos() + 1_000_000
+            let giveUp = Platform.monotonicNanos() + 5_000_000_000
+            var afterDeadline = 0
+            // The only thread of this runtime stays busy in this loop; the sleeper's timer must still fire.
+            while !fired.flag.load(ordering: .sequentiallyConsistent) {
+                if Platform.monotonicNanos() > giveUp { return (false, afterDeadline) }
+                if spendsBudget {
+                    for _ in 0..<128 { await consumeBudget() }
+                } else {
+                    await yieldNow()
+                }
+                if Platform.monotonicNanos() > deadline { afterDeadline += 1 }
+            }
+            return (true, afterDeadline)
+        }
+        #expect(sawTimer, "a 1 ms timer did not fire within 5 s of a busy loop")
+        print("timer fired after \(yieldsAfterDeadline) loop turns past its deadline")
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("Task.sleep resumes on the runtime", arguments: bothFlavors)
     func sleepResumesOnRuntime(_ flavor: Runtime.Configuration.Flavor) throws {
         let r = makeRuntime(flavor)
