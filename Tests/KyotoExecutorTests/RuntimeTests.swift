@@ -167,13 +167,43 @@ struct RuntimeTests {
     @Test("dropping a JoinHandle detaches the task: it still runs to completion", arguments: bothFlavors)
     func dropDetaches(_ flavor: Runtime.Configuration.Flavor) async throws {
         let r = makeRuntime(flavor)
+        let gate = Signal()
         let done = Signal()
-        r.blockOn {
-            _ = spawn { done.fire() }
-            await done.wait()
+        let bodyReturned = Signal()
+        let cancelled = FlagBox()
+        // blockOn on a thread of its own (a current-thread runtime runs only while someone is inside
+        // blockOn), so that this test can wait with a deadline.
+        let thread = Platform.spawnThread(stackSize: nil) {
+            r.blockOn {
+                // The handle is dropped at once, while the task still waits on the gate.
+                _ = spawn {
+                    await gate.wait()
+                    if Task.isCancelled { cancelled.flag.store(true, ordering: .relaxed) }
+                    done.fire()
+                }
+                gate.fire()
+                await done.wait()
+            }
+            bodyReturned.fire()
         }
-        #expect(done.isSet)
+        let finished = await done.wait(seconds: 30)
+        #expect(finished, "the detached task did not finish within 30 s")
+        guard finished else { return }  // the blockOn thread is stuck for good: leave it
+        #expect(await bodyReturned.wait(seconds: 30))
+        thread.join()
+        let wasCancelled = cancelled.flag.load(ordering: .relaxed)
+        #expect(!wasCancelled, "dropping the handle cancelled the task")
         r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("yieldNow outside a runtime just returns; shutdownBackground from inside a task does not trap")
+    func yieldNowOutsideAndShutdownBackgroundInside() async {
+        await yieldNow()
+        let r = Runtime.multiThread(workers: 2)
+        r.blockOn { r.shutdownBackground() }
+        #expect(r.isShutDown)
+        // The workers still finish and exit.
+        #expect(r.shared.terminatedEvent.wait(timeout: .seconds(10)))
     }
 
     @Test("current-thread: spawned tasks do not progress outside blockOn")

@@ -50,7 +50,9 @@ final class Signal: Sendable {
 
     /// Waits until the flag is set or `seconds` pass, and returns whether it was set. Unlike `withDeadline`
     /// around `wait()` (a task group, which waits for its uncancellable child), this returns at the deadline;
-    /// the waiter left behind stays on the signal, harmless in a test that then fails.
+    /// the waiter left behind stays on the signal, harmless in a test that then fails. Its two helper tasks
+    /// run on Swift's default executor: do not call it where that executor's threads are blocked (inside a
+    /// `blockOn` made from a test, which holds one of its threads).
     func wait(seconds: Int) async -> Bool {
         await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
             let resumeOnce = ResumeOnce(c)
