@@ -48,6 +48,26 @@ struct MisuseTests {
         #expect(stderrText(result).contains("workerThreads must be greater than 0"))
     }
 
+    @Test("zero threadStackSize traps naming the field")
+    func zeroStackSize() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            var c = Runtime.Configuration()
+            c.threadStackSize = 0
+            _ = Runtime(c)
+        }
+        #expect(stderrText(result).contains("threadStackSize must be greater than 0"))
+    }
+
+    @Test("negative blockingKeepAlive traps naming the field")
+    func negativeKeepAlive() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            var c = Runtime.Configuration()
+            c.blockingKeepAlive = .seconds(-1)
+            _ = Runtime(c)
+        }
+        #expect(stderrText(result).contains("blockingKeepAlive must not be negative"))
+    }
+
     @Test("zero globalQueueInterval traps naming the field")
     func zeroGlobalQueueInterval() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
