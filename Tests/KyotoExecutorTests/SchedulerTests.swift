@@ -194,14 +194,14 @@ struct SchedulerTests {
     }
 
     @Test("a task starting an endless spawn chain neither starves a yielding task nor blocks shutdown")
-    func endlessChainDoesNotStarve() throws {
+    func endlessChainDoesNotStarve() async throws {
         let r = Runtime.multiThread(workers: 1)
         let stop = FlagBox()
         @Sendable func link() {
             if stop.flag.load(ordering: .relaxed) { return }
             _ = spawn { link() }
         }
-        let finished = try r.blockOn { () async throws -> Bool in
+        let finished = await blockOnThread(r, "a yielding task beside an endless spawn chain") { () async throws -> Bool in
             _ = spawn { link() }
             let other = spawn { () async -> Bool in
                 for _ in 0..<5 { await Task.yield() }
@@ -209,7 +209,7 @@ struct SchedulerTests {
             }
             return try await other.value
         }
-        #expect(finished)
+        #expect(finished == true)
         // The chain is still going: shutdown must end it (a task spawned after shutdown began never runs its
         // body, so the chain has no next link).
         #expect(r.shutdown(timeout: .seconds(10)))
@@ -217,10 +217,11 @@ struct SchedulerTests {
     }
 
     @Test("ping-pong pairs saturating the worker do not starve a newly spawned yielding task")
-    func pingPongSaturation() throws {
+    func pingPongSaturation() async throws {
         let r = Runtime.multiThread(workers: 1)
         let stop = FlagBox()
-        let done = try r.blockOn { () async throws -> Bool in
+        defer { stop.flag.store(true, ordering: .relaxed) }  // let the pairs wind down if the test failed
+        let done = await blockOnThread(r, "a yielding task among saturating ping-pong pairs") { () async throws -> Bool in
             for _ in 0..<20 {
                 let a = Mailbox(), b = Mailbox()
                 _ = spawn {
@@ -246,7 +247,7 @@ struct SchedulerTests {
             stop.flag.store(true, ordering: .relaxed)
             return ok
         }
-        #expect(done)
+        #expect(done == true)
         r.shutdown(timeout: .seconds(10))
     }
 
@@ -359,10 +360,11 @@ struct SchedulerTests {
     }
 
     @Test("a task yielding in a loop does not starve other tasks", arguments: bothFlavors)
-    func yieldingLoopDoesNotStarve(_ flavor: Runtime.Configuration.Flavor) throws {
+    func yieldingLoopDoesNotStarve(_ flavor: Runtime.Configuration.Flavor) async throws {
         let r = makeRuntime(flavor, workers: 1)
         let stop = FlagBox()
-        let ok = try r.blockOn { () async throws -> Bool in
+        defer { stop.flag.store(true, ordering: .relaxed) }  // let the spinner end if the test failed
+        let ok = await blockOnThread(r, "a task beside a yielding loop") { () async throws -> Bool in
             let spinner = spawn {
                 while !stop.flag.load(ordering: .relaxed) { await Task.yield() }
             }
@@ -379,7 +381,7 @@ struct SchedulerTests {
             try await spinner.value
             return v
         }
-        #expect(ok)
+        #expect(ok == true)
         r.shutdown(timeout: .seconds(5))
     }
 

@@ -32,6 +32,44 @@ func withDeadline<T: Sendable>(
 
 struct DeadlineExceeded: Error {}
 
+/// Runs `runtime.blockOn(body)` on a thread of its own and waits up to `seconds` for it to return. Records an
+/// issue and returns nil if it does not (the thread is left blocked: the test has failed), so a test whose
+/// failure mode is a hang fails at its deadline instead of stalling the whole run.
+func blockOnThread<T: Sendable>(
+    _ runtime: Runtime, seconds: Int = 60, _ what: String, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: sending @escaping () async throws -> T
+) async -> T? {
+    let result = CheckedMutex<Result<T, any Error>?>(nil)
+    let returned = Signal()
+    let body = UnsafeSendableBox(body)
+    let thread = Platform.spawnThread(stackSize: nil) {
+        let r = Result { try runtime.blockOn(body.take()) }
+        result.withLock { $0 = r }
+        returned.fire()
+    }
+    guard await returned.wait(seconds: seconds) else {
+        Issue.record("\(what): blockOn did not return within \(seconds) s", sourceLocation: sourceLocation)
+        thread.detach()
+        return nil
+    }
+    thread.join()
+    switch result.withLock({ $0.take() }) {
+    case .success(let value)?: return value
+    case .failure(let error)?:
+        Issue.record("\(what): \(error)", sourceLocation: sourceLocation)
+        return nil
+    case nil: return nil
+    }
+}
+
+/// Hands a `sending` closure to the one thread that runs it.
+private final class UnsafeSendableBox<T>: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): `value` is taken exactly once, by the thread it was handed to.
+    private var value: T?
+    init(_ value: sending T) { self.value = value }
+    func take() -> T { defer { value = nil }; return value! }
+}
+
 /// A flag that can be waited for from async code with a deadline, set from anywhere.
 final class Signal: Sendable {
     private let state = CheckedMutex<(set: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
