@@ -169,28 +169,21 @@ struct RuntimeTests {
         let r = makeRuntime(flavor)
         let gate = Signal()
         let done = Signal()
-        let bodyReturned = Signal()
         let cancelled = FlagBox()
         // blockOn on a thread of its own (a current-thread runtime runs only while someone is inside
-        // blockOn), so that this test can wait with a deadline.
-        let thread = Platform.spawnThread(stackSize: nil) {
-            r.blockOn {
-                // The handle is dropped at once, while the task still waits on the gate.
-                _ = spawn {
-                    await gate.wait()
-                    if Task.isCancelled { cancelled.flag.store(true, ordering: .relaxed) }
-                    done.fire()
-                }
-                gate.fire()
-                await done.wait()
+        // blockOn), so that a task that never finishes fails the test at the deadline.
+        let finished = await blockOnThread(r, seconds: 30, "the detached task") { () async -> Bool in
+            // The handle is dropped at once, while the task still waits on the gate.
+            _ = spawn {
+                await gate.wait()
+                if Task.isCancelled { cancelled.flag.store(true, ordering: .relaxed) }
+                done.fire()
             }
-            bodyReturned.fire()
+            gate.fire()
+            await done.wait()
+            return true
         }
-        let finished = await done.wait(seconds: 30)
-        #expect(finished, "the detached task did not finish within 30 s")
-        guard finished else { return }  // the blockOn thread is stuck for good: leave it
-        #expect(await bodyReturned.wait(seconds: 30))
-        thread.join()
+        #expect(finished == true)
         let wasCancelled = cancelled.flag.load(ordering: .relaxed)
         #expect(!wasCancelled, "dropping the handle cancelled the task")
         r.shutdown(timeout: .seconds(5))
@@ -288,7 +281,6 @@ struct RuntimeTests {
     func spawnFromParkHook(_ flavor: Runtime.Configuration.Flavor) async throws {
         let armed = ParkHookArm()
         let ran = Signal()
-        let bodyDone = Signal()
         var c = Runtime.Configuration(flavor: flavor)
         c.workerThreads = 1
         // Relaxed: the flag only selects one park; the spawn itself is what the test waits for.
@@ -297,21 +289,16 @@ struct RuntimeTests {
         // blockOn on a thread of its own: if the spawned task is stranded, the body never returns, and the
         // test must still end (at its deadline). The two sleeps park and wake the thread first, so no
         // wake-up left over from starting the body can rescue a stranded task by luck.
-        let thread = Platform.spawnThread(stackSize: nil) {
-            r.blockOn {
-                try? await Task.sleep(for: .milliseconds(20))
-                try? await Task.sleep(for: .milliseconds(20))
-                armed.arm()
-                // Nothing else runs now: the thread parks, the hook spawns, and only that task fires `ran`.
-                await ran.wait()
-            }
-            bodyDone.fire()
+        let returned = await blockOnThread(r, seconds: 20, "the task spawned by the park hook") { () async -> Bool in
+            try? await Task.sleep(for: .milliseconds(20))
+            try? await Task.sleep(for: .milliseconds(20))
+            armed.arm()
+            // Nothing else runs now: the thread parks, the hook spawns, and only that task fires `ran`.
+            await ran.wait()
+            return true
         }
-        let spawnedRan = await ran.wait(seconds: 20)
-        #expect(spawnedRan, "the task spawned by the park hook did not run within 20 s")
-        guard spawnedRan else { return }  // the blockOn thread is stuck for good: leave it
-        #expect(await bodyDone.wait(seconds: 20), "blockOn did not return within 20 s")
-        thread.join()
+        #expect(returned == true)
+        guard returned == true else { return }  // the blockOn thread is stuck for good: leave the runtime
         #expect(r.shutdown(timeout: .seconds(5)))
     }
 
