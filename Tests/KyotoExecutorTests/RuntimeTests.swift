@@ -302,6 +302,22 @@ struct RuntimeTests {
         #expect(r.shutdown(timeout: .seconds(5)))
     }
 
+    @Test("onThreadStart and onThreadStop also run on blocking-pool threads")
+    func threadHooksOnBlockingThreads() throws {
+        let starts = TestCounter()
+        let stops = TestCounter()
+        var c = Runtime.Configuration()
+        c.workerThreads = 1
+        c.onThreadStart = { starts.increment() }
+        c.onThreadStop = { stops.increment() }
+        let r = Runtime(c)
+        let onBlockingThread = try r.blockOn { try await spawnBlocking { currentThreadName() }.value }
+        #expect(onBlockingThread.hasPrefix("kyoto-blocking-"))
+        #expect(starts.current == 2)  // the worker and the blocking thread
+        #expect(r.shutdown(timeout: .seconds(10)))
+        #expect(stops.current == 2)
+    }
+
     @Test("globalQueueInterval 1 runs tasks to completion")
     func globalQueueIntervalOne() throws {
         var c = Runtime.Configuration()
