@@ -109,6 +109,38 @@ struct MisuseTests {
     }
 }
 
+@Suite("Idle process", .enabled(if: exitTestsEnabled, "exit tests are skipped under sanitizers"))
+struct IdleProcessTests {
+    @Test("a process whose runtime has nothing to do uses under 1% of a core (process CPU time over 1 s)")
+    func idleProcessCPU() async {
+        // In a child process of its own, so the other suites' work does not count: the whole process's CPU
+        // time (getrusage) while a 2-worker runtime that has run some work sits idle for one second. The
+        // one-second wait is the measurement window, not a synchronisation.
+        let result = await #expect(processExitsWith: .success, observing: [\.standardOutputContent]) {
+            let r = Runtime.multiThread(workers: 2)
+            _ = try? r.blockOn { () async throws -> Int in
+                var hs: [JoinHandle<Int>] = []
+                for i in 0..<1000 { hs.append(spawn { i }) }
+                var sum = 0
+                for h in hs { sum += try await h.value }
+                return sum
+            }
+            func cpuMicros() -> Int {
+                var usage = rusage()
+                getrusage(RUSAGE_SELF.rawValue, &usage)
+                return (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000
+                    + Int(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec)
+            }
+            let before = cpuMicros()
+            usleep(1_000_000)
+            let used = cpuMicros() - before
+            print("idle process CPU: \(used) µs in 1 s")
+            exit(used < 10_000 ? 0 : 1)
+        }
+        print(String(decoding: result?.standardOutputContent ?? [], as: UTF8.self))
+    }
+}
+
 @Suite("Global executor installation", .enabled(if: exitTestsEnabled, "exit tests are skipped under sanitizers"))
 struct GlobalInstallTests {
     @Test("installed globally, plain tasks, detached tasks, async let, group children and default actors run on Kyoto")
