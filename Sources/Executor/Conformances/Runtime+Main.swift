@@ -69,7 +69,7 @@ extension Runtime {
             withUnsafeCurrentTask { $0 == nil },
             "BUG DETECTED: runMain called from async code; call it first thing in a synchronous main "
                 + "(in an async main, use installAsGlobalExecutor instead)")
-        guard case .multiThread(let multiThread) = scheduler else {
+        guard case .multiThread = scheduler else {
             fatalError(
                 "BUG DETECTED: runMain needs a multi-thread runtime: the main thread runs the MainActor, so it "
                     + "cannot also drive a current-thread runtime")
@@ -99,17 +99,13 @@ extension Runtime {
         mainExecutor.drive(until: { completion.isDone })
         let result = completion.take()
 
-        // Shut down while still serving the MainActor: the tasks being cancelled may need it to unwind.
-        let deadline = Platform.monotonicNanos() &+ UInt64(max(0, shutdownTimeout.nanoseconds))
+        // Shut down while still serving the MainActor: the tasks being cancelled may need it to unwind. The
+        // waker is registered before shutdown begins, so the termination cannot come before it.
         shared.terminationWaker.withLock { $0 = mainExecutor.parker }
-        beginShutdown()
-        blockingPool.shutdown()
-        // Sequentially consistent: pairs with the store in `Shared.markTerminated`.
-        mainExecutor.drive(until: { shared.terminated.load(ordering: .sequentiallyConsistent) }, deadline: deadline)
-        multiThread.detachThreads()
-        // Running blocking jobs cannot be interrupted: wait for them with what is left of the timeout.
-        let now = Platform.monotonicNanos()
-        _ = blockingPool.drained.wait(timeout: now >= deadline ? .zero : .nanoseconds(Int64(deadline - now)))
+        _ = shutdown(timeout: shutdownTimeout) { deadline in
+            // Sequentially consistent: pairs with the store in `Shared.markTerminated`.
+            mainExecutor.drive(until: { shared.terminated.load(ordering: .sequentiallyConsistent) }, deadline: deadline)
+        }
         return try result.get()
     }
 }
@@ -162,8 +158,8 @@ final class MainThreadExecutor: MainExecutor, @unchecked Sendable {
     func stop() {
         // Relaxed: a loop starting concurrently may miss this stop, which is as if it came first.
         guard running.load(ordering: .relaxed) else { return }
-        // Releasing: pairs with the acquiring exchange in `drive`.
-        stopRequested.store(true, ordering: .releasing)
+        // Relaxed: the flag carries no data; the unpark below wakes the loop to read it.
+        stopRequested.store(true, ordering: .relaxed)
         parker.unpark()
     }
 
@@ -179,14 +175,15 @@ final class MainThreadExecutor: MainExecutor, @unchecked Sendable {
         kyotoPrecondition(
             !running.exchange(true, ordering: .relaxed),
             "BUG DETECTED: the MainActor's run loop was started from inside a MainActor job")
-        // Releasing: pairs with the acquiring exchange below (a stop aimed at an earlier loop is dropped).
-        stopRequested.store(false, ordering: .releasing)
+        // Relaxed: drops a stop aimed at an earlier loop; the flag carries no data, only the request itself
+        // (a `stop()` racing with this start may be dropped too, as `stop()` documents).
+        stopRequested.store(false, ordering: .relaxed)
         defer { running.store(false, ordering: .relaxed) }
         return ThreadContext.with(context) { () -> Bool in
             while true {
                 if condition() { return true }
-                // Acquiring: pairs with the releasing store in `stop`.
-                if stoppable && stopRequested.exchange(false, ordering: .acquiring) { return false }
+                // Relaxed: see `stop`.
+                if stoppable && stopRequested.exchange(false, ordering: .relaxed) { return false }
                 if let job = jobs.withLock({ $0.popFront() }) {
                     context.budget = initialBudget
                     job.unownedJob.runSynchronously(on: asUnownedSerialExecutor())

@@ -67,9 +67,10 @@ struct JobRef: @unchecked Sendable, Equatable {
 
     /// The worker whose queue the job was last pushed into (its index + 1), or 0 when it came from outside
     /// the workers (the inject queue's remote path). Kept in the second word of the job's executor-private
-    /// storage (the first is `next`): while workers return stolen tasks home, the scheduler writes it before
-    /// the job enters a queue and the thread that runs the job reads it; the queue's hand-off orders the
-    /// two, as it does for the job itself. See `Worker.runJob` and HomeReturns.swift.
+    /// storage (the first is `next`): a remote schedule clears it, a worker writes it while workers return
+    /// stolen tasks home, always before the job enters a queue, and the thread that runs the job reads it;
+    /// the queue's hand-off orders the two, as it does for the job itself. See `Worker.runJob` and
+    /// HomeReturns.swift.
     @inline(__always)
     var enqueuedBy: UInt {
         get {

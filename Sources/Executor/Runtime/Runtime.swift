@@ -300,7 +300,7 @@ public final class Runtime: TaskExecutor, Sendable {
 
     // MARK: Shutdown
 
-    func beginShutdown() {
+    private func beginShutdown() {
         // Sequentially consistent: pairs with the load in `TaskRegistry.link` (see TaskRegistry.swift).
         shared.closed.store(true, ordering: .sequentiallyConsistent)
         shared.registry.cancelAll()
@@ -322,23 +322,37 @@ public final class Runtime: TaskExecutor, Sendable {
                     + "shutdownBackground()"
                 : "BUG DETECTED: shutdown(timeout:) called from a Kyoto runtime thread would wait for itself; "
                     + "use shutdownBackground()")
+        return shutdown(timeout: timeout) { [shared] deadline in
+            shared.terminatedEvent.wait(timeout: Runtime.timeLeft(until: deadline))
+        }
+    }
+
+    /// The shutdown sequence of ``shutdown(timeout:)`` and `runMain`: cancels, then waits until the monotonic
+    /// deadline `timeout` from now for the threads to finish. `waitForWorkers` waits for a multi-thread
+    /// runtime's workers to terminate until the deadline it is given (runMain keeps running MainActor jobs
+    /// meanwhile) and returns whether they did.
+    func shutdown(timeout: Duration, waitForWorkers: (_ deadline: UInt64) -> Bool) -> Bool {
         let deadline = Platform.monotonicNanos() &+ UInt64(max(0, timeout.nanoseconds))
         beginShutdown()
         blockingPool.shutdown()
         let tasksDone: Bool
         switch scheduler {
         case .multiThread(let s):
-            tasksDone = shared.terminatedEvent.wait(timeout: timeout)
+            tasksDone = waitForWorkers(deadline)
             s.detachThreads()
         case .currentThread(let s):
             tasksDone = s.drainForShutdown(deadline: deadline)
             shared.markTerminated()
         }
         // Running blocking jobs cannot be interrupted: wait for them with what is left of the timeout.
-        let now = Platform.monotonicNanos()
-        let left = now >= deadline ? Duration.zero : .nanoseconds(Int64(deadline - now))
-        let blockingDone = blockingPool.drained.wait(timeout: left)
+        let blockingDone = blockingPool.drained.wait(timeout: Runtime.timeLeft(until: deadline))
         return tasksDone && blockingDone
+    }
+
+    /// The time from now until the monotonic `deadline` (zero once it has passed).
+    static func timeLeft(until deadline: UInt64) -> Duration {
+        let now = Platform.monotonicNanos()
+        return now >= deadline ? .zero : .nanoseconds(Int64(deadline - now))
     }
 
     /// Starts shutting down (as ``shutdown(timeout:)``) without waiting. Allowed on runtime threads.

@@ -116,6 +116,7 @@ final class MultiThreadScheduler: Sendable {
         // whose runtime was released right after the task finished.)
         let keepAlive = Unmanaged.passUnretained(self).retain()
         defer { keepAlive.release() }
+        // Unconditionally (a store is cheaper than reading whether returns are on): not a worker's job.
         job.enqueuedBy = 0
         shared.inject.push(job)
         // Relaxed: a statistic.
@@ -377,8 +378,9 @@ final class Worker: @unchecked Sendable {
         stats.polls.add()
         // A task job another worker enqueued goes home afterwards (HomeReturns.swift): hold a reference for
         // the run, then hand it to that worker. Jobs of the LIFO chain below were scheduled by this worker.
-        // `enqueuedBy` is written only while returns are on, so a job queued before they were turned on may
-        // carry a stale value, or another executor's bytes: the range check keeps that harmless.
+        // Workers write `enqueuedBy` only while returns are on (a remote schedule always clears it), so a job
+        // a worker queued before they were turned on may carry a stale value, or another executor's bytes:
+        // the range check keeps that harmless.
         let home = returnsStolenTasksHome ? Int(bitPattern: job.enqueuedBy) : 0
         let returnsHome = home > 0 && home != index + 1 && job.isStandaloneTask
             && home <= withScheduler { $0.workers.count }
@@ -469,24 +471,20 @@ final class Worker: @unchecked Sendable {
         // handshake in HomeReturns.swift).
         homeReturns.homeParks()
         defer { homeReturns.homeWakes() }
-        // The drain released finished tasks, whose results' deinits (user code) may have scheduled work on
-        // this worker, possibly into the LIFO slot, which nobody else can take: run it instead of sleeping.
-        if hasLocalWork { return }
-        let wasSearching = isSearching
-        isSearching = false
-        let isLastSearcher = scheduler.idle.transitionToParked(index, isSearching: wasSearching)
-        if isLastSearcher { scheduler.notifyIfWorkPending() }
         accountBusyTime()
         shared.configuration.onThreadPark?()
-        // The hook is user code too: a task it spawned sits in this worker's LIFO slot, which nobody else can
-        // take. Leave the sleeper list (unless a notifier already took us off it and counted us as
-        // searching) and run it.
+        // User code just ran on this thread: the drain released finished tasks (their results' deinits) and
+        // the park hook ran. Either may have scheduled work here, possibly into the LIFO slot, which nobody
+        // else can take (Tokio #8212): run it instead of sleeping.
         if hasLocalWork {
-            isSearching = !scheduler.idle.unparkWorker(index)
             shared.configuration.onThreadUnpark?()
             busyStart = Platform.monotonicNanos()
             return
         }
+        let wasSearching = isSearching
+        isSearching = false
+        let isLastSearcher = scheduler.idle.transitionToParked(index, isSearching: wasSearching)
+        if isLastSearcher { scheduler.notifyIfWorkPending() }
         stats.parks.add()
         var isDriver = false
         while true {

@@ -48,7 +48,9 @@ final class Shared: @unchecked Sendable {
     let returnsStolenTasksHome = Atomic<Bool>(false)
     let terminatedEvent = OneShotEvent()
     /// A parker to unpark once the runtime has terminated, besides `terminatedEvent`: the main thread's,
-    /// when `runMain` waits for termination while it keeps running MainActor jobs (Runtime+Main.swift).
+    /// when `runMain` waits for termination while it keeps running MainActor jobs (Runtime+Main.swift). It is
+    /// unparked after `terminated` is stored, so a loop that reads `terminated` before parking cannot sleep
+    /// through it (an unpark before the park makes the park return at once).
     let terminationWaker = CheckedMutex<Parker?>(nil)
 
     init(configuration: Runtime.Configuration, workers: Int) {
@@ -195,7 +197,6 @@ final class ThreadContext {
     func withWorker<R>(_ body: (Worker) -> R) -> R? {
         workerRef?._withUnsafeGuaranteedRef(body)
     }
-
 
     /// Whether blocking this thread on the runtime would stall it: a worker, a current-thread driver, or the
     /// main thread running the MainActor under `runMain` (work it waits for may need the MainActor).
