@@ -10,23 +10,88 @@ import Testing
 import Glibc
 #endif
 
-/// Runs `body` and fails the test if it does not finish within `seconds`.
+/// Runs `body` and fails the test if it does not finish within `seconds`. Returns at the deadline even when
+/// `body` ignores cancellation (see `firstWithin`), so a hang fails the test instead of stalling the run.
 func withDeadline<T: Sendable>(
     _ seconds: Int = 30, _ what: String = "operation", sourceLocation: SourceLocation = #_sourceLocation,
     _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
+    guard let value = try await firstWithin(seconds, body) else {
+        Issue.record("\(what) did not finish within \(seconds) s", sourceLocation: sourceLocation)
+        throw DeadlineExceeded()
+    }
+    return value
+}
+
+/// `body`'s value (or error), or nil if `seconds` pass first. `body` runs in a task of its own, cancelled
+/// when the caller is, or at the deadline; one that ignores cancellation is left behind (a waiter on an event
+/// that never comes), which a task group could not do: it waits for every child. Its tasks run on Swift's
+/// default executor: do not call this where that executor's threads are all blocked (inside a `blockOn`
+/// made from a test, which holds one of them).
+func firstWithin<T: Sendable>(_ seconds: Int, _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+    let race = DeadlineRace<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<T?, any Error>) in
+            race.start(c, seconds: seconds, body)
+        }
+    } onCancel: {
+        race.cancelBody()
+    }
+}
+
+/// The body and the timer of `firstWithin`: the first to finish resumes the caller and cancels the other.
+private final class DeadlineRace<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T?, any Error>?
+        var finished = false
+        var callerCancelled = false
+        var body: Task<Void, Never>?
+        var timer: Task<Void, Never>?
+    }
+
+    private let state = CheckedMutex(State())
+
+    func start(
+        _ c: CheckedContinuation<T?, any Error>, seconds: Int, _ body: @escaping @Sendable () async throws -> T
+    ) {
+        // The continuation is in place before either task can finish.
+        state.withLock { $0.continuation = c }
+        let work = Task {
+            do { self.finish(.success(try await body())) } catch { self.finish(.failure(error)) }
+        }
+        let timer = Task {
             try? await Task.sleep(for: .seconds(seconds))
-            return nil
+            self.finish(.success(nil))
         }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else {
-            Issue.record("\(what) did not finish within \(seconds) s", sourceLocation: sourceLocation)
-            throw DeadlineExceeded()
+        let (finished, callerCancelled) = state.withLock { s -> (Bool, Bool) in
+            s.body = work
+            s.timer = timer
+            return (s.finished, s.callerCancelled)
         }
-        return value
+        if finished { timer.cancel() }
+        if finished || callerCancelled { work.cancel() }
+    }
+
+    /// The first outcome resumes the caller; the other task is cancelled (if `start` has stored it yet, else
+    /// `start` cancels it).
+    private func finish(_ outcome: Result<T?, any Error>) {
+        let (continuation, body, timer) = state.withLock { s -> (CheckedContinuation<T?, any Error>?, Task<Void, Never>?, Task<Void, Never>?) in
+            if s.finished { return (nil, nil, nil) }
+            s.finished = true
+            return (s.continuation.take(), s.body, s.timer)
+        }
+        guard let continuation else { return }
+        body?.cancel()
+        timer?.cancel()
+        continuation.resume(with: outcome)
+    }
+
+    func cancelBody() {
+        let body = state.withLock { s -> Task<Void, Never>? in
+            s.callerCancelled = true
+            return s.body
+        }
+        body?.cancel()
     }
 }
 
@@ -86,17 +151,9 @@ final class Signal: Sendable {
 
     var isSet: Bool { state.withLock { $0.set } }
 
-    /// Waits until the flag is set or `seconds` pass, and returns whether it was set. Unlike `withDeadline`
-    /// around `wait()` (a task group, which waits for its uncancellable child), this returns at the deadline;
-    /// the waiter left behind stays on the signal, harmless in a test that then fails. Its two helper tasks
-    /// run on Swift's default executor: do not call it where that executor's threads are blocked (inside a
-    /// `blockOn` made from a test, which holds one of its threads).
+    /// Waits until the flag is set or `seconds` pass, and returns whether it was set (see `firstWithin`).
     func wait(seconds: Int) async -> Bool {
-        await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-            let resumeOnce = ResumeOnce(c)
-            Task { await self.wait(); resumeOnce.resume(true) }
-            Task { try? await Task.sleep(for: .seconds(seconds)); resumeOnce.resume(false) }
-        }
+        (try? await firstWithin(seconds) { await self.wait() }) != nil
     }
 
     func wait() async {
@@ -108,17 +165,6 @@ final class Signal: Sendable {
             }
             if ready { c.resume() }
         }
-    }
-}
-
-/// Resumes a continuation with the first value offered.
-private final class ResumeOnce: Sendable {
-    private let continuation: CheckedMutex<CheckedContinuation<Bool, Never>?>
-
-    init(_ c: CheckedContinuation<Bool, Never>) { continuation = CheckedMutex(c) }
-
-    func resume(_ value: Bool) {
-        continuation.withLock { $0.take() }?.resume(returning: value)
     }
 }
 
