@@ -208,7 +208,7 @@ enum ChannelWorkloads {
             let clock = Stopwatch()
             var sum = 0
             for i in 0..<SyncSize.oneshotRounds {
-                let channel = OneShot<Int>()
+                let channel = OneShot()
                 exec.start { channel.send(i) }
                 sum += await channel.receive()
             }

@@ -10,10 +10,10 @@ enum KyotoWorkloads {
             let n = Size.spawnManyLocal
             let clock = Stopwatch()
             let remaining = Countdown(n)
-            let done = OneShot<Void>()
+            let done = OneShot()
             for _ in 0..<n {
                 spawn {
-                    if remaining.decrement() == 0 { done.send(()) }
+                    if remaining.decrement() == 0 { done.send() }
                 }
             }
             await done.receive()
@@ -70,18 +70,18 @@ enum KyotoWorkloads {
             let clock = Stopwatch()
             let remaining = Countdown(rounds)
             let completed = Tally()
-            let done = OneShot<Void>()
+            let done = OneShot()
             for _ in 0..<rounds {
                 spawn {
-                    let ping = OneShot<Int>()
-                    let pong = OneShot<Int>()
+                    let ping = OneShot()
+                    let pong = OneShot()
                     spawn {
                         let v = await ping.receive()
                         pong.send(v + 1)
                     }
                     ping.send(1)
                     if await pong.receive() == 2 { completed.add(1) }
-                    if remaining.decrement() == 0 { done.send(()) }
+                    if remaining.decrement() == 0 { done.send() }
                 }
             }
             await done.receive()
@@ -94,7 +94,7 @@ enum KyotoWorkloads {
     static func chainedSpawn(_ runtime: Runtime) -> Sample {
         let (sample, hops) = runtime.blockOn {
             let clock = Stopwatch()
-            let done = OneShot<Int>()
+            let done = OneShot()
             chain(remaining: Size.chainDepth, hops: 0, done: done)
             let hops = await done.receive()
             return (clock.stop(), hops)
@@ -103,7 +103,7 @@ enum KyotoWorkloads {
         return sample
     }
 
-    private static func chain(remaining: Int, hops: Int, done: OneShot<Int>) {
+    private static func chain(remaining: Int, hops: Int, done: OneShot) {
         if remaining == 0 {
             done.send(hops)
         } else {

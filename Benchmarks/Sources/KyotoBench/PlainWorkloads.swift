@@ -9,10 +9,10 @@ enum PlainWorkloads {
             let n = Size.spawnManyLocal
             let clock = Stopwatch()
             let remaining = Countdown(n)
-            let done = OneShot<Void>()
+            let done = OneShot()
             for _ in 0..<n {
                 Task {
-                    if remaining.decrement() == 0 { done.send(()) }
+                    if remaining.decrement() == 0 { done.send() }
                 }
             }
             await done.receive()
@@ -69,18 +69,18 @@ enum PlainWorkloads {
             let clock = Stopwatch()
             let remaining = Countdown(rounds)
             let completed = Tally()
-            let done = OneShot<Void>()
+            let done = OneShot()
             for _ in 0..<rounds {
                 Task {
-                    let ping = OneShot<Int>()
-                    let pong = OneShot<Int>()
+                    let ping = OneShot()
+                    let pong = OneShot()
                     Task {
                         let v = await ping.receive()
                         pong.send(v + 1)
                     }
                     ping.send(1)
                     if await pong.receive() == 2 { completed.add(1) }
-                    if remaining.decrement() == 0 { done.send(()) }
+                    if remaining.decrement() == 0 { done.send() }
                 }
             }
             await done.receive()
@@ -93,7 +93,7 @@ enum PlainWorkloads {
     static func chainedSpawn() -> Sample {
         let (sample, hops) = blockWait {
             let clock = Stopwatch()
-            let done = OneShot<Int>()
+            let done = OneShot()
             chain(remaining: Size.chainDepth, hops: 0, done: done)
             let hops = await done.receive()
             return (clock.stop(), hops)
@@ -102,7 +102,7 @@ enum PlainWorkloads {
         return sample
     }
 
-    private static func chain(remaining: Int, hops: Int, done: OneShot<Int>) {
+    private static func chain(remaining: Int, hops: Int, done: OneShot) {
         if remaining == 0 {
             done.send(hops)
         } else {

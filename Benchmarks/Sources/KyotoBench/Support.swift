@@ -3,13 +3,17 @@
 import Dispatch
 import Synchronization
 
-/// A single-use channel: one `send`, one `receive`. Built from `withCheckedContinuation` and a Mutex, with
-/// no runtime-specific parts, so the same helper is used on every runtime.
-final class OneShot<T: Sendable>: Sendable {
+/// A single-use channel carrying an `Int`: one `send`, one `receive`. Built from `withUnsafeContinuation`
+/// and a Mutex, with no runtime-specific parts, so the same helper is used on every runtime.
+///
+/// It is deliberately cheap, as Tokio's benchmarks use Tokio's own oneshot: not generic (a generic class's
+/// deinit looks its field's metadata up at run time, several percent of a `ping_pong` profile) and no
+/// checked continuation (one allocation per wait for the misuse canary). Misuse still traps.
+final class OneShot: Sendable {
     private enum State {
         case empty
-        case value(T)
-        case waiting(CheckedContinuation<T, Never>)
+        case value(Int)
+        case waiting(UnsafeContinuation<Int, Never>)
         case done
     }
 
@@ -17,8 +21,8 @@ final class OneShot<T: Sendable>: Sendable {
 
     init() {}
 
-    func send(_ value: T) {
-        let waiter: CheckedContinuation<T, Never>? = state.withLock { s in
+    func send(_ value: Int = 0) {
+        let waiter: UnsafeContinuation<Int, Never>? = state.withLock { s in
             switch s {
             case .empty:
                 s = .value(value)
@@ -30,12 +34,14 @@ final class OneShot<T: Sendable>: Sendable {
                 fatalError("kyoto-bench: OneShot sent twice")
             }
         }
+        // Resumed outside the lock.
         waiter?.resume(returning: value)
     }
 
-    func receive() async -> T {
+    @discardableResult
+    func receive() async -> Int {
         // Fast path: the value is already there, no suspension.
-        let ready: T? = state.withLock { s in
+        let ready: Int? = state.withLock { s in
             if case .value(let v) = s {
                 s = .done
                 return v
@@ -43,8 +49,8 @@ final class OneShot<T: Sendable>: Sendable {
             return nil
         }
         if let ready { return ready }
-        return await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
-            let now: T? = state.withLock { s in
+        return await withUnsafeContinuation { (c: UnsafeContinuation<Int, Never>) in
+            let now: Int? = state.withLock { s in
                 switch s {
                 case .empty:
                     s = .waiting(c)

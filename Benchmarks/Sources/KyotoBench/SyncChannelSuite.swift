@@ -56,7 +56,7 @@ enum Impl {
             case "oneshot": "AsyncStream, one element"
             default: "AsyncStream"
             }
-        case continuation: "withCheckedContinuation + Mutex"
+        case continuation: "withUnsafeContinuation + Mutex"
         default: impl
         }
     }

@@ -43,17 +43,17 @@ enum Exec: Sendable {
 /// A set of started tasks the starter can wait for (an atomic countdown and a oneshot, as in the runtime
 /// workloads).
 struct TaskGroupLite: Sendable {
-    private let done: OneShot<Void>
+    private let done: OneShot
 
     /// Starts `n` tasks running `body(i)` for i in 0..<n.
     init(_ n: Int, on exec: Exec, _ body: @escaping @Sendable (Int) async -> Void) {
         let remaining = Countdown(n)
-        let done = OneShot<Void>()
+        let done = OneShot()
         self.done = done
         for i in 0..<n {
             exec.start {
                 await body(i)
-                if remaining.decrement() == 0 { done.send(()) }
+                if remaining.decrement() == 0 { done.send() }
             }
         }
     }
