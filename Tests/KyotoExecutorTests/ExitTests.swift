@@ -98,14 +98,81 @@ struct MisuseTests {
         #expect(stderrText(result).contains("maxBlockingThreads must be greater than 0"))
     }
 
-    @Test("startPaused traps: no paused clock exists yet")
-    func startPaused() async {
+    @Test("startPaused on a multi-thread runtime traps naming the field")
+    func startPausedMultiThread() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            var c = Runtime.Configuration(flavor: .currentThread)
+            var c = Runtime.Configuration(flavor: .multiThread)
             c.startPaused = true
             _ = Runtime(c)
         }
-        #expect(stderrText(result).contains("startPaused is not supported"))
+        #expect(stderrText(result).contains("startPaused requires the currentThread flavor"))
+    }
+}
+
+@Suite("Time misuse traps", .enabled(if: exitTestsEnabled, "exit tests are skipped under sanitizers"))
+struct TimeMisuseTests {
+    @Test("advance(by:) on a runtime whose clock is not paused traps")
+    func advanceUnpaused() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.currentThread()
+            r.blockOn { await r.advance(by: .seconds(1)) }
+        }
+        #expect(stderrText(result).contains("advance(by:) called on a Kyoto runtime whose clock is not paused"))
+    }
+
+    @Test("advance(by:) from outside its runtime traps")
+    func advanceOutside() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            var c = Runtime.Configuration(flavor: .currentThread)
+            c.startPaused = true
+            let paused = Runtime(c)
+            let other = Runtime.currentThread()
+            other.blockOn { await paused.advance(by: .seconds(1)) }
+        }
+        #expect(stderrText(result).contains("advance(by:) called from outside its Kyoto runtime"))
+    }
+
+    @Test("advance(by:) with a negative duration traps")
+    func advanceNegative() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            var c = Runtime.Configuration(flavor: .currentThread)
+            c.startPaused = true
+            let r = Runtime(c)
+            r.blockOn { await r.advance(by: .seconds(-1)) }
+        }
+        #expect(stderrText(result).contains("advance(by:) called with a negative duration"))
+    }
+
+    @Test("advance(by:) past the clock's range traps")
+    func advanceOverflow() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            var c = Runtime.Configuration(flavor: .currentThread)
+            c.startPaused = true
+            let r = Runtime(c)
+            r.blockOn {
+                await r.advance(by: .seconds(Int64.max / 1_000_000_000))
+                await r.advance(by: .seconds(Int64.max / 1_000_000_000))
+                await r.advance(by: .seconds(Int64.max / 1_000_000_000))
+            }
+        }
+        #expect(stderrText(result).contains("moves the paused clock past its range"))
+    }
+
+    @Test("an interval with a zero period traps")
+    func zeroPeriod() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.currentThread()
+            r.blockOn { _ = interval(every: .zero) }
+        }
+        #expect(stderrText(result).contains("interval period must be positive"))
+    }
+
+    @Test("interval outside a runtime traps")
+    func intervalOutside() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = interval(every: .seconds(1))
+        }
+        #expect(stderrText(result).contains("interval(every:missedTickBehavior:) called outside a Kyoto runtime"))
     }
 }
 

@@ -50,11 +50,20 @@ extension Runtime {
     @discardableResult
     public func spawnBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
         let call = BlockingCall<T>()
+        // A paused clock must not jump ahead while the job is in flight (Time/Clock.swift): count it, and
+        // after its result is delivered, uncount it and wake the driver to look at the clock again.
+        let pausedClock: (time: TimeSource, driver: Parker)? =
+            if shared.time.isPaused, case .currentThread(let s) = scheduler { (shared.time, s.parker) } else { nil }
+        pausedClock?.time.blockingJobStarted()
         let job = BlockingJob { started in
             if started {
                 call.deliver(Result { try body() })
             } else {
                 call.deliver(.failure(JoinError.cancelled))
+            }
+            if let pausedClock {
+                pausedClock.time.blockingJobFinished()
+                pausedClock.driver.unpark()
             }
         }
         blockingPool.submit(job)

@@ -47,8 +47,13 @@ extension Runtime {
         public var onThreadPark: (@Sendable () -> Void)?
         /// Called on a worker right after it wakes from parking.
         public var onThreadUnpark: (@Sendable () -> Void)?
-        /// Start with a paused test clock. Kyoto does not have a paused clock yet: setting this to true
-        /// traps at `Runtime.init` rather than silently running on the real clock.
+        /// Start with a paused test clock (Tokio's `start_paused`; current-thread flavor only). The runtime's
+        /// time (``Runtime/clock``, and the deadlines of its tasks' `Task.sleep`, ``interval(every:missedTickBehavior:)``
+        /// and ``timeout(after:_:)``) then stands still until ``Runtime/advance(by:)`` moves it, or until
+        /// the runtime has nothing to run and no `spawnBlocking` job in flight, when it jumps to the next
+        /// timer's deadline. Tests of timing logic run instantly and deterministically. `Task.sleep` delays
+        /// are rounded up to whole milliseconds on a paused clock (``RuntimeClock/sleep(until:tolerance:)``
+        /// is exact). Default false.
         public var startPaused: Bool
 
         /// A configuration with every field at its default.
@@ -88,8 +93,9 @@ extension Runtime {
                 blockingKeepAlive >= .zero,
                 "Runtime.Configuration.blockingKeepAlive must not be negative (got \(blockingKeepAlive))")
             kyotoPrecondition(
-                !startPaused,
-                "Runtime.Configuration.startPaused is not supported: Kyoto has no paused test clock yet")
+                !startPaused || flavor == .currentThread,
+                "Runtime.Configuration.startPaused requires the currentThread flavor (a paused clock needs the "
+                    + "single driver thread to decide when to move it)")
         }
     }
 }

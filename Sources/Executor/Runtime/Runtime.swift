@@ -119,9 +119,26 @@ public final class Runtime: TaskExecutor, Sendable {
 
     /// Runs `job` once `nanos` nanoseconds have passed (the `Task.sleep` path). Never runs it inline: this
     /// is called from inside the sleeping task's own job, before it has suspended.
+    ///
+    /// On a paused clock the delay is rounded up to whole milliseconds (Tokio's timer granularity). Swift
+    /// hands the executor an instant on the real clock, and the delay it computes from it is short by the
+    /// real time spent between the caller's `now` and here (microseconds): rounding makes
+    /// `Task.sleep(for: .milliseconds(10))` take exactly 10 ms of paused time. `RuntimeClock.sleep(until:)`
+    /// needs no rounding: its deadline is already on the runtime's timeline.
     func scheduleTimer(_ job: JobRef, afterNanos nanos: Int64) {
-        let deadline = Platform.monotonicNanos() &+ UInt64(max(0, nanos))
-        let isEarliest = shared.timers.insert(job, deadline: deadline)
+        var delay = UInt64(max(0, nanos))
+        if shared.time.isPaused {
+            let (rounded, overflow) = delay.addingReportingOverflow(999_999)
+            delay = overflow ? .max : rounded / 1_000_000 * 1_000_000
+        }
+        let (sum, overflow) = shared.time.now().addingReportingOverflow(delay)
+        scheduleTimer(.job(job), deadline: overflow ? .max : sum)
+    }
+
+    /// Fires `action` when the runtime's clock reaches `deadline` (nanoseconds on its timeline).
+    func scheduleTimer(_ action: TimerAction, deadline: UInt64) {
+        // `.max` means "no timer" to the queue: the farthest deadline is one before it.
+        let isEarliest = shared.timers.insert(action, deadline: min(deadline, .max - 1))
         // After termination nobody fires timers: the drainer thread runs them (see Shared.drain).
         if shared.terminated.load(ordering: .sequentiallyConsistent) {
             shared.ensureDrainer()

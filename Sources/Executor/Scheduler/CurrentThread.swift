@@ -11,6 +11,10 @@
 //
 // Driver loop: up to `eventInterval` jobs per round, taking the inject queue first every
 // `globalQueueInterval` (31) ticks, local first otherwise; park when both queues are empty.
+//
+// Paused clock (Time/Clock.swift): due timers are fired before every job (so `advance(by:)`, which moves
+// the clock and yields, sees its timers fire before it continues), and when there is nothing to run the
+// driver moves the clock to the earliest deadline instead of parking, unless a blocking job is in flight.
 
 import Synchronization
 
@@ -108,6 +112,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
             while !isDone() {
                 var ran = 0
                 while ran < eventInterval {
+                    if paused { _ = fireDueTimers() }
                     tick &+= 1
                     let job: JobRef?
                     if tick % globalQueueInterval == 0 {
@@ -128,6 +133,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
                     continue
                 }
                 if ran == 0 {
+                    if autoAdvance() { continue }
                     shared.configuration.onThreadPark?()
                     // The hook is user code: work it scheduled (a spawn lands in `local` without waking
                     // anyone, as this thread is the driver) must run now, not after a wake-up that never comes.
@@ -144,14 +150,27 @@ final class CurrentThreadScheduler: @unchecked Sendable {
         }
     }
 
+    /// Whether the runtime's clock is paused (fixed at creation).
+    private var paused: Bool { shared.time.isPaused }
+
     /// Runs due timers' wake-up jobs here; the tasks they resume are scheduled locally. Core holder only.
     private func fireDueTimers() -> Int {
-        shared.timers.fireDue(now: Platform.monotonicNanos()) { shared.runTimerJob($0) }
+        shared.timers.fireDue(now: shared.time.now()) { shared.fireTimer($0) }
     }
 
-    /// Nanoseconds until the earliest timer, or nil when none is pending.
+    /// Paused clock with nothing to run: moves the clock to the earliest pending deadline so that timer
+    /// fires next. Returns false (the caller parks) when the clock is not paused, no timer is pending, or a
+    /// blocking job is in flight (its completion unparks the driver). Core holder only.
+    private func autoAdvance() -> Bool {
+        guard paused, shared.time.mayAutoAdvance, let deadline = shared.timers.nextDeadline else { return false }
+        shared.time.advance(to: deadline)
+        return true
+    }
+
+    /// Nanoseconds until the earliest timer, or nil when none is pending. Nil on a paused clock: its time
+    /// does not pass while the driver sleeps.
     private func timeUntilNextTimer() -> UInt64? {
-        guard let deadline = shared.timers.nextDeadline else { return nil }
+        guard !paused, let deadline = shared.timers.nextDeadline else { return nil }
         let now = Platform.monotonicNanos()
         return deadline > now ? deadline - now : 0
     }
@@ -171,6 +190,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
                 }
                 if fireDueTimers() > 0 { continue }
                 if shared.registry.aliveCount == 0 { break }
+                if autoAdvance() { continue }
                 let now = Platform.monotonicNanos()
                 if now >= deadline { return false }
                 parker.park(timeoutNanos: min(deadline - now, timeUntilNextTimer() ?? .max))

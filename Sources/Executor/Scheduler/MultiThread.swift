@@ -538,7 +538,7 @@ final class Worker: @unchecked Sendable {
         guard let deadline = shared.timers.nextDeadline else { return 0 }
         let now = Platform.monotonicNanos()
         if deadline > now { return 0 }
-        return shared.timers.fireDue(now: now) { shared.runTimerJob($0) }
+        return shared.timers.fireDue(now: now) { shared.fireTimer($0) }
     }
 
     private func accountBusyTime() {

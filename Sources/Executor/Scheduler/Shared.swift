@@ -25,6 +25,8 @@ final class Shared: @unchecked Sendable {
     let inject = Inject()
     let registry: TaskRegistry
     let timers = TimerQueue()
+    /// The runtime's time: real, or the paused test clock (Time/Clock.swift).
+    let time: TimeSource
     /// The single identity every job runs on (see DESIGN.md §2). Set by `Runtime.init`.
     nonisolated(unsafe) var executor: UnownedTaskExecutor!
     /// The runtime, for `Runtime.current`. Not retained: runtime threads must not keep their runtime alive.
@@ -56,6 +58,7 @@ final class Shared: @unchecked Sendable {
     init(configuration: Runtime.Configuration, workers: Int) {
         self.configuration = configuration
         registry = TaskRegistry(workers: workers)
+        time = TimeSource(paused: configuration.startPaused)
     }
 
     var isClosed: Bool {
@@ -81,9 +84,13 @@ final class Shared: @unchecked Sendable {
     /// through its own preference.
     let timerJobExecutor: UnownedTaskExecutor = globalConcurrentExecutor.asUnownedTaskExecutor()
 
-    /// Runs a due timer job inline on the calling runtime thread (see `timerJobExecutor`).
-    func runTimerJob(_ job: JobRef) {
-        job.unownedJob.runSynchronously(on: timerJobExecutor)
+    /// Fires a due timer on the calling runtime thread: runs a wake-up job inline (see
+    /// `timerJobExecutor`), or resumes a `RuntimeClock.sleep`.
+    func fireTimer(_ action: TimerAction) {
+        switch action {
+        case .job(let job): job.unownedJob.runSynchronously(on: timerJobExecutor)
+        case .waker(let waker): waker.fire()
+        }
     }
 
     /// Marks the runtime terminated and makes sure nothing left in the inject queue is stranded.
@@ -119,7 +126,7 @@ final class Shared: @unchecked Sendable {
     private func drain() {
         let context = ThreadContext(shared: self, worker: nil, currentThread: nil, role: .drain)
         while true {
-            timers.drainAll { runTimerJob($0) }
+            timers.drainAll { fireTimer($0) }
             while let job = inject.pop() { run(job, context: context) }
             // Releasing: pairs with the CAS in `ensureDrainer`.
             draining.store(false, ordering: .releasing)
@@ -294,6 +301,8 @@ extension Duration {
         let (seconds, attoseconds) = components
         let (ns, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return seconds < 0 ? .min : .max }
-        return ns &+ attoseconds / 1_000_000_000
+        let (total, overflowAgain) = ns.addingReportingOverflow(attoseconds / 1_000_000_000)
+        if overflowAgain { return seconds < 0 ? .min : .max }
+        return total
     }
 }

@@ -1,6 +1,6 @@
 // TimerQueue: the runtime's pending timers (`Task.sleep` wake-ups), ordered by deadline.
 //
-// What it is: a binary min-heap of (deadline, sequence, job) behind a CheckedMutex, plus `earliest`, an
+// What it is: a binary min-heap of (deadline, sequence, action) behind a CheckedMutex, plus `earliest`, an
 // atomic mirror of the smallest deadline so schedulers can ask "is anything due?" without locking.
 // A heap rather than Tokio's hierarchical wheel: O(log n) insert and pop with no tick granularity, which
 // suits Swift's per-sleep wake-up jobs (cancelled sleeps still fire their wake-up job, which the Swift
@@ -17,11 +17,19 @@
 
 import Synchronization
 
+/// What a timer does when it fires.
+enum TimerAction: Sendable {
+    /// Run a `Task.sleep` wake-up job (Shared.fireTimer).
+    case job(JobRef)
+    /// Resume a `RuntimeClock.sleep` (Clock.swift).
+    case waker(TimerWaker)
+}
+
 final class TimerQueue: Sendable {
     private struct Entry {
         let deadline: UInt64
         let sequence: UInt64
-        let job: JobRef
+        let action: TimerAction
 
         func precedes(_ other: Entry) -> Bool {
             deadline != other.deadline ? deadline < other.deadline : sequence < other.sequence
@@ -81,25 +89,25 @@ final class TimerQueue: Sendable {
 
     /// Adds a timer. Returns true if it is now the earliest (the caller must make sure somebody re-arms
     /// its sleep).
-    func insert(_ job: JobRef, deadline: UInt64) -> Bool {
+    func insert(_ action: TimerAction, deadline: UInt64) -> Bool {
         heap.withLock { h -> Bool in
             let before = h.minDeadline
-            h.push(Entry(deadline: deadline, sequence: h.nextSequence, job: job))
+            h.push(Entry(deadline: deadline, sequence: h.nextSequence, action: action))
             h.nextSequence &+= 1
             earliest.store(h.minDeadline, ordering: .sequentiallyConsistent)
             return deadline < before
         }
     }
 
-    /// Removes every timer due at `now` and hands its job to `fire` (outside the lock), oldest first.
+    /// Removes every timer due at `now` and hands its action to `fire` (outside the lock), earliest first.
     /// Returns how many fired.
     @discardableResult
-    func fireDue(now: UInt64, _ fire: (JobRef) -> Void) -> Int {
+    func fireDue(now: UInt64, _ fire: (TimerAction) -> Void) -> Int {
         // Cheap check first: nothing is due.
         if earliest.load(ordering: .sequentiallyConsistent) > now { return 0 }
-        let due = heap.withLock { h -> [JobRef] in
-            var out: [JobRef] = []
-            while h.minDeadline <= now, let e = h.popMin() { out.append(e.job) }
+        let due = heap.withLock { h -> [TimerAction] in
+            var out: [TimerAction] = []
+            while h.minDeadline <= now, let e = h.popMin() { out.append(e.action) }
             earliest.store(h.minDeadline, ordering: .sequentiallyConsistent)
             return out
         }
@@ -108,10 +116,10 @@ final class TimerQueue: Sendable {
     }
 
     /// Takes every pending timer (shutdown: the jobs must still run so their tasks can finish).
-    func drainAll(_ fire: (JobRef) -> Void) {
-        let all = heap.withLock { h -> [JobRef] in
-            var out: [JobRef] = []
-            while let e = h.popMin() { out.append(e.job) }
+    func drainAll(_ fire: (TimerAction) -> Void) {
+        let all = heap.withLock { h -> [TimerAction] in
+            var out: [TimerAction] = []
+            while let e = h.popMin() { out.append(e.action) }
             earliest.store(.max, ordering: .sequentiallyConsistent)
             return out
         }

@@ -1,0 +1,121 @@
+// timeout: bound how long a piece of async work may take (Tokio's `time::timeout`).
+//
+// The body runs as a child task beside a timer child; whichever finishes first decides, and the other is
+// cancelled. Structured concurrency means `timeout` returns only after the body's child has finished, so a
+// body that ignores cancellation delays the answer (Tokio instead drops the future at the deadline).
+//
+// Outcomes:
+// - the body returns a value: that value, even if the deadline passed meanwhile (a body that needs no
+//   suspension therefore always wins, as an immediately ready future does in Tokio, whose timeout polls
+//   the future before it checks the deadline);
+// - the body throws before the deadline: its error, unchanged;
+// - the deadline passes first: the body is cancelled and, if it then throws (for instance
+//   `CancellationError`), `timeout` throws `TimeoutError`;
+// - the calling task is cancelled: both children are cancelled and the body's outcome is returned.
+//
+// The deadline is taken when `timeout` is called. Called from a Kyoto runtime's thread, the timer is that
+// runtime's (`RuntimeClock.sleep(until:)`, exact on a paused clock too); elsewhere it is `Task.sleep`.
+
+/// Thrown by ``timeout(after:_:)`` when the deadline passed before the body finished.
+public struct TimeoutError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The time the body was given.
+    public let duration: Duration
+
+    /// A timeout error for a body that was given `duration`.
+    public init(duration: Duration) {
+        self.duration = duration
+    }
+
+    /// "deadline has elapsed", with the duration.
+    public var description: String { "deadline has elapsed (timed out after \(duration))" }
+}
+
+/// Runs `body` and returns its value, unless `duration` passes first: then `body` is cancelled and, unless
+/// it still returns a value, this throws ``TimeoutError``. An error `body` throws before the deadline is
+/// rethrown unchanged.
+///
+/// `body` runs in a child task (on the caller's executor preference, so on the runtime when called from
+/// one of its tasks), and `timeout` returns only once it has finished: a body that ignores cancellation
+/// delays the answer. Called on a Kyoto runtime, the deadline is on that runtime's clock (paused or not).
+///
+/// ```swift
+/// let reply = try await timeout(after: .seconds(2)) { try await fetch() }
+/// ```
+public func timeout<T: Sendable>(
+    after duration: Duration, _ body: sending @escaping () async throws -> T
+) async throws -> T {
+    // The body reaches its child through a lock: it was received `sending`, and the group's closure could
+    // not hand a captured non-Sendable value on.
+    let transfer = Transfer(body)
+    let clock = Runtime.current?.clock
+    let deadline = clock?.now.advanced(by: duration)
+    return try await withThrowingTaskGroup(of: TimeoutRace<T>.self) { group in
+        group.addTask {
+            guard let body = transfer.take() else { fatalError("BUG DETECTED: timeout body taken twice") }
+            return .finished(try await body())
+        }
+        group.addTask {
+            do {
+                if let clock, let deadline {
+                    try await clock.sleep(until: deadline)
+                } else {
+                    try await Task.sleep(for: duration)
+                }
+                return .deadline
+            } catch {
+                // Cancelled: the body finished first, or the caller was cancelled.
+                return .timerCancelled
+            }
+        }
+        var deadlinePassed = false
+        while true {
+            let outcome: TimeoutRace<T>?
+            do {
+                outcome = try await group.next()
+            } catch {
+                // The body threw.
+                if deadlinePassed { throw TimeoutError(duration: duration) }
+                group.cancelAll()
+                throw error
+            }
+            switch outcome {
+            case .finished(let value):
+                group.cancelAll()
+                return value
+            case .deadline:
+                deadlinePassed = true
+                group.cancelAll()
+            case .timerCancelled:
+                // The caller was cancelled (both children are): wait for the body's outcome.
+                continue
+            case nil:
+                // Unreachable: the body's child always reports before the group runs dry.
+                throw TimeoutError(duration: duration)
+            }
+        }
+    }
+}
+
+/// Hands a `sending` value to exactly one taker, on any thread.
+final class Transfer<Value>: Sendable {
+    private let slot: CheckedMutex<Value?>
+
+    init(_ value: sending Value) {
+        slot = CheckedMutex(value)
+    }
+
+    /// The value, the first time; nil afterwards.
+    func take() -> sending Value? {
+        slot.withLock { value in
+            let taken = value.take()
+            return taken
+        }
+    }
+}
+
+/// What a child of ``timeout(after:_:)`` reports.
+enum TimeoutRace<T: Sendable>: Sendable {
+    case finished(T)
+    case deadline
+    case timerCancelled
+}

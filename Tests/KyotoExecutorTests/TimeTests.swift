@@ -1,0 +1,554 @@
+// Time: the paused test clock, advance(by:), auto-advance, interval and timeout (tokio-semantics §5).
+
+import Synchronization
+import Testing
+
+@testable import KyotoExecutor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A current-thread runtime with a paused clock.
+private func pausedRuntime() -> Runtime {
+    var c = Runtime.Configuration(flavor: .currentThread)
+    c.startPaused = true
+    return Runtime(c)
+}
+
+/// Lets the tasks woken so far run: yields several times, so the caller stays runnable throughout and the
+/// paused clock does not auto-advance meanwhile.
+private func settle() async {
+    for _ in 0..<10 { await Task.yield() }
+}
+
+private func ms(_ n: Int64) -> Duration { .milliseconds(n) }
+
+/// Collects an interval's ticks, as durations since `start`, on a task of its own.
+private final class Ticker: Sendable {
+    let ticks = Recorder<Duration>()
+    private let task = CheckedMutex<Task<Void, Never>?>(nil)
+
+    init(_ interval: Interval, start: RuntimeClock.Instant) {
+        let ticks = self.ticks
+        task.withLock {
+            $0 = Task(executorPreference: Runtime.current!) {
+                for await tick in interval { ticks.append(start.duration(to: tick)) }
+            }
+        }
+    }
+
+    func stop() { task.withLock { $0?.cancel() } }
+}
+
+@Suite("Paused clock")
+struct PausedClockTests {
+    @Test("T5.1: sleeping d on a paused clock takes exactly d of its time and no real time", arguments: [1, 10, 60] as [Int64])
+    func exactSleep(_ d: Int64) async {
+        let r = pausedRuntime()
+        let real = ContinuousClock.now
+        let elapsed = await blockOnThread(r, seconds: 30, "paused sleep") { () async throws -> [Duration] in
+            var out: [Duration] = []
+            for scale in [1, 1000, 3_600_000] as [Int64] {  // d ms, d s, d hours
+                let start = r.clock.now
+                try await Task.sleep(for: .milliseconds(d * scale))
+                out.append(start.duration(to: r.clock.now))
+            }
+            return out
+        }
+        #expect(elapsed == [ms(d), ms(d * 1000), ms(d * 3_600_000)])
+        #expect(ContinuousClock.now - real < .seconds(10), "a paused clock sleeps hours in no real time")
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("T5.2: advance(by:) wakes a sleeper exactly when its deadline is reached, not before")
+    func advanceWakesAtDeadline() async {
+        let r = pausedRuntime()
+        let outcome = await blockOnThread(r, seconds: 30, "advance") { () async throws -> [Bool] in
+            var seen: [Bool] = []
+            // One advance of 250 us is not enough; 1500 us more is.
+            let woke = Signal()
+            let sleeper = spawn {
+                try await Task.sleep(for: .milliseconds(1))
+                woke.fire()
+            }
+            await settle()
+            await r.advance(by: .microseconds(250))
+            await settle()
+            seen.append(woke.isSet)
+            await r.advance(by: .microseconds(1500))
+            await settle()
+            seen.append(woke.isSet)
+            try await sleeper.value
+            // Four advances of 250 us: ready only after the fourth.
+            let woke2 = Signal()
+            let sleeper2 = spawn {
+                try await Task.sleep(for: .milliseconds(1))
+                woke2.fire()
+            }
+            await settle()
+            for _ in 0..<4 {
+                await r.advance(by: .microseconds(250))
+                await settle()
+                seen.append(woke2.isSet)
+            }
+            try await sleeper2.value
+            return seen
+        }
+        #expect(outcome == [false, true, false, false, false, true])
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("advance(by:) moves the clock by exactly the duration, sub-millisecond parts included")
+    func advanceIsExact() async {
+        let r = pausedRuntime()
+        let elapsed = await blockOnThread(r, seconds: 30, "advance exact") { () async -> Duration in
+            let start = r.clock.now
+            await r.advance(by: .microseconds(51_592))
+            return start.duration(to: r.clock.now)
+        }
+        #expect(elapsed == .microseconds(51_592))
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a paused clock does not move while tasks run and no timer is due")
+    func clockStandsStill() async {
+        let r = pausedRuntime()
+        let moved = await blockOnThread(r, seconds: 30, "still") { () async -> Duration in
+            let start = r.clock.now
+            for _ in 0..<1000 { await Task.yield() }
+            usleep(2000)
+            return start.duration(to: r.clock.now)
+        }
+        #expect(moved == .zero)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("T5.3: very long sleeps complete through auto-advance")
+    func hugeSleeps() async {
+        let r = pausedRuntime()
+        let elapsed = await blockOnThread(r, seconds: 30, "huge sleeps") { () async throws -> [Duration] in
+            var out: [Duration] = []
+            for d in [Duration.seconds(5 * 365 * 86_400), .seconds(Int64.max / 4)] {
+                let start = r.clock.now
+                try await Task.sleep(for: d)
+                out.append(start.duration(to: r.clock.now))
+            }
+            return out
+        }
+        #expect(elapsed?.first == .seconds(5 * 365 * 86_400))
+        #expect((elapsed?.last ?? .zero) > .seconds(100 * 365 * 86_400), "the far deadline was reached, not skipped")
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("T5.4: a zero sleep completes with no time passing")
+    func zeroSleep() async {
+        let r = pausedRuntime()
+        let elapsed = await blockOnThread(r, seconds: 30, "zero sleep") { () async throws -> Duration in
+            let start = r.clock.now
+            try await Task.sleep(for: .zero)
+            try await r.clock.sleep(until: start)
+            return start.duration(to: r.clock.now)
+        }
+        #expect(elapsed == .zero)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("timers fire in deadline order, each at its own instant")
+    func deadlineOrder() async {
+        let r = pausedRuntime()
+        let order = await blockOnThread(r, seconds: 30, "order") { () async throws -> [String] in
+            let log = Recorder<String>()
+            let start = r.clock.now
+            var handles: [JoinHandle<Void>] = []
+            for (name, d) in [("c", 30), ("a", 10), ("b", 20), ("a2", 10)] as [(String, Int64)] {
+                handles.append(spawn {
+                    try await Task.sleep(for: .milliseconds(d))
+                    log.append("\(name)@\(start.duration(to: r.clock.now))")
+                })
+            }
+            for h in handles { try await h.value }
+            return log.all
+        }
+        #expect(order == ["a@0.01 seconds", "a2@0.01 seconds", "b@0.02 seconds", "c@0.03 seconds"])
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("T5.11: the same program on two paused runtimes sees the same instants")
+    func deterministic() async {
+        func program() async -> [Duration]? {
+            let r = pausedRuntime()
+            defer { r.shutdown(timeout: .seconds(5)) }
+            return await blockOnThread(r, seconds: 30, "deterministic") { () async throws -> [Duration] in
+                let log = Recorder<Duration>()
+                let start = r.clock.now
+                var seed = SeededRandom(seed: 42)
+                var handles: [JoinHandle<Void>] = []
+                for _ in 0..<50 {
+                    let steps = (0..<3).map { _ in Int64.random(in: 0...5000, using: &seed) }
+                    handles.append(spawn {
+                        for step in steps {
+                            try await r.clock.sleep(until: r.clock.now.advanced(by: .microseconds(step)))
+                            log.append(start.duration(to: r.clock.now))
+                        }
+                    })
+                }
+                for h in handles { try await h.value }
+                return log.all
+            }
+        }
+        let first = await program()
+        let second = await program()
+        #expect(first != nil && first == second)
+        #expect(first?.count == 150)
+    }
+
+    @Test("auto-advance waits for a spawnBlocking job in flight, and its completion wakes the runtime")
+    func blockingInhibitsAutoAdvance() async {
+        let r = pausedRuntime()
+        let real = ContinuousClock.now
+        let result = await blockOnThread(r, seconds: 30, "blocking") { () async throws -> (Bool, Duration) in
+            let done = Signal()
+            let start = r.clock.now
+            let job = spawnBlocking {
+                usleep(50_000)
+                done.fire()
+            }
+            // Without the inhibition the clock would jump 10 s at once, before the job finished.
+            try await Task.sleep(for: .seconds(10))
+            let finishedFirst = done.isSet
+            try await job.value
+            return (finishedFirst, start.duration(to: r.clock.now))
+        }
+        #expect(result?.0 == true, "the sleep ended before the blocking job finished")
+        #expect(result?.1 == .seconds(10))
+        #expect(ContinuousClock.now - real >= .milliseconds(50))
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a paused runtime's clock and advance(by:) are per runtime")
+    func perRuntime() async {
+        let a = pausedRuntime()
+        let b = pausedRuntime()
+        let startB = b.clock.now
+        let moved = await blockOnThread(a, seconds: 30, "per runtime") { () async -> Duration in
+            await a.advance(by: .seconds(100))
+            return startB.duration(to: b.clock.now)
+        }
+        #expect(moved == .zero)
+        a.shutdown(timeout: .seconds(5))
+        b.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a task of another runtime sleeping on a paused clock wakes when that clock reaches the deadline")
+    func sleepOnOtherRuntimesClock() async {
+        let paused = pausedRuntime()
+        let other = makeRuntime(.multiThread)
+        let clock = paused.clock
+        let start = clock.now
+        let woke = Signal()
+        let sleeper = other.spawn {
+            try await clock.sleep(until: start.advanced(by: .seconds(5)))
+            woke.fire()
+        }
+        let seen = await blockOnThread(paused, seconds: 30, "drive paused") { () async -> [Bool] in
+            var seen: [Bool] = []
+            await paused.advance(by: .seconds(4))
+            seen.append(woke.isSet)
+            await paused.advance(by: .seconds(1))
+            seen.append(await woke.wait(seconds: 10))
+            return seen
+        }
+        #expect(seen == [false, true])
+        _ = try? await sleeper.value
+        other.shutdown(timeout: .seconds(5))
+        paused.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a cancelled RuntimeClock.sleep throws CancellationError at once")
+    func cancelledClockSleep() async {
+        let r = makeRuntime(.multiThread)
+        let outcome = await blockOnThread(r, seconds: 30, "cancel sleep") { () async -> String in
+            let h = spawn { () async throws -> Void in
+                try await r.clock.sleep(until: r.clock.now.advanced(by: .seconds(3600)))
+            }
+            h.abort()
+            do {
+                try await h.value
+                return "slept"
+            } catch {
+                return "\(type(of: error))"
+            }
+        }
+        #expect(outcome == "CancellationError" || outcome == "JoinError")
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("shutdown of a paused runtime with sleeping tasks completes")
+    func shutdownWithSleepers() async {
+        let r = pausedRuntime()
+        let started = Signal()
+        _ = await blockOnThread(r, seconds: 30, "spawn sleepers") { () async -> Void in
+            for _ in 0..<10 {
+                spawn {
+                    started.fire()
+                    try await Task.sleep(for: .seconds(3600))
+                }
+            }
+            await settle()
+        }
+        #expect(started.isSet)
+        #expect(r.shutdown(timeout: .seconds(10)))
+    }
+}
+
+@Suite("Interval")
+struct IntervalTests {
+    /// Runs Tokio's interval script (tokio-semantics T5.5–T5.7) for `behavior` and returns the ticks seen
+    /// after each step, in milliseconds since the start.
+    private func script(_ behavior: MissedTickBehavior) async -> [[Int64]]? {
+        let r = pausedRuntime()
+        defer { r.shutdown(timeout: .seconds(5)) }
+        return await blockOnThread(r, seconds: 30, "interval \(behavior)") { () async -> [[Int64]] in
+            let start = r.clock.now
+            let ticker = Ticker(interval(startingAt: start, every: .milliseconds(300), missedTickBehavior: behavior), start: start)
+            var seen: [[Int64]] = []
+            func record() async {
+                await settle()
+                seen.append(ticker.ticks.all.map { $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000 })
+            }
+            await record()
+            await r.advance(by: .milliseconds(1))
+            let steps: [Int64] =
+                switch behavior {
+                case .burst: [100, 200, 650, 200, 100, 250]
+                case .delay: [100, 200, 650, 100, 201, 300, 300]
+                case .skip: [100, 200, 650, 250, 300, 300]
+                }
+            for step in steps {
+                await r.advance(by: .milliseconds(step))
+                await record()
+            }
+            ticker.stop()
+            return seen
+        }
+    }
+
+    @Test("T5.5: burst catches up with back-to-back ticks at their scheduled instants")
+    func burst() async {
+        let seen = await script(.burst)
+        #expect(seen == [
+            [0], [0], [0, 300], [0, 300, 600, 900], [0, 300, 600, 900], [0, 300, 600, 900, 1200],
+            [0, 300, 600, 900, 1200, 1500],
+        ])
+    }
+
+    @Test("T5.6: delay restarts the schedule one period after a late tick")
+    func delay() async {
+        let seen = await script(.delay)
+        #expect(seen == [
+            [0], [0], [0, 300], [0, 300, 600], [0, 300, 600], [0, 300, 600, 1251], [0, 300, 600, 1251, 1551],
+            [0, 300, 600, 1251, 1551, 1851],
+        ])
+    }
+
+    @Test("T5.7: skip drops missed ticks and keeps the original schedule")
+    func skip() async {
+        let seen = await script(.skip)
+        #expect(seen == [
+            [0], [0], [0, 300], [0, 300, 600], [0, 300, 600, 1200], [0, 300, 600, 1200, 1500],
+            [0, 300, 600, 1200, 1500, 1800],
+        ])
+    }
+
+    @Test("T5.8: the first tick is immediate; a later start delays it; ticks are scheduled instants")
+    func firstTick() async {
+        let r = pausedRuntime()
+        let result = await blockOnThread(r, seconds: 30, "first tick") { () async -> [Duration] in
+            let start = r.clock.now
+            var out: [Duration] = []
+            var it = interval(every: .milliseconds(10)).makeAsyncIterator()
+            out.append(start.duration(to: await it.next()!))
+            out.append(start.duration(to: r.clock.now))  // no time passed
+            var late = interval(startingAt: start.advanced(by: .milliseconds(50)), every: .milliseconds(10))
+                .makeAsyncIterator()
+            out.append(start.duration(to: await late.next()!))
+            out.append(start.duration(to: await late.next()!))
+            return out
+        }
+        #expect(result == [.zero, .zero, .milliseconds(50), .milliseconds(60)])
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("ticks on the real clock of either flavor follow the schedule; cancelling the task ends iteration",
+          arguments: bothFlavors)
+    func realClock(_ flavor: Runtime.Configuration.Flavor) async {
+        let r = makeRuntime(flavor)
+        let result = await blockOnThread(r, seconds: 30, "real interval") { () async throws -> ([Duration], Bool) in
+            let real = ContinuousClock.now
+            var ticks: [RuntimeClock.Instant] = []
+            for await tick in interval(every: .milliseconds(10)) {
+                ticks.append(tick)
+                if ticks.count == 4 { break }
+            }
+            let tookLongEnough = ContinuousClock.now - real >= .milliseconds(30)
+            // A cancelled task's iteration ends.
+            let ended = spawn { () async -> Int in
+                var n = 0
+                withUnsafeCurrentTask { $0?.cancel() }
+                for await _ in interval(every: .milliseconds(1)) { n += 1 }
+                return n
+            }
+            #expect(try await ended.value == 0)
+            return (ticks.map { ticks[0].duration(to: $0) }, tookLongEnough)
+        }
+        #expect(result?.0 == [.zero, .milliseconds(10), .milliseconds(20), .milliseconds(30)])
+        #expect(result?.1 == true)
+        r.shutdown(timeout: .seconds(5))
+    }
+}
+
+private struct BodyError: Error, Equatable {}
+
+@Suite("timeout")
+struct TimeoutTests {
+    @Test("T5.9: a ready body wins even with a past deadline; a pending one times out at its deadline")
+    func readyAndPending() async {
+        let r = pausedRuntime()
+        let result = await blockOnThread(r, seconds: 30, "timeout") { () async throws -> [String] in
+            var out: [String] = []
+            out.append("\(try await timeout(after: .seconds(-1)) { 7 })")
+            let start = r.clock.now
+            do {
+                _ = try await timeout(after: .zero) { try await Task.sleep(for: .seconds(3600)) }
+                out.append("no error")
+            } catch let e as TimeoutError {
+                out.append("timeout \(e.duration) at \(start.duration(to: r.clock.now))")
+            }
+            let start2 = r.clock.now
+            do {
+                _ = try await timeout(after: .milliseconds(300)) { try await Task.sleep(for: .seconds(3600)) }
+                out.append("no error")
+            } catch let e as TimeoutError {
+                out.append("timeout \(e.duration) at \(start2.duration(to: r.clock.now))")
+            }
+            return out
+        }
+        #expect(result == ["7", "timeout 0.0 seconds at 0.0 seconds", "timeout 0.3 seconds at 0.3 seconds"])
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("T5.9: timeout stays pending until the clock reaches its deadline")
+    func pendingUntilAdvance() async {
+        let r = pausedRuntime()
+        let result = await blockOnThread(r, seconds: 30, "timeout advance") { () async throws -> [Bool] in
+            let finished = Signal()
+            let h = spawn { () async throws -> Bool in
+                defer { finished.fire() }
+                do {
+                    _ = try await timeout(after: .milliseconds(300)) { try await Task.sleep(for: .seconds(3600)) }
+                    return false
+                } catch is TimeoutError {
+                    return true
+                }
+            }
+            var seen: [Bool] = []
+            await settle()
+            await r.advance(by: .milliseconds(299))
+            await settle()
+            seen.append(finished.isSet)
+            await r.advance(by: .milliseconds(2))
+            await settle()
+            seen.append(finished.isSet)
+            seen.append(try await h.value)
+            return seen
+        }
+        #expect(result == [false, true, true])
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a value or an error from the body before the deadline comes back unchanged", arguments: bothFlavors)
+    func bodyOutcome(_ flavor: Runtime.Configuration.Flavor) async {
+        let r = makeRuntime(flavor)
+        let result = await blockOnThread(r, seconds: 30, "outcome") { () async throws -> [String] in
+            var out: [String] = []
+            out.append(try await timeout(after: .seconds(30)) {
+                try await Task.sleep(for: .milliseconds(1))
+                return "value"
+            })
+            do {
+                _ = try await timeout(after: .seconds(30)) { () async throws -> Int in throw BodyError() }
+            } catch let e as BodyError {
+                out.append("\(e)")
+            }
+            return out
+        }
+        #expect(result == ["value", "BodyError()"])
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("on the real clock a pending body times out near its deadline", arguments: bothFlavors)
+    func realDeadline(_ flavor: Runtime.Configuration.Flavor) async {
+        let r = makeRuntime(flavor)
+        let result = await blockOnThread(r, seconds: 30, "real timeout") { () async -> (Bool, Duration) in
+            let real = ContinuousClock.now
+            do {
+                _ = try await timeout(after: .milliseconds(20)) { try await Task.sleep(for: .seconds(3600)) }
+                return (false, ContinuousClock.now - real)
+            } catch {
+                return (error is TimeoutError, ContinuousClock.now - real)
+            }
+        }
+        #expect(result?.0 == true)
+        #expect((result?.1 ?? .zero) >= .milliseconds(20))
+        #expect((result?.1 ?? .seconds(60)) < .seconds(20))
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a body that ignores cancellation and returns a value after the deadline returns that value")
+    func lateValue() async {
+        let r = pausedRuntime()
+        let result = await blockOnThread(r, seconds: 30, "late value") { () async throws -> Int in
+            try await timeout(after: .milliseconds(10)) {
+                // Ignores cancellation: a real-time wait the paused clock cannot skip.
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    afterRealDelay(milliseconds: 20) { c.resume() }
+                }
+                return 42
+            }
+        }
+        #expect(result == 42)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("cancelling the caller cancels the body, whose outcome is returned")
+    func callerCancelled() async {
+        let r = makeRuntime(.multiThread)
+        let result = await blockOnThread(r, seconds: 30, "caller cancelled") { () async -> String in
+            let h = spawn { () async throws -> String in
+                try await timeout(after: .seconds(3600)) {
+                    try await Task.sleep(for: .seconds(3600))
+                    return "slept"
+                }
+            }
+            h.abort()
+            do {
+                return try await h.value
+            } catch is TimeoutError {
+                return "timeout"
+            } catch {
+                return "\(type(of: error))"
+            }
+        }
+        #expect(result == "JoinError" || result == "CancellationError")
+        r.shutdown(timeout: .seconds(5))
+    }
+}
+
+/// Runs `then` on a new OS thread after sleeping `milliseconds` of real time.
+private func afterRealDelay(milliseconds: UInt32, _ then: @escaping @Sendable () -> Void) {
+    Platform.spawnThread(stackSize: nil) {
+        usleep(milliseconds * 1000)
+        then()
+    }.detach()
+}
