@@ -164,7 +164,36 @@ struct TimeMisuseTests {
             let r = Runtime.currentThread()
             r.blockOn { _ = interval(every: .zero) }
         }
-        #expect(stderrText(result).contains("interval period must be positive"))
+        #expect(stderrText(result).contains("interval period must be at least 1 nanosecond"))
+    }
+
+    @Test("an interval with a sub-nanosecond period traps")
+    func subNanosecondPeriod() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.currentThread()
+            _ = r.interval(every: Duration(secondsComponent: 0, attosecondsComponent: 500_000_000))
+        }
+        #expect(stderrText(result).contains("interval period must be at least 1 nanosecond"))
+    }
+
+    @Test("interval(startingAt:) outside a runtime traps")
+    func intervalAtOutside() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.currentThread()
+            _ = interval(startingAt: r.clock.now, every: .seconds(1))
+        }
+        #expect(stderrText(result).contains("interval(startingAt:every:missedTickBehavior:) called outside a Kyoto runtime"))
+    }
+
+    @Test("advance(by:) with a duration beyond the clock's range traps")
+    func advanceHuge() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            var c = Runtime.Configuration(flavor: .currentThread)
+            c.startPaused = true
+            let r = Runtime(c)
+            r.blockOn { await r.advance(by: .seconds(Int64.max)) }
+        }
+        #expect(stderrText(result).contains("moves the paused clock past its range"))
     }
 
     @Test("interval outside a runtime traps")

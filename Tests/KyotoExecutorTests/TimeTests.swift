@@ -51,13 +51,36 @@ struct PausedClockTests {
             var out: [Duration] = []
             for scale in [1, 1000, 3_600_000] as [Int64] {  // d ms, d s, d hours
                 let start = r.clock.now
-                try await Task.sleep(for: .milliseconds(d * scale))
+                try await r.clock.sleep(for: .milliseconds(d * scale))
                 out.append(start.duration(to: r.clock.now))
             }
             return out
         }
         #expect(elapsed == [ms(d), ms(d * 1000), ms(d * 3_600_000)])
         #expect(ContinuousClock.now - real < .seconds(10), "a paused clock sleeps hours in no real time")
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("Task.sleep on a paused clock takes d of its time, rounded to whole milliseconds", arguments: [1, 10, 60] as [Int64])
+    func taskSleepOnPausedClock(_ d: Int64) async {
+        let r = pausedRuntime()
+        let real = ContinuousClock.now
+        let elapsed = await blockOnThread(r, seconds: 30, "paused Task.sleep") { () async throws -> [Duration] in
+            var out: [Duration] = []
+            for scale in [1, 3_600_000] as [Int64] {
+                let start = r.clock.now
+                try await Task.sleep(for: .milliseconds(d * scale))
+                out.append(start.duration(to: r.clock.now))
+            }
+            return out
+        }
+        // Exact unless the thread was held up between the call and the runtime receiving it (then early by
+        // that much): bounded here by the real time the whole test took.
+        let slack = ContinuousClock.now - real
+        #expect(slack < .seconds(10), "a paused clock sleeps hours in no real time")
+        for (got, want) in zip(elapsed ?? [], [ms(d), ms(d * 3_600_000)]) {
+            #expect(got <= want && got >= want - slack, "slept \(got) of paused time for \(want)")
+        }
         r.shutdown(timeout: .seconds(5))
     }
 
@@ -69,7 +92,7 @@ struct PausedClockTests {
             // One advance of 250 us is not enough; 1500 us more is.
             let woke = Signal()
             let sleeper = spawn {
-                try await Task.sleep(for: .milliseconds(1))
+                try await r.clock.sleep(for: .milliseconds(1))
                 woke.fire()
             }
             await settle()
@@ -83,7 +106,7 @@ struct PausedClockTests {
             // Four advances of 250 us: ready only after the fourth.
             let woke2 = Signal()
             let sleeper2 = spawn {
-                try await Task.sleep(for: .milliseconds(1))
+                try await r.clock.sleep(for: .milliseconds(1))
                 woke2.fire()
             }
             await settle()
@@ -131,12 +154,17 @@ struct PausedClockTests {
             var out: [Duration] = []
             for d in [Duration.seconds(5 * 365 * 86_400), .seconds(Int64.max / 4)] {
                 let start = r.clock.now
-                try await Task.sleep(for: d)
+                try await r.clock.sleep(for: d)
                 out.append(start.duration(to: r.clock.now))
             }
+            // Through Swift's own sleep too (no overflow on the way).
+            let start = r.clock.now
+            try await Task.sleep(for: .seconds(Int64.max / 4))
+            out.append(start.duration(to: r.clock.now))
             return out
         }
         #expect(elapsed?.first == .seconds(5 * 365 * 86_400))
+        #expect((elapsed?[1] ?? .zero) > .seconds(100 * 365 * 86_400), "the far deadline was reached, not skipped")
         #expect((elapsed?.last ?? .zero) > .seconds(100 * 365 * 86_400), "the far deadline was reached, not skipped")
         r.shutdown(timeout: .seconds(5))
     }
@@ -163,7 +191,7 @@ struct PausedClockTests {
             var handles: [JoinHandle<Void>] = []
             for (name, d) in [("c", 30), ("a", 10), ("b", 20), ("a2", 10)] as [(String, Int64)] {
                 handles.append(spawn {
-                    try await Task.sleep(for: .milliseconds(d))
+                    try await r.clock.sleep(until: start.advanced(by: .milliseconds(d)))
                     log.append("\(name)@\(start.duration(to: r.clock.now))")
                 })
             }
@@ -174,7 +202,7 @@ struct PausedClockTests {
         r.shutdown(timeout: .seconds(5))
     }
 
-    @Test("T5.11: the same program on two paused runtimes sees the same instants")
+    @Test("T5.11: the same program on two paused runtimes sees the same instants (sleeps on the runtime's clock)")
     func deterministic() async {
         func program() async -> [Duration]? {
             let r = pausedRuntime()
@@ -215,7 +243,7 @@ struct PausedClockTests {
                 done.fire()
             }
             // Without the inhibition the clock would jump 10 s at once, before the job finished.
-            try await Task.sleep(for: .seconds(10))
+            try await r.clock.sleep(for: .seconds(10))
             let finishedFirst = done.isSet
             try await job.value
             return (finishedFirst, start.duration(to: r.clock.now))
@@ -265,22 +293,123 @@ struct PausedClockTests {
         paused.shutdown(timeout: .seconds(5))
     }
 
-    @Test("a cancelled RuntimeClock.sleep throws CancellationError at once")
-    func cancelledClockSleep() async {
-        let r = makeRuntime(.multiThread)
-        let outcome = await blockOnThread(r, seconds: 30, "cancel sleep") { () async -> String in
-            let h = spawn { () async throws -> Void in
-                try await r.clock.sleep(until: r.clock.now.advanced(by: .seconds(3600)))
+    @Test("a RuntimeClock.sleep cancelled while it waits, or before it starts, throws CancellationError at once",
+          arguments: bothFlavors)
+    func cancelledClockSleep(_ flavor: Runtime.Configuration.Flavor) async {
+        let r = makeRuntime(flavor)
+        let outcome = await blockOnThread(r, seconds: 30, "cancel sleep") { () async -> [String] in
+            let caught = Recorder<String>()
+            let started = Signal()
+            let h = spawn { () async -> Void in
+                started.fire()
+                do {
+                    try await r.clock.sleep(until: r.clock.now.advanced(by: .seconds(3600)))
+                    caught.append("slept")
+                } catch {
+                    caught.append("\(type(of: error))")
+                }
             }
+            await started.wait()
+            await settle()
             h.abort()
-            do {
-                try await h.value
-                return "slept"
-            } catch {
-                return "\(type(of: error))"
+            _ = try? await h.value
+            // Already cancelled when it starts: the waker never arms.
+            let pre = spawn { () async -> Void in
+                withUnsafeCurrentTask { $0?.cancel() }
+                do {
+                    try await r.clock.sleep(until: r.clock.now.advanced(by: .seconds(3600)))
+                    caught.append("slept")
+                } catch {
+                    caught.append("\(type(of: error))")
+                }
             }
+            _ = try? await pre.value
+            return caught.all
         }
-        #expect(outcome == "CancellationError" || outcome == "JoinError")
+        #expect(outcome == ["CancellationError", "CancellationError"])
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a finished spawnBlocking job's waiter runs before the paused clock jumps")
+    func blockingResultBeforeJump() async {
+        let r = pausedRuntime()
+        let iterations = max(100, Int(2000 * stressScale()))
+        let jumps = await blockOnThread(r, seconds: 120, "blocking race") { () async throws -> Int in
+            // A timer an hour away is pending throughout.
+            let far = spawn { try await r.clock.sleep(for: .seconds(3600)) }
+            var jumps = 0
+            for _ in 0..<iterations {
+                let before = r.clock.now
+                try await spawnBlocking { () -> Void in }.value
+                if r.clock.now != before { jumps += 1 }
+            }
+            far.abort()
+            return jumps
+        }
+        #expect(jumps == 0, "the clock jumped in \(jumps ?? -1) of \(iterations) iterations")
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("shutdown(timeout:) of a paused runtime returns at its deadline even while timers keep re-arming")
+    func shutdownBoundedWithTickingTimers() async {
+        let r = pausedRuntime()
+        _ = await blockOnThread(r, seconds: 30, "start") { () async -> Void in
+            // Not spawned through Kyoto, so shutdown does not cancel it: it ticks forever.
+            Task(executorPreference: r) {
+                for await _ in r.interval(every: .milliseconds(1)) {}
+            }
+            // And a spawned task that ignores cancellation.
+            spawn { await Signal().wait() }
+            await settle()
+        }
+        let returned = Signal()
+        let result = CheckedMutex<Bool?>(nil)
+        let thread = Platform.spawnThread(stackSize: nil) {
+            let finished = r.shutdown(timeout: .milliseconds(300))
+            result.withLock { $0 = finished }
+            returned.fire()
+        }
+        let inTime = await returned.wait(seconds: 20)
+        #expect(inTime, "shutdown(timeout: 300 ms) did not return")
+        if inTime { thread.join() } else { thread.detach() }
+        #expect(result.withLock { $0 } == false)
+    }
+
+    @Test("once its runtime has shut down, a clock's sleeps throw CancellationError and its intervals end")
+    func clockAfterShutdown() async throws {
+        let r = makeRuntime(.multiThread)
+        let clock = r.clock
+        r.shutdown(timeout: .seconds(5))
+        let outcome = try await firstWithin(20) { () async -> (String, Int) in
+            var sleep = "slept"
+            do {
+                try await clock.sleep(for: .seconds(3600))
+            } catch {
+                sleep = "\(type(of: error))"
+            }
+            var ticks = 0
+            for await _ in r.interval(every: .milliseconds(1)) {
+                ticks += 1
+                if ticks > 100 { break }
+            }
+            return (sleep, ticks)
+        }
+        #expect(outcome?.0 == "CancellationError")
+        #expect(outcome?.1 == 1, "only the immediate first tick")
+    }
+
+    @Test("catch-up ticks spend the cooperative budget")
+    func burstSpendsBudget() async {
+        let r = pausedRuntime()
+        let forced = await blockOnThread(r, seconds: 30, "burst budget") { () async -> UInt64 in
+            let before = r.metrics.budgetForcedYields
+            var it = r.interval(every: .milliseconds(1)).makeAsyncIterator()
+            _ = await it.next()
+            await r.advance(by: .seconds(2))
+            for _ in 0..<1000 { _ = await it.next() }  // all due already: a burst of 1,000
+            return r.metrics.budgetForcedYields - before
+        }
+        #expect((forced ?? 0) >= 5, "1,000 ready ticks yielded \(forced ?? 0) times")
         r.shutdown(timeout: .seconds(5))
     }
 
@@ -521,26 +650,98 @@ struct TimeoutTests {
         r.shutdown(timeout: .seconds(5))
     }
 
-    @Test("cancelling the caller cancels the body, whose outcome is returned")
-    func callerCancelled() async {
-        let r = makeRuntime(.multiThread)
-        let result = await blockOnThread(r, seconds: 30, "caller cancelled") { () async -> String in
-            let h = spawn { () async throws -> String in
-                try await timeout(after: .seconds(3600)) {
-                    try await Task.sleep(for: .seconds(3600))
-                    return "slept"
+    @Test("cancelling the caller cancels the body, whose outcome is returned", arguments: bothFlavors)
+    func callerCancelled(_ flavor: Runtime.Configuration.Flavor) async {
+        let r = makeRuntime(flavor)
+        let result = await blockOnThread(r, seconds: 30, "caller cancelled") { () async -> [String] in
+            let caught = Recorder<String>()
+            let started = Signal()
+            let h = spawn { () async -> Void in
+                do {
+                    let v = try await timeout(after: .seconds(3600)) { () async throws -> String in
+                        started.fire()
+                        try await Task.sleep(for: .seconds(3600))
+                        return "slept"
+                    }
+                    caught.append(v)
+                } catch {
+                    caught.append("\(type(of: error))")
                 }
+                // A body that finishes with a value despite the cancellation: its value comes back.
+                let v = try? await timeout(after: .seconds(3600)) { () async -> String in
+                    try? await Task.sleep(for: .seconds(3600))
+                    return "value after cancel"
+                }
+                caught.append(v ?? "nil")
             }
+            await started.wait()
+            await settle()
             h.abort()
+            _ = try? await h.value
+            return caught.all
+        }
+        #expect(result == ["CancellationError", "value after cancel"])
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a ready body wins against a past deadline on the multi-thread flavor too")
+    func readyBodyMultiThread() async {
+        let r = makeRuntime(.multiThread)
+        let values = await blockOnThread(r, seconds: 60, "ready body") { () async throws -> Set<Int> in
+            var seen = Set<Int>()
+            for i in 0..<200 { seen.insert(try await timeout(after: .seconds(-1)) { i } - i) }
+            return seen
+        }
+        #expect(values == [0])
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a body that throws its own error after the deadline gives TimeoutError")
+    func lateError() async {
+        let r = pausedRuntime()
+        let result = await blockOnThread(r, seconds: 30, "late error") { () async -> String in
             do {
-                return try await h.value
-            } catch is TimeoutError {
-                return "timeout"
+                _ = try await timeout(after: .milliseconds(10)) { () async throws -> Int in
+                    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                        afterRealDelay(milliseconds: 20) { c.resume() }
+                    }
+                    throw BodyError()
+                }
+                return "value"
             } catch {
                 return "\(type(of: error))"
             }
         }
-        #expect(result == "JoinError" || result == "CancellationError")
+        #expect(result == "TimeoutError")
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("finished timeouts do not grow a runtime's timer queue without bound", arguments: bothFlavors)
+    func finishedTimeoutsAreDropped(_ flavor: Runtime.Configuration.Flavor) async {
+        let r = makeRuntime(flavor)
+        let n = max(1000, Int(10_000 * stressScale()))
+        _ = await blockOnThread(r, seconds: 60, "timer queue") { () async throws -> Void in
+            for i in 0..<n { _ = try await timeout(after: .seconds(3600)) { i } }
+        }
+        // Cancelled wakers are dropped once they are more than half the queue (and at least 64).
+        #expect(r.shared.timers.pendingCount < 200, "\(r.shared.timers.pendingCount) timers left after \(n) timeouts")
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a timeout whose body finished leaves nothing that moves a paused clock or grows the timer queue")
+    func finishedTimeoutsLeaveNoTimers() async {
+        let r = pausedRuntime()
+        let moved = await blockOnThread(r, seconds: 30, "stale timers") { () async throws -> Duration in
+            let start = r.clock.now
+            for i in 0..<1000 { _ = try await timeout(after: .seconds(3600)) { i } }
+            // Idle until a plain thread fires: a stale deadline would make the clock jump meanwhile.
+            let fired = Signal()
+            afterRealDelay(milliseconds: 20) { fired.fire() }
+            await fired.wait()
+            return start.duration(to: r.clock.now)
+        }
+        #expect(moved == .zero)
+        #expect(r.shared.timers.pendingCount < 200, "\(r.shared.timers.pendingCount) timers left")
         r.shutdown(timeout: .seconds(5))
     }
 }

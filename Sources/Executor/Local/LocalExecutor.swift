@@ -81,6 +81,9 @@ final class LocalDriver: Sendable {
     func wake() { parker.unpark() }
 
     /// Runs every queued job of every attached executor. Driving thread only. Returns how many ran.
+    /// Whether any of the driver's sets has queued jobs (a snapshot).
+    var hasPendingJobs: Bool { executors.withLock { $0 }.contains { $0.hasPendingJobs } }
+
     func runPending() -> Int {
         let list = executors.withLock { $0 }
         if list.isEmpty { return 0 }
@@ -175,6 +178,9 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
         }
         return ran
     }
+
+    /// Whether jobs are queued (a snapshot).
+    var hasPendingJobs: Bool { state.withLock { $0.jobs.count > 0 } }
 
     /// Whether the calling thread is running this executor's jobs right now. No false positives.
     var isCurrentThreadRunning: Bool {

@@ -48,12 +48,17 @@ extension Runtime {
         /// Called on a worker right after it wakes from parking.
         public var onThreadUnpark: (@Sendable () -> Void)?
         /// Start with a paused test clock (Tokio's `start_paused`; current-thread flavor only). The runtime's
-        /// time (``Runtime/clock``, and the deadlines of its tasks' `Task.sleep`, ``interval(every:missedTickBehavior:)``
-        /// and ``timeout(after:_:)``) then stands still until ``Runtime/advance(by:)`` moves it, or until
-        /// the runtime has nothing to run and no `spawnBlocking` job in flight, when it jumps to the next
-        /// timer's deadline. Tests of timing logic run instantly and deterministically. `Task.sleep` delays
-        /// are rounded up to whole milliseconds on a paused clock (``RuntimeClock/sleep(until:tolerance:)``
-        /// is exact). Default false.
+        /// time (``Runtime/clock``, and the deadlines of its tasks' `Task.sleep`,
+        /// ``interval(every:missedTickBehavior:)`` and ``timeout(after:_:)``) then stands still until
+        /// ``Runtime/advance(by:)`` moves it, or until the driver has nothing to run and no `spawnBlocking`
+        /// job is in flight, when it jumps to the next timer's deadline. Tests of timing logic run instantly,
+        /// and sleeps on ``Runtime/clock`` fire at the same instants on every run.
+        ///
+        /// Limits: the driver cannot see work elsewhere (a LocalSet on a thread of its own, another runtime,
+        /// a plain thread), so the clock may jump while it runs. `Task.sleep` delays are rounded up to whole
+        /// milliseconds and can end early by the time the thread was held up between the call and the
+        /// runtime receiving it (Swift measures them on the real clock); sleeps on ``Runtime/clock`` are
+        /// exact. `ContinuousClock.now` keeps real time. Default false.
         public var startPaused: Bool
 
         /// A configuration with every field at its default.

@@ -120,11 +120,12 @@ public final class Runtime: TaskExecutor, Sendable {
     /// Runs `job` once `nanos` nanoseconds have passed (the `Task.sleep` path). Never runs it inline: this
     /// is called from inside the sleeping task's own job, before it has suspended.
     ///
-    /// On a paused clock the delay is rounded up to whole milliseconds (Tokio's timer granularity). Swift
-    /// hands the executor an instant on the real clock, and the delay it computes from it is short by the
-    /// real time spent between the caller's `now` and here (microseconds): rounding makes
-    /// `Task.sleep(for: .milliseconds(10))` take exactly 10 ms of paused time. `RuntimeClock.sleep(until:)`
-    /// needs no rounding: its deadline is already on the runtime's timeline.
+    /// On a paused clock the delay is rounded up to whole milliseconds. Swift hands the executor an instant
+    /// on the real clock, and the delay it computes from it is short by the real time spent between the
+    /// caller's `now` and here (microseconds, unless the thread was held up): rounding makes
+    /// `Task.sleep(for: .milliseconds(10))` take exactly 10 ms of paused time in the common case (Tokio
+    /// rounds the deadline, not the delay, to its 1 ms tick). `RuntimeClock.sleep(until:)` needs no rounding:
+    /// its deadline is already on the runtime's timeline.
     func scheduleTimer(_ job: JobRef, afterNanos nanos: Int64) {
         var delay = UInt64(max(0, nanos))
         if shared.time.isPaused {

@@ -133,7 +133,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
                     continue
                 }
                 if ran == 0 {
-                    if autoAdvance() { continue }
+                    if autoAdvance(localDriver: localDriver) { continue }
                     shared.configuration.onThreadPark?()
                     // The hook is user code: work it scheduled (a spawn lands in `local` without waking
                     // anyone, as this thread is the driver) must run now, not after a wake-up that never comes.
@@ -159,10 +159,17 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     }
 
     /// Paused clock with nothing to run: moves the clock to the earliest pending deadline so that timer
-    /// fires next. Returns false (the caller parks) when the clock is not paused, no timer is pending, or a
-    /// blocking job is in flight (its completion unparks the driver). Core holder only.
-    private func autoAdvance() -> Bool {
-        guard paused, shared.time.mayAutoAdvance, let deadline = shared.timers.nextDeadline else { return false }
+    /// fires next. Returns false (the caller parks) when the clock is not paused, no live timer is pending,
+    /// or a blocking job is in flight (its completion unparks the driver). Returns true without moving the
+    /// clock if work arrived meanwhile. Core holder only.
+    private func autoAdvance(localDriver: LocalDriver?) -> Bool {
+        guard paused, shared.time.mayAutoAdvance else { return false }
+        // The caller found the queues empty *before* reading the blocking count. A blocking job that
+        // finished in between delivered its result (scheduling its waiter: inject, or a LocalSet's queue)
+        // and then decremented the count: having read the decrement (sequentially consistent), look
+        // again, so that the woken task runs before the clock jumps.
+        if local.count > 0 || !shared.inject.isEmpty || (localDriver?.hasPendingJobs ?? false) { return true }
+        guard let deadline = shared.timers.nextLiveDeadline() else { return false }
         shared.time.advance(to: deadline)
         return true
     }
@@ -190,9 +197,11 @@ final class CurrentThreadScheduler: @unchecked Sendable {
                 }
                 if fireDueTimers() > 0 { continue }
                 if shared.registry.aliveCount == 0 { break }
-                if autoAdvance() { continue }
+                // Before auto-advance: on a paused clock, tasks that keep re-arming timers would otherwise
+                // be fed forever.
                 let now = Platform.monotonicNanos()
                 if now >= deadline { return false }
+                if autoAdvance(localDriver: nil) { continue }
                 parker.park(timeoutNanos: min(deadline - now, timeUntilNextTimer() ?? .max))
             }
             // Anything left locally goes to the inject queue, which the drainer empties after termination.

@@ -85,11 +85,14 @@ final class Shared: @unchecked Sendable {
     let timerJobExecutor: UnownedTaskExecutor = globalConcurrentExecutor.asUnownedTaskExecutor()
 
     /// Fires a due timer on the calling runtime thread: runs a wake-up job inline (see
-    /// `timerJobExecutor`), or resumes a `RuntimeClock.sleep`.
-    func fireTimer(_ action: TimerAction) {
+    /// `timerJobExecutor`), or resumes a `RuntimeClock.sleep`. After termination (`terminated`), a sleep
+    /// on this runtime's clock can never reach its deadline: its waker resumes with `CancellationError`
+    /// instead (a wake-up job still runs: only the Swift runtime can end that sleep, and it does so
+    /// normally).
+    func fireTimer(_ action: TimerAction, terminated: Bool = false) {
         switch action {
         case .job(let job): job.unownedJob.runSynchronously(on: timerJobExecutor)
-        case .waker(let waker): waker.fire()
+        case .waker(let waker): if terminated { waker.cancel(queued: false) } else { waker.fire() }
         }
     }
 
@@ -126,7 +129,7 @@ final class Shared: @unchecked Sendable {
     private func drain() {
         let context = ThreadContext(shared: self, worker: nil, currentThread: nil, role: .drain)
         while true {
-            timers.drainAll { fireTimer($0) }
+            timers.drainAll { fireTimer($0, terminated: true) }
             while let job = inject.pop() { run(job, context: context) }
             // Releasing: pairs with the CAS in `ensureDrainer`.
             draining.store(false, ordering: .releasing)

@@ -6,27 +6,32 @@
 // - with `Configuration.startPaused` (current-thread runtimes only), a virtual time that starts at the
 //   runtime's creation and moves only when `Runtime.advance(by:)` adds to it, or when the driver finds
 //   nothing to run and jumps it to the earliest pending deadline (*auto-advance*). A program then sleeps
-//   through hours of timers in no real time, and two runs fire the same timers at the same virtual
-//   instants.
+//   through hours of timers in no real time, and sleeps on the runtime's clock (`RuntimeClock.sleep`,
+//   `interval`, `timeout`) fire at the same virtual instants on every run.
 //
 // Auto-advance is inhibited while a `spawnBlocking` job of the runtime is queued or running (its result
-// is real work the clock must wait for; Tokio does the same). The job's completion delivers its result
-// first and then decrements `blockingInFlight` and unparks the driver, so a driver that saw the count
-// above zero and parked is woken to look again (see `blockingJobFinished`).
+// is real work the clock must wait for; Tokio does the same). The job delivers its result (scheduling the
+// waiting task), then decrements `blockingInFlight` and unparks the driver. The driver checks its queues,
+// then reads the count; a job finishing in between is caught by a second look at the queues after the
+// count reads zero (CurrentThread.autoAdvance), and a driver that read a non-zero count and parked is
+// woken by the unpark. Work the driver cannot see does not inhibit it: a LocalSet running on a thread of
+// its own, another runtime, or a thread outside any runtime.
 //
-// Who writes the paused time: the driver's auto-advance, and `advance(by:)` from a task of the runtime
-// (normally on the driver's thread too, but a LocalSet thread of the runtime may call it). Writes are a
-// compare-and-exchange maximum, so the time never goes back whoever writes; `advance(by:)` then unparks
-// the driver so it fires the timers that became due.
+// Who writes the paused time: the driver's auto-advance, and `advance(by:)` from a task of the runtime.
+// Writes are a compare-and-exchange maximum, so the time never goes back whoever writes; `advance(by:)`
+// also unparks the driver so that it fires the timers that became due.
 //
 // Swift gives an executor no way to withdraw the wake-up of a cancelled `Task.sleep`: it stays in the timer
-// queue until its deadline and then does nothing (so does a cancelled `RuntimeClock.sleep`'s waker). Auto-
-// advance can therefore also jump to the deadline of a sleep that was cancelled.
+// queue until its deadline and then does nothing, and auto-advance can jump to it. Cancelled
+// `RuntimeClock.sleep`s are skipped and dropped (TimerQueue.swift).
 //
-// Precision: `RuntimeClock.sleep(until:)` (and `interval`, `timeout`, built on it) puts its exact deadline
-// on the runtime's timeline. `Task.sleep` reaches the runtime as a delay that Swift computed from the real
-// clock, which on a paused clock is short by the real time the call took; the runtime rounds such delays up
-// to whole milliseconds there (Runtime.scheduleTimer), so millisecond sleeps stay exact.
+// Precision: `RuntimeClock.sleep(until:)` (and `interval` and `timeout`, built on it) puts its exact
+// deadline on the runtime's timeline. `Task.sleep` reaches the runtime as a delay that Swift computed from
+// the real clock (`ContinuousClock.now + duration`, then that instant minus the real now when the runtime
+// receives it), so on a paused clock it is short by the real time that took. The runtime rounds such
+// delays up to whole milliseconds (Runtime.scheduleTimer): millisecond sleeps come out exact unless the
+// thread was held up for a millisecond or more in between (preemption on a loaded machine, a sanitizer),
+// when the sleep ends early by that much. `ContinuousClock.now` itself keeps real time.
 
 import Synchronization
 
@@ -38,10 +43,10 @@ final class TimeSource: Sendable {
     /// paused. Relaxed: it only grows (a CAS maximum), readers need only some value it had, and nothing else
     /// is published through it (the timers it makes due are in the timer queue, behind its lock).
     private let pausedNanos: Atomic<UInt64>
-    /// `spawnBlocking` jobs queued or running (paused clocks only). Sequentially consistent: the driver
-    /// reads it after finding its queues empty, and a finishing job decrements it after delivering its
-    /// result (which schedules the waiting task): the driver either sees the count at zero or sees the
-    /// delivered work; and the unpark after the decrement covers a driver that saw neither change yet.
+    /// `spawnBlocking` jobs queued or running (paused clocks only). Sequentially consistent: a finishing
+    /// job decrements it after delivering its result (which schedules the waiting task), so a driver that
+    /// reads the decremented value and then looks at its queues sees the delivered work (see the file
+    /// comment); the unpark after the decrement covers a driver that read the old value and parked.
     private let blockingInFlight = Atomic<Int>(0)
 
     init(paused: Bool) {
@@ -77,14 +82,21 @@ final class TimeSource: Sendable {
 /// A runtime's clock, for measuring time the way its timers see it: real monotonic time, or the paused
 /// test clock of a runtime built with ``Runtime/Configuration/startPaused``.
 ///
-/// Get it from ``Runtime/clock``; it keeps its runtime alive. Under a paused clock, `now` moves only when
-/// the runtime's timers make it move, so `clock.now - start` after
-/// `try await Task.sleep(for: .milliseconds(10))` is exactly 10 ms. `sleep(until:)` waits on the runtime's
-/// own timer queue with the exact deadline, from any task: the sleeper resumes on its own executor when the
-/// runtime fires the timer (so a paused runtime's timer fires only while somebody drives that runtime).
+/// Get it from ``Runtime/clock``; it keeps its runtime alive. Under a paused clock, `now` moves only by
+/// ``Runtime/advance(by:)`` and by auto-advance to the next timer, so after
+/// `try await clock.sleep(for: .milliseconds(10))` (or `Task.sleep(for:clock:)` with this clock),
+/// `clock.now - start` is exactly 10 ms. `Task.sleep` on the runtime is rounded up to whole milliseconds on
+/// a paused clock and can end early if the thread is held up (see ``Runtime/Configuration/startPaused``);
+/// `ContinuousClock` and `SuspendingClock` keep real time.
+///
+/// `sleep(until:)` waits on the runtime's own timer queue with the exact deadline, from any task: the
+/// sleeper resumes on its own executor when the runtime fires the timer (so a paused runtime's timer
+/// fires only while somebody drives that runtime). Once the runtime has shut down, its clock's sleeps
+/// throw `CancellationError`.
 public struct RuntimeClock: Clock, Sendable {
     /// A point on a runtime's timeline.
     public struct Instant: InstantProtocol, Sendable, Hashable, CustomStringConvertible {
+        /// Instants are measured in Swift's `Duration`.
         public typealias Duration = Swift.Duration
 
         /// Nanoseconds on the CLOCK_MONOTONIC scale (the paused clock starts at the runtime's creation).
@@ -111,6 +123,7 @@ public struct RuntimeClock: Clock, Sendable {
             return .nanoseconds(-Int64(clamping: nanoseconds - other.nanoseconds))
         }
 
+        /// Whether `lhs` comes before `rhs`.
         public static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
 
         /// The instant as nanoseconds on the monotonic scale.
@@ -127,10 +140,15 @@ public struct RuntimeClock: Clock, Sendable {
     public var minimumResolution: Swift.Duration { .nanoseconds(1) }
 
     /// Suspends until the runtime's clock reaches `deadline`. Throws `CancellationError` if the task is
-    /// cancelled first. A deadline that has passed returns at once.
+    /// cancelled first, or once the runtime has shut down. A deadline that has passed returns at once
+    /// (spending one unit of the cooperative budget). `tolerance` is ignored: timers fire at their deadline.
     public func sleep(until deadline: Instant, tolerance: Swift.Duration? = nil) async throws {
-        if deadline <= now { return }
-        let waker = TimerWaker()
+        if deadline <= now {
+            // Completes without suspending: spend budget (Tokio budgets sleeps too).
+            await consumeBudget()
+            return
+        }
+        let waker = TimerWaker(queue: runtime.shared.timers)
         try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
                 if waker.arm(continuation) {
@@ -144,8 +162,8 @@ public struct RuntimeClock: Clock, Sendable {
 }
 
 /// One `RuntimeClock.sleep` in the timer queue: resumes its continuation exactly once, when the timer fires
-/// or when the sleeping task is cancelled, whichever comes first (a cancelled waker stays in the queue
-/// until its deadline and then does nothing, like a cancelled `Task.sleep`).
+/// or when the sleeping task is cancelled, whichever comes first. A cancelled waker left in the queue does
+/// nothing when its deadline comes; the queue drops it lazily (TimerQueue.swift).
 final class TimerWaker: Sendable {
     private enum State {
         case idle
@@ -154,6 +172,18 @@ final class TimerWaker: Sendable {
     }
 
     private let state = CheckedMutex<State>(.idle)
+    /// Set when the sleep was cancelled (before firing). Relaxed: read by the queue only to skip or drop
+    /// the entry, which is safe either way (firing a cancelled waker does nothing).
+    private let cancelled = Atomic<Bool>(false)
+    /// The queue it goes into, told when it is cancelled.
+    private let queue: TimerQueue
+
+    init(queue: TimerQueue) {
+        self.queue = queue
+    }
+
+    /// Whether the sleep was cancelled: firing it would do nothing.
+    var isCancelled: Bool { cancelled.load(ordering: .relaxed) }
 
     /// Stores the continuation. Returns false (after resuming it with `CancellationError`) if the sleep was
     /// cancelled before it armed: then it must not be scheduled.
@@ -169,30 +199,36 @@ final class TimerWaker: Sendable {
 
     /// The timer fired: resumes the sleeper unless it was cancelled.
     func fire() {
-        take()?.resume()
-    }
-
-    /// The sleeping task was cancelled: resumes it with `CancellationError` unless the timer fired first.
-    func cancel() {
         let continuation = state.withLock { s -> UnsafeContinuation<Void, any Error>? in
-            if case .idle = s {
-                s = .done  // `arm` will see it and resume with CancellationError.
-                return nil
-            }
             guard case .armed(let c) = s else { return nil }
             s = .done
             return c
         }
         // Outside the lock.
-        continuation?.resume(throwing: CancellationError())
+        continuation?.resume()
     }
 
-    private func take() -> UnsafeContinuation<Void, any Error>? {
-        state.withLock { s -> UnsafeContinuation<Void, any Error>? in
-            guard case .armed(let c) = s else { return nil }
-            s = .done
-            return c
+    /// The sleeping task was cancelled (or the runtime terminated: `queued` false, the waker already left
+    /// the queue): resumes it with `CancellationError` unless the timer fired first.
+    func cancel(queued: Bool = true) {
+        let (continuation, wasPending) = state.withLock { s -> (UnsafeContinuation<Void, any Error>?, Bool) in
+            switch s {
+            case .idle:
+                s = .done  // `arm` will see it and resume with CancellationError.
+                return (nil, true)
+            case .armed(let c):
+                s = .done
+                return (c, true)
+            case .done:
+                return (nil, false)
+            }
         }
+        if wasPending {
+            cancelled.store(true, ordering: .relaxed)
+            if queued { queue.noteCancelled() }
+        }
+        // Outside the lock.
+        continuation?.resume(throwing: CancellationError())
     }
 }
 
@@ -217,9 +253,12 @@ extension Runtime {
             ThreadContext.current?.shared === shared,
             "BUG DETECTED: advance(by:) called from outside its Kyoto runtime; call it from one of its tasks")
         kyotoPrecondition(duration >= .zero, "BUG DETECTED: advance(by:) called with a negative duration (\(duration))")
-        let (target, overflow) = time.now().addingReportingOverflow(UInt64(duration.nanoseconds))
+        // `nanoseconds` saturates at Int64.max; a longer duration is past the range too.
+        let nanos = duration.nanoseconds
+        let (target, overflow) = time.now().addingReportingOverflow(UInt64(nanos))
         kyotoPrecondition(
-            !overflow && target != .max, "BUG DETECTED: advance(by: \(duration)) moves the paused clock past its range")
+            nanos < .max && !overflow && target != .max,
+            "BUG DETECTED: advance(by: \(duration)) moves the paused clock past its range")
         time.advance(to: target)
         // The driver fires due timers before it runs the next job (CurrentThread.swift), so they fire before
         // this task continues; the tasks they wake are queued behind it. The unpark is for a call from a

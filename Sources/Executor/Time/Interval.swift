@@ -25,8 +25,9 @@ public enum MissedTickBehavior: Sendable, Equatable {
 /// tick's scheduled instant on the runtime's clock. Iteration ends (`next()` returns nil) when the task is
 /// cancelled.
 ///
-/// Must be called from a task of a Kyoto runtime (it traps otherwise), whose clock the ticks follow,
-/// paused or not. Traps when `period` is not positive.
+/// Must be called on a thread of a Kyoto runtime (it traps otherwise), whose clock the ticks follow,
+/// paused or not; elsewhere use ``Runtime/interval(every:missedTickBehavior:)``. Traps when `period` is
+/// shorter than a nanosecond.
 ///
 /// ```swift
 /// for await tick in interval(every: .seconds(1)) {
@@ -34,24 +35,42 @@ public enum MissedTickBehavior: Sendable, Equatable {
 /// }
 /// ```
 public func interval(every period: Duration, missedTickBehavior: MissedTickBehavior = .burst) -> Interval {
-    let clock = _currentRuntimeOrTrap("interval(every:missedTickBehavior:)").takeUnretainedValue().clock
-    return Interval(start: clock.now, period: period, behavior: missedTickBehavior, clock: clock)
+    _currentRuntimeOrTrap("interval(every:missedTickBehavior:)").takeUnretainedValue()
+        .interval(every: period, missedTickBehavior: missedTickBehavior)
 }
 
-/// A sequence of ticks every `period`, the first due at `start` (Tokio's `interval_at`). See
-/// ``interval(every:missedTickBehavior:)``.
+/// A sequence of ticks every `period`, the first due at `start` (Tokio's `interval_at`), on the clock of the
+/// runtime running the caller. See ``interval(every:missedTickBehavior:)``.
 public func interval(
     startingAt start: RuntimeClock.Instant, every period: Duration, missedTickBehavior: MissedTickBehavior = .burst
 ) -> Interval {
-    let clock = _currentRuntimeOrTrap("interval(startingAt:every:missedTickBehavior:)").takeUnretainedValue().clock
-    return Interval(start: start, period: period, behavior: missedTickBehavior, clock: clock)
+    _currentRuntimeOrTrap("interval(startingAt:every:missedTickBehavior:)").takeUnretainedValue()
+        .interval(startingAt: start, every: period, missedTickBehavior: missedTickBehavior)
+}
+
+extension Runtime {
+    /// A sequence of ticks every `period` on this runtime's clock, starting now: the first tick completes
+    /// at once. See the free ``interval(every:missedTickBehavior:)``. Usable from any thread.
+    public func interval(every period: Duration, missedTickBehavior: MissedTickBehavior = .burst) -> Interval {
+        Interval(start: clock.now, period: period, behavior: missedTickBehavior, clock: clock)
+    }
+
+    /// A sequence of ticks every `period` on this runtime's clock, the first due at `start`. Usable from any
+    /// thread.
+    public func interval(
+        startingAt start: RuntimeClock.Instant, every period: Duration, missedTickBehavior: MissedTickBehavior = .burst
+    ) -> Interval {
+        Interval(start: start, period: period, behavior: missedTickBehavior, clock: clock)
+    }
 }
 
 /// Ticks at a fixed period on a runtime's clock; made by ``interval(every:missedTickBehavior:)``.
 ///
 /// Each iterator keeps its own schedule, starting at the interval's start.
 public struct Interval: AsyncSequence, Sendable {
+    /// A tick's scheduled instant.
     public typealias Element = RuntimeClock.Instant
+    /// Iteration does not throw: it ends when the task is cancelled.
     public typealias Failure = Never
 
     /// The time between ticks.
@@ -62,7 +81,8 @@ public struct Interval: AsyncSequence, Sendable {
     let clock: RuntimeClock
 
     init(start: RuntimeClock.Instant, period: Duration, behavior: MissedTickBehavior, clock: RuntimeClock) {
-        kyotoPrecondition(period > .zero, "BUG DETECTED: interval period must be positive (got \(period))")
+        kyotoPrecondition(
+            period >= .nanoseconds(1), "BUG DETECTED: interval period must be at least 1 nanosecond (got \(period))")
         self.start = start
         self.period = period
         self.missedTickBehavior = behavior
@@ -76,14 +96,40 @@ public struct Interval: AsyncSequence, Sendable {
 
     /// Produces the ticks of an ``Interval``.
     public struct AsyncIterator: AsyncIteratorProtocol {
+        /// A tick's scheduled instant.
         public typealias Element = RuntimeClock.Instant
+        /// Iteration does not throw: it ends when the task is cancelled.
         public typealias Failure = Never
 
         /// The scheduled instant of the next tick.
         var next: RuntimeClock.Instant
         let period: Duration
-        let behavior: MissedTickBehavior
+        /// What happens after missed ticks; may be changed between ticks.
+        public var missedTickBehavior: MissedTickBehavior
         let clock: RuntimeClock
+
+        init(next: RuntimeClock.Instant, period: Duration, behavior: MissedTickBehavior, clock: RuntimeClock) {
+            self.next = next
+            self.period = period
+            self.missedTickBehavior = behavior
+            self.clock = clock
+        }
+
+        /// The scheduled instant of the next tick.
+        public var nextTick: RuntimeClock.Instant { next }
+
+        /// Restarts the schedule: the next tick is due one period from now (whatever the missed-tick
+        /// behavior).
+        public mutating func reset() { next = clock.now.advanced(by: period) }
+
+        /// Restarts the schedule: the next tick is due now.
+        public mutating func resetImmediately() { next = clock.now }
+
+        /// Restarts the schedule: the next tick is due `delay` from now.
+        public mutating func reset(after delay: Duration) { next = clock.now.advanced(by: delay) }
+
+        /// Restarts the schedule: the next tick is due at `instant`.
+        public mutating func reset(at instant: RuntimeClock.Instant) { next = instant }
 
         /// Tokio's threshold: a tick completed more than this after it was due counts as missed.
         static let missedThreshold = Duration.milliseconds(5)
@@ -109,12 +155,16 @@ public struct Interval: AsyncSequence, Sendable {
                     return nil
                 }
                 now = clock.now
+            } else {
+                // A tick that is already due completes without suspending: spend budget, so a burst of
+                // catch-up ticks still lets other tasks run (Tokio budgets ticks too).
+                await consumeBudget()
             }
             let period = self.period
             if now <= scheduled.advanced(by: Self.missedThreshold) {
                 next = scheduled.advanced(by: period)
             } else {
-                switch behavior {
+                switch missedTickBehavior {
                 case .burst:
                     next = scheduled.advanced(by: period)
                 case .delay:

@@ -49,6 +49,7 @@ public func timeout<T: Sendable>(
     let transfer = Transfer(body)
     let clock = Runtime.current?.clock
     let deadline = clock?.now.advanced(by: duration)
+    let fallbackDeadline = ContinuousClock.now.advanced(by: duration)
     return try await withThrowingTaskGroup(of: TimeoutRace<T>.self) { group in
         group.addTask {
             guard let body = transfer.take() else { fatalError("BUG DETECTED: timeout body taken twice") }
@@ -59,7 +60,7 @@ public func timeout<T: Sendable>(
                 if let clock, let deadline {
                     try await clock.sleep(until: deadline)
                 } else {
-                    try await Task.sleep(for: duration)
+                    try await Task.sleep(until: fallbackDeadline, clock: .continuous)
                 }
                 return .deadline
             } catch {
