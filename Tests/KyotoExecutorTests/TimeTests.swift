@@ -509,6 +509,38 @@ struct IntervalTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("reset, resetImmediately, reset(after:) and reset(at:) move the next tick as in Tokio")
+    func resets() async {
+        let r = pausedRuntime()
+        let result = await blockOnThread(r, seconds: 30, "resets") { () async -> [Duration] in
+            let start = r.clock.now
+            var out: [Duration] = []
+            var it = r.interval(every: .milliseconds(300)).makeAsyncIterator()
+            out.append(start.duration(to: await it.next()!))  // 0
+            await r.advance(by: .milliseconds(100))
+            it.reset()  // one period from now: 400
+            out.append(start.duration(to: it.nextTick))
+            out.append(start.duration(to: await it.next()!))  // 400, by auto-advance
+            it.resetImmediately()  // now
+            out.append(start.duration(to: await it.next()!))  // 400 again, no wait
+            it.reset(after: .milliseconds(50))
+            out.append(start.duration(to: await it.next()!))  // 450
+            it.reset(at: start.advanced(by: .seconds(2)))
+            out.append(start.duration(to: await it.next()!))  // 2000
+            out.append(start.duration(to: await it.next()!))  // 2300: the period continues from there
+            it.missedTickBehavior = .delay
+            await r.advance(by: .milliseconds(1000))  // now 3300: the 2600 tick is late
+            out.append(start.duration(to: await it.next()!))  // 2600
+            out.append(start.duration(to: it.nextTick))  // delay: now + period = 3600
+            return out
+        }
+        #expect(result == [
+            .zero, .milliseconds(400), .milliseconds(400), .milliseconds(400), .milliseconds(450), .seconds(2),
+            .milliseconds(2300), .milliseconds(2600), .milliseconds(3600),
+        ])
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("ticks on the real clock of either flavor follow the schedule; cancelling the task ends iteration",
           arguments: bothFlavors)
     func realClock(_ flavor: Runtime.Configuration.Flavor) async {
