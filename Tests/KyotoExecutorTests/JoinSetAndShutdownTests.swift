@@ -55,6 +55,47 @@ struct JoinSetTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("a waiting next() whose task is cancelled stops waiting and takes no result", arguments: bothFlavors)
+    func nextIsCancelSafe(_ flavor: Runtime.Configuration.Flavor) async {
+        let r = makeRuntime(flavor)
+        let outcome = await blockOnThread(r, seconds: 30, "cancel next") { () async throws -> [String] in
+            let set = JoinSet<Int>()
+            let gate = Signal()
+            set.spawn {
+                await gate.wait()
+                return 7
+            }
+            var out: [String] = []
+            // next() throws CancellationError; nextResult() returns nil.
+            let waiting = Signal()
+            let waiter = spawn { () async -> String in
+                waiting.fire()
+                do {
+                    _ = try await set.next()
+                    return "value"
+                } catch {
+                    return "\(type(of: error))"
+                }
+            }
+            await waiting.wait()
+            for _ in 0..<10 { await Task.yield() }
+            waiter.abort()
+            out.append(try await waiter.value)
+            let preCancelled = spawn { () async -> String in
+                withUnsafeCurrentTask { $0?.cancel() }
+                return await set.nextResult() == nil ? "nil" : "result"
+            }
+            out.append(try await preCancelled.value)
+            // The member is still there and its result is still delivered.
+            out.append("count \(set.count)")
+            gate.fire()
+            out.append("next \(try await set.next() ?? -1)")
+            return out
+        }
+        #expect(outcome == ["CancellationError", "nil", "count 1", "next 7"])
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("dropping a JoinSet aborts its tasks")
     func dropAborts() throws {
         let r = Runtime.multiThread(workers: 2)

@@ -4,6 +4,11 @@
 // FIFO and a waiting `next()` is resumed. State lives in one Mutex; the waiter is resumed after unlocking.
 // Only one `next()` may wait at a time (a JoinSet has one consumer, as in Tokio, where join_next takes
 // `&mut self`); a second concurrent waiter traps with a message.
+//
+// Cancellation (Tokio's join_next is cancel-safe): a waiting `next()` whose task is cancelled stops
+// waiting at once and takes no result. The waiter is removed under the lock by whichever comes first, the
+// cancellation handler or a finishing task, so it is resumed exactly once; a task cancelled before it
+// registers sees the cancelled flag under the same lock (the flag is set before the handler runs).
 
 import Synchronization
 
@@ -14,8 +19,15 @@ public final class JoinSet<T: Sendable>: Sendable {
         var running: [UInt64: JoinHandle<T>] = [:]
         var completed: [(UInt64, Result<T, any Error>)] = []
         var completedHead = 0
-        var waiter: CheckedContinuation<Result<T, any Error>?, Never>?
+        var waiter: CheckedContinuation<Wait, Never>?
         var unjoined = 0
+    }
+
+    /// How a wait for the next result ended.
+    private enum Wait {
+        case result(Result<T, any Error>)
+        case empty
+        case cancelled
     }
 
     private let state = CheckedMutex(State())
@@ -66,7 +78,7 @@ public final class JoinSet<T: Sendable>: Sendable {
     }
 
     private func finished(_ id: UInt64, _ result: sending Result<T, any Error>) {
-        let waiter = state.withLock { s -> CheckedContinuation<Result<T, any Error>?, Never>? in
+        let waiter = state.withLock { s -> CheckedContinuation<Wait, Never>? in
             s.running[id] = nil
             if let w = s.waiter {
                 s.waiter = nil
@@ -76,38 +88,61 @@ public final class JoinSet<T: Sendable>: Sendable {
             s.completed.append((id, result))
             return nil
         }
-        waiter?.resume(returning: result)
+        waiter?.resume(returning: .result(result))
     }
 
-    /// The next result in completion order; nil when the set is empty. The task's own error, or
-    /// ``JoinError/cancelled``, is returned as the failure.
-    public nonisolated(nonsending) func nextResult() async -> Result<T, any Error>? {
-        await withCheckedContinuation { (c: CheckedContinuation<Result<T, any Error>?, Never>) in
-            let immediate = state.withLock { s -> (Bool, Result<T, any Error>?) in
-                if s.completedHead < s.completed.count {
-                    let r = s.completed[s.completedHead].1
-                    s.completedHead += 1
-                    if s.completedHead == s.completed.count {
-                        s.completed.removeAll(keepingCapacity: true)
-                        s.completedHead = 0
+    /// Waits for the next result (see the file comment on cancellation).
+    private nonisolated(nonsending) func waitNext() async -> Wait {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Wait, Never>) in
+                let immediate = state.withLock { s -> Wait? in
+                    if s.completedHead < s.completed.count {
+                        let r = s.completed[s.completedHead].1
+                        s.completedHead += 1
+                        if s.completedHead == s.completed.count {
+                            s.completed.removeAll(keepingCapacity: true)
+                            s.completedHead = 0
+                        }
+                        s.unjoined -= 1
+                        return .result(r)
                     }
-                    s.unjoined -= 1
-                    return (true, r)
+                    if s.unjoined == 0 { return .empty }
+                    if Task.isCancelled { return .cancelled }
+                    kyotoPrecondition(s.waiter == nil, "BUG DETECTED: JoinSet.next() awaited by two tasks at once")
+                    s.waiter = c
+                    return nil
                 }
-                if s.unjoined == 0 { return (true, nil) }
-                kyotoPrecondition(s.waiter == nil, "BUG DETECTED: JoinSet.next() awaited by two tasks at once")
-                s.waiter = c
-                return (false, nil)
+                if let immediate { c.resume(returning: immediate) }
             }
-            if immediate.0 { c.resume(returning: immediate.1) }
+        } onCancel: {
+            let waiter = state.withLock { s -> CheckedContinuation<Wait, Never>? in
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            // Outside the lock.
+            waiter?.resume(returning: .cancelled)
+        }
+    }
+
+    /// The next result in completion order; nil when the set is empty, or when the waiting task is
+    /// cancelled (then no result is taken). The task's own error, or ``JoinError/cancelled``, is returned
+    /// as the failure.
+    public nonisolated(nonsending) func nextResult() async -> Result<T, any Error>? {
+        switch await waitNext() {
+        case .result(let r): return r
+        case .empty, .cancelled: return nil
         }
     }
 
     /// The next value in completion order; nil when the set is empty. Rethrows the task's error (or
-    /// ``JoinError/cancelled``).
+    /// ``JoinError/cancelled``). Throws `CancellationError` if the waiting task is cancelled (no result is
+    /// taken: the set is unchanged).
     public nonisolated(nonsending) func next() async throws -> T? {
-        guard let r = await nextResult() else { return nil }
-        return try r.get()
+        switch await waitNext() {
+        case .result(let r): return try r.get()
+        case .empty: return nil
+        case .cancelled: throw CancellationError()
+        }
     }
 
     /// Aborts every task in the set; they stay in it until joined.
@@ -116,7 +151,8 @@ public final class JoinSet<T: Sendable>: Sendable {
         for h in handles { h.abort() }
     }
 
-    /// Aborts every task and waits for all of them to end; the set is empty afterwards.
+    /// Aborts every task and waits for all of them to end; the set is empty afterwards (unless the waiting
+    /// task is cancelled, which stops the wait).
     public nonisolated(nonsending) func shutdown() async {
         abortAll()
         while await nextResult() != nil {}
