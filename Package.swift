@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "blocking-demo", targets: ["BlockingDemo"]),
         .executable(name: "localset-demo", targets: ["LocalSetDemo"]),
         .executable(name: "main-actor-demo", targets: ["MainActorDemo"]),
+        .executable(name: "shutdown-demo", targets: ["ShutdownDemo"]),
     ],
     targets: [
         .target(
@@ -36,6 +37,7 @@ let package = Package(
         .executableTarget(name: "BlockingDemo", dependencies: ["Kyoto"], path: "Examples/BlockingDemo"),
         .executableTarget(name: "LocalSetDemo", dependencies: ["Kyoto"], path: "Examples/LocalSetDemo"),
         .executableTarget(name: "MainActorDemo", dependencies: ["Kyoto"], path: "Examples/MainActorDemo"),
+        .executableTarget(name: "ShutdownDemo", dependencies: ["Kyoto"], path: "Examples/ShutdownDemo"),
         // A synchronous main for the `runMain` tests (a test process has an async main).
         .executableTarget(name: "RunMainHost", dependencies: ["KyotoExecutor"], path: "Tests/RunMainHost"),
         .testTarget(name: "KyotoExecutorTests", dependencies: ["KyotoExecutor", "CKyoto"]),

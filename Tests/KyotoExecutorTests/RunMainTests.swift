@@ -12,7 +12,7 @@ import Glibc
 #endif
 
 /// What a finished program printed.
-private struct ProgramRun {
+struct ProgramRun {
     let status: Int32
     let stdout: String
     let stderr: String
@@ -20,7 +20,7 @@ private struct ProgramRun {
 
 /// Runs the package executable `name` (built in the test binary's directory) with `arguments` and waits up
 /// to `timeout` for it to exit. Records an issue (and returns nil) if it is missing or does not exit in time.
-private func runPackageProgram(_ name: String, _ arguments: [String] = [], timeout: Duration = .seconds(120))
+func runPackageProgram(_ name: String, _ arguments: [String] = [], timeout: Duration = .seconds(120))
     -> ProgramRun?
 {
     let directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
