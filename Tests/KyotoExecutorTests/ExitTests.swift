@@ -196,6 +196,21 @@ struct TimeMisuseTests {
         #expect(stderrText(result).contains("moves the paused clock past its range"))
     }
 
+    @Test("timeout(at:) outside a runtime traps")
+    func timeoutAtOutside() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.currentThread()
+            let deadline = r.clock.now
+            let done = Signal()
+            Task.detached {
+                _ = try? await timeout(at: deadline) { 1 }
+                done.fire()
+            }
+            await done.wait()
+        }
+        #expect(stderrText(result).contains("timeout(at:_:) called outside a Kyoto runtime"))
+    }
+
     @Test("interval outside a runtime traps")
     func intervalOutside() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

@@ -599,6 +599,37 @@ struct TimeoutTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("T5.9: timeout(at:) with a past deadline lets a ready body win; two calls share one deadline")
+    func timeoutAt() async {
+        let r = pausedRuntime()
+        let other = makeRuntime(.multiThread)
+        let result = await blockOnThread(r, seconds: 30, "timeout at") { () async throws -> [String] in
+            var out: [String] = []
+            let start = r.clock.now
+            out.append("\(try await timeout(at: start.advanced(by: .seconds(-1))) { 7 })")
+            // Two steps against one deadline 300 ms away: the first takes 200 ms, the second times out
+            // 100 ms later, at the deadline.
+            let deadline = start.advanced(by: .milliseconds(300))
+            try await timeout(at: deadline) { try await r.clock.sleep(for: .milliseconds(200)) }
+            out.append("first done at \(start.duration(to: r.clock.now))")
+            do {
+                try await timeout(at: deadline) { try await r.clock.sleep(for: .seconds(3600)) }
+                out.append("no error")
+            } catch let e as TimeoutError {
+                out.append("timeout \(e.duration) at \(start.duration(to: r.clock.now))")
+            }
+            // From another runtime's task, on this runtime's clock.
+            let outside = other.spawn { () async throws -> Int in
+                try await r.timeout(at: r.clock.now.advanced(by: .seconds(-1))) { 8 }
+            }
+            out.append("\(try await outside.value)")
+            return out
+        }
+        #expect(result == ["7", "first done at 0.2 seconds", "timeout 0.1 seconds at 0.3 seconds", "8"])
+        other.shutdown(timeout: .seconds(5))
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("T5.9: timeout stays pending until the clock reaches its deadline")
     func pendingUntilAdvance() async {
         let r = pausedRuntime()

@@ -44,12 +44,50 @@ public struct TimeoutError: Error, Sendable, Equatable, CustomStringConvertible 
 public func timeout<T: Sendable>(
     after duration: Duration, _ body: sending @escaping () async throws -> T
 ) async throws -> T {
+    let clock = Runtime.current?.clock
+    return try await race(
+        body, duration: duration, clock: clock, deadline: clock?.now.advanced(by: duration),
+        fallbackDeadline: ContinuousClock.now.advanced(by: duration))
+}
+
+/// Runs `body` and returns its value, unless the runtime's clock reaches `deadline` first (Tokio's
+/// `timeout_at`): then as ``timeout(after:_:)``. The deadline is an instant of the clock of the runtime
+/// running the caller (``Runtime/clock``); traps when called outside a Kyoto runtime.
+///
+/// ```swift
+/// let deadline = runtime.clock.now.advanced(by: .seconds(5))
+/// let a = try await timeout(at: deadline) { try await fetchA() }
+/// let b = try await timeout(at: deadline) { try await fetchB() }   // both within the same 5 s
+/// ```
+public func timeout<T: Sendable>(
+    at deadline: RuntimeClock.Instant, _ body: sending @escaping () async throws -> T
+) async throws -> T {
+    try await _currentRuntimeOrTrap("timeout(at:_:)").takeUnretainedValue().timeout(at: deadline, body)
+}
+
+extension Runtime {
+    /// Runs `body` and returns its value, unless this runtime's clock reaches `deadline` first: then as
+    /// ``timeout(after:_:)``. Usable from any task; `body` runs as the caller's child task.
+    public func timeout<T: Sendable>(
+        at deadline: RuntimeClock.Instant, _ body: sending @escaping () async throws -> T
+    ) async throws -> T {
+        let clock = self.clock
+        let duration = clock.now.duration(to: deadline)
+        return try await race(
+            body, duration: duration, clock: clock, deadline: deadline,
+            fallbackDeadline: ContinuousClock.now.advanced(by: duration))
+    }
+}
+
+/// The race of `timeout`: `deadline` on `clock` when there is one, else `fallbackDeadline` on the
+/// continuous clock.
+private func race<T: Sendable>(
+    _ body: sending @escaping () async throws -> T, duration: Duration, clock: RuntimeClock?,
+    deadline: RuntimeClock.Instant?, fallbackDeadline: ContinuousClock.Instant
+) async throws -> T {
     // The body reaches its child through a lock: it was received `sending`, and the group's closure could
     // not hand a captured non-Sendable value on.
     let transfer = Transfer(body)
-    let clock = Runtime.current?.clock
-    let deadline = clock?.now.advanced(by: duration)
-    let fallbackDeadline = ContinuousClock.now.advanced(by: duration)
     return try await withThrowingTaskGroup(of: TimeoutRace<T>.self) { group in
         group.addTask {
             guard let body = transfer.take() else { fatalError("BUG DETECTED: timeout body taken twice") }
