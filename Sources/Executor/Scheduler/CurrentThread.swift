@@ -183,30 +183,35 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     }
 
     /// Runs queued jobs until the runtime has no alive task or `deadline` passes (used by shutdown when
-    /// no `blockOn` is in progress). Returns whether everything finished.
+    /// no `blockOn` is in progress). Returns whether everything finished. The deadline is checked before
+    /// every job, so a task that ignores cancellation and keeps yielding (or re-arming timers) cannot hold
+    /// the caller past it; what is left goes to the inject queue, which the post-termination drainer
+    /// thread runs (`shutdownBackground`, with a deadline of 0, runs nothing here).
     func drainForShutdown(deadline: UInt64) -> Bool {
         guard coreHeld.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
         else { return false }
         defer { releaseCore() }
         let context = ThreadContext(shared: shared, worker: nil, currentThread: self, role: .currentThreadDriver)
         return ThreadContext.with(context) {
+            var finished = true
             while true {
+                let now = Platform.monotonicNanos()
+                if now >= deadline {
+                    finished = false
+                    break
+                }
                 if let job = popLocal() ?? shared.inject.pop() {
                     shared.run(job, context: context)
                     continue
                 }
                 if fireDueTimers() > 0 { continue }
                 if shared.registry.aliveCount == 0 { break }
-                // Before auto-advance: on a paused clock, tasks that keep re-arming timers would otherwise
-                // be fed forever.
-                let now = Platform.monotonicNanos()
-                if now >= deadline { return false }
                 if autoAdvance(localDriver: nil) { continue }
                 parker.park(timeoutNanos: min(deadline - now, timeUntilNextTimer() ?? .max))
             }
             // Anything left locally goes to the inject queue, which the drainer empties after termination.
             while let job = popLocal() { shared.inject.push(job) }
-            return true
+            return finished
         }
     }
 }
