@@ -98,6 +98,34 @@ struct MisuseTests {
         #expect(stderrText(result).contains("maxBlockingThreads must be greater than 0"))
     }
 
+    @Test("two tasks awaiting one JoinSet's next() at once traps")
+    func joinSetTwoWaiters() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.multiThread(workers: 2)
+            r.blockOn {
+                let set = JoinSet<Int>()
+                set.spawn {
+                    try await Task.sleep(for: .seconds(60))
+                    return 1
+                }
+                let first = spawn { _ = try await set.next() }
+                while !set.hasWaiter { await Task.yield() }
+                _ = try? await set.next()
+                _ = try? await first.value
+            }
+        }
+        #expect(stderrText(result).contains("JoinSet.next() awaited by two tasks at once"))
+    }
+
+    @Test("JoinSet.spawn outside a runtime, on a set with no runtime, traps")
+    func joinSetSpawnOutside() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let set = JoinSet<Int>()
+            set.spawn { 1 }
+        }
+        #expect(stderrText(result).contains("JoinSet.spawn called outside a Kyoto runtime and the set has no runtime"))
+    }
+
     @Test("startPaused on a multi-thread runtime traps naming the field")
     func startPausedMultiThread() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

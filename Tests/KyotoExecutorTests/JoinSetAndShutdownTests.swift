@@ -66,10 +66,8 @@ struct JoinSetTests {
                 return 7
             }
             var out: [String] = []
-            // next() throws CancellationError; nextResult() returns nil.
-            let waiting = Signal()
+            // Cancelled while it waits: the cancellation handler ends the wait.
             let waiter = spawn { () async -> String in
-                waiting.fire()
                 do {
                     _ = try await set.next()
                     return "value"
@@ -77,22 +75,91 @@ struct JoinSetTests {
                     return "\(type(of: error))"
                 }
             }
-            await waiting.wait()
-            for _ in 0..<10 { await Task.yield() }
+            while !set.hasWaiter { await Task.yield() }
             waiter.abort()
             out.append(try await waiter.value)
+            // Cancelled before it waits: the check under the lock ends it.
             let preCancelled = spawn { () async -> String in
                 withUnsafeCurrentTask { $0?.cancel() }
-                return await set.nextResult() == nil ? "nil" : "result"
+                do {
+                    _ = try await set.next()
+                    return "value"
+                } catch {
+                    return "\(type(of: error))"
+                }
             }
             out.append(try await preCancelled.value)
-            // The member is still there and its result is still delivered.
+            // The member is still there; nextResult() waits through cancellation and gets it.
             out.append("count \(set.count)")
+            let patient = spawn { () async -> String in
+                withUnsafeCurrentTask { $0?.cancel() }
+                guard case .success(let v)? = await set.nextResult() else { return "no result" }
+                return "nextResult \(v)"
+            }
+            while !set.hasWaiter { await Task.yield() }
             gate.fire()
-            out.append("next \(try await set.next() ?? -1)")
+            out.append(try await patient.value)
+            out.append("count \(set.count)")
             return out
         }
-        #expect(outcome == ["CancellationError", "nil", "count 1", "next 7"])
+        #expect(outcome == ["CancellationError", "CancellationError", "count 1", "nextResult 7", "count 0"])
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a member finishing while its waiter is cancelled: every result is taken exactly once (seeded)",
+          arguments: bothFlavors)
+    func finishRacesCancel(_ flavor: Runtime.Configuration.Flavor) async {
+        let r = makeRuntime(flavor)
+        let seed = UInt64.random(in: 1...UInt64.max)
+        let iterations = max(200, Int(3000 * stressScale()))
+        let bad = await blockOnThread(r, seconds: 120, "finish vs cancel (seed \(seed))") { () async throws -> [Int] in
+            var random = SeededRandom(seed: seed)
+            var bad: [Int] = []
+            for i in 0..<iterations {
+                let set = JoinSet<Int>()
+                let memberYields = Int.random(in: 0..<8, using: &random)
+                let abortYields = Int.random(in: 0..<8, using: &random)
+                set.spawn {
+                    for _ in 0..<memberYields { await Task.yield() }
+                    return i
+                }
+                let waiter = spawn { () async -> Int? in try? await set.next() }
+                for _ in 0..<abortYields { await Task.yield() }
+                waiter.abort()
+                var taken = ((try? await waiter.value) ?? nil) == i ? 1 : 0
+                while let result = await set.nextResult() { if (try? result.get()) == i { taken += 1 } }
+                if taken != 1 || !set.isEmpty { bad.append(i) }
+            }
+            return bad
+        }
+        #expect(bad == [], "seed \(seed): results lost or duplicated in iterations \(bad ?? [])")
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("shutdown() from a cancelled task still waits for every member", arguments: bothFlavors)
+    func shutdownWhenCancelled(_ flavor: Runtime.Configuration.Flavor) async {
+        let r = makeRuntime(flavor)
+        let count = await blockOnThread(r, seconds: 30, "cancelled shutdown") { () async throws -> Int in
+            let set = JoinSet<Int>()
+            let gate = Signal()
+            let started = Signal()
+            set.spawn {
+                started.fire()
+                await gate.wait()  // ignores the abort until the gate opens
+                return 1
+            }
+            // Started, so shutdown's abort cannot stop it before its body runs.
+            await started.wait()
+            let h = spawn { () async -> Int in
+                withUnsafeCurrentTask { $0?.cancel() }
+                await set.shutdown()
+                return set.count
+            }
+            while !set.hasWaiter { await Task.yield() }
+            gate.fire()
+            return try await h.value
+        }
+        #expect(count == 0)
         r.shutdown(timeout: .seconds(5))
     }
 
@@ -122,6 +189,47 @@ struct JoinSetTests {
 
 @Suite("Shutdown")
 struct ShutdownTests {
+    @Test("current-thread shutdown(timeout:) returns at its deadline while a task ignores cancellation and keeps yielding")
+    func shutdownBoundedWithYieldLoop() async {
+        let r = makeRuntime(.currentThread)
+        let stop = TestCounter()
+        _ = await blockOnThread(r, seconds: 30, "start") { () async -> Void in
+            spawn { while stop.current == 0 { await Task.yield() } }
+            await Task.yield()
+        }
+        let returned = Signal()
+        let result = CheckedMutex<Bool?>(nil)
+        let thread = Platform.spawnThread(stackSize: nil) {
+            let finished = r.shutdown(timeout: .milliseconds(200))
+            result.withLock { $0 = finished }
+            returned.fire()
+        }
+        let inTime = await returned.wait(seconds: 20)
+        #expect(inTime, "shutdown(timeout: 200 ms) did not return")
+        #expect(result.withLock { $0 } == false)
+        stop.increment()  // lets the loop (now on the drainer thread) end
+        if inTime { thread.join() } else { thread.detach() }
+    }
+
+    @Test("current-thread shutdownBackground() returns at once while a task ignores cancellation and keeps yielding")
+    func shutdownBackgroundWithYieldLoop() async {
+        let r = makeRuntime(.currentThread)
+        let stop = TestCounter()
+        _ = await blockOnThread(r, seconds: 30, "start") { () async -> Void in
+            spawn { while stop.current == 0 { await Task.yield() } }
+            await Task.yield()
+        }
+        let returned = Signal()
+        let thread = Platform.spawnThread(stackSize: nil) {
+            r.shutdownBackground()
+            returned.fire()
+        }
+        let inTime = await returned.wait(seconds: 20)
+        #expect(inTime, "shutdownBackground() did not return")
+        stop.increment()
+        if inTime { thread.join() } else { thread.detach() }
+    }
+
     @Test("shutdown cancels pending tasks and their handles resolve cancelled", arguments: bothFlavors)
     func shutdownCancels(_ flavor: Runtime.Configuration.Flavor) async throws {
         let r = makeRuntime(flavor)

@@ -7,8 +7,11 @@
 //
 // Cancellation (Tokio's join_next is cancel-safe): a waiting `next()` whose task is cancelled stops
 // waiting at once and takes no result. The waiter is removed under the lock by whichever comes first, the
-// cancellation handler or a finishing task, so it is resumed exactly once; a task cancelled before it
-// registers sees the cancelled flag under the same lock (the flag is set before the handler runs).
+// cancellation handler or a finishing task, so it is resumed exactly once; each wait has its own token, so
+// a handler only ever removes its own wait. A task cancelled before it registers sees the cancelled flag
+// under the same lock (the flag is set before the handler runs). `nextResult()` and `shutdown()` wait
+// through cancellation, as a task group's `next()` does (shutdown's members are aborted, so that wait
+// ends).
 
 import Synchronization
 
@@ -19,7 +22,8 @@ public final class JoinSet<T: Sendable>: Sendable {
         var running: [UInt64: JoinHandle<T>] = [:]
         var completed: [(UInt64, Result<T, any Error>)] = []
         var completedHead = 0
-        var waiter: CheckedContinuation<Wait, Never>?
+        var waiter: (token: UInt64, continuation: CheckedContinuation<Wait, Never>)?
+        var nextToken: UInt64 = 0
         var unjoined = 0
     }
 
@@ -83,7 +87,7 @@ public final class JoinSet<T: Sendable>: Sendable {
             if let w = s.waiter {
                 s.waiter = nil
                 s.unjoined -= 1
-                return w
+                return w.continuation
             }
             s.completed.append((id, result))
             return nil
@@ -91,9 +95,14 @@ public final class JoinSet<T: Sendable>: Sendable {
         waiter?.resume(returning: .result(result))
     }
 
-    /// Waits for the next result (see the file comment on cancellation).
-    private nonisolated(nonsending) func waitNext() async -> Wait {
-        await withTaskCancellationHandler {
+    /// Waits for the next result (see the file comment on cancellation). A `cancellable` wait ends with
+    /// `.cancelled` when the waiting task is cancelled.
+    private nonisolated(nonsending) func waitNext(cancellable: Bool) async -> Wait {
+        let token = state.withLock { s -> UInt64 in
+            s.nextToken &+= 1
+            return s.nextToken
+        }
+        return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Wait, Never>) in
                 let immediate = state.withLock { s -> Wait? in
                     if s.completedHead < s.completed.count {
@@ -107,43 +116,48 @@ public final class JoinSet<T: Sendable>: Sendable {
                         return .result(r)
                     }
                     if s.unjoined == 0 { return .empty }
-                    if Task.isCancelled { return .cancelled }
                     kyotoPrecondition(s.waiter == nil, "BUG DETECTED: JoinSet.next() awaited by two tasks at once")
-                    s.waiter = c
+                    if cancellable && Task.isCancelled { return .cancelled }
+                    s.waiter = (token, c)
                     return nil
                 }
                 if let immediate { c.resume(returning: immediate) }
             }
         } onCancel: {
+            guard cancellable else { return }
             let waiter = state.withLock { s -> CheckedContinuation<Wait, Never>? in
-                defer { s.waiter = nil }
-                return s.waiter
+                guard let w = s.waiter, w.token == token else { return nil }
+                s.waiter = nil
+                return w.continuation
             }
             // Outside the lock.
             waiter?.resume(returning: .cancelled)
         }
     }
 
-    /// The next result in completion order; nil when the set is empty, or when the waiting task is
-    /// cancelled (then no result is taken). The task's own error, or ``JoinError/cancelled``, is returned
-    /// as the failure.
+    /// The next result in completion order; nil when the set is empty. The task's own error, or
+    /// ``JoinError/cancelled``, is returned as the failure. Waits even if the waiting task is cancelled
+    /// (as a task group's `next()` does); ``next()`` stops waiting instead.
     public nonisolated(nonsending) func nextResult() async -> Result<T, any Error>? {
-        switch await waitNext() {
+        switch await waitNext(cancellable: false) {
         case .result(let r): return r
         case .empty, .cancelled: return nil
         }
     }
 
     /// The next value in completion order; nil when the set is empty. Rethrows the task's error (or
-    /// ``JoinError/cancelled``). Throws `CancellationError` if the waiting task is cancelled (no result is
-    /// taken: the set is unchanged).
+    /// ``JoinError/cancelled``). Throws `CancellationError` if the waiting task is cancelled: the wait
+    /// stops at once and no result is taken (the set is unchanged), so it can be raced against a timeout.
     public nonisolated(nonsending) func next() async throws -> T? {
-        switch await waitNext() {
+        switch await waitNext(cancellable: true) {
         case .result(let r): return try r.get()
         case .empty: return nil
         case .cancelled: throw CancellationError()
         }
     }
+
+    /// Whether a `next()` is waiting (for tests).
+    var hasWaiter: Bool { state.withLock { $0.waiter != nil } }
 
     /// Aborts every task in the set; they stay in it until joined.
     public func abortAll() {
@@ -151,8 +165,8 @@ public final class JoinSet<T: Sendable>: Sendable {
         for h in handles { h.abort() }
     }
 
-    /// Aborts every task and waits for all of them to end; the set is empty afterwards (unless the waiting
-    /// task is cancelled, which stops the wait).
+    /// Aborts every task and waits for all of them to end (even if the waiting task is cancelled); the set
+    /// is empty afterwards.
     public nonisolated(nonsending) func shutdown() async {
         abortAll()
         while await nextResult() != nil {}
