@@ -618,14 +618,25 @@ struct TimeoutTests {
             } catch let e as TimeoutError {
                 out.append("timeout \(e.duration) at \(start.duration(to: r.clock.now))")
             }
-            // From another runtime's task, on this runtime's clock.
-            let outside = other.spawn { () async throws -> Int in
-                try await r.timeout(at: r.clock.now.advanced(by: .seconds(-1))) { 8 }
+            // From another runtime's task, on this runtime's clock: the ready body wins a past deadline, and a
+            // suspended body times out when this (paused) runtime's clock reaches the deadline.
+            let outside = other.spawn { () async throws -> [String] in
+                var seen = ["\(try await r.timeout(at: r.clock.now.advanced(by: .seconds(-1))) { 8 })"]
+                do {
+                    try await r.timeout(at: r.clock.now.advanced(by: .seconds(10))) {
+                        try await Task.sleep(for: .seconds(3600))
+                    }
+                    seen.append("no error")
+                } catch {
+                    seen.append("\(type(of: error))")
+                }
+                return seen
             }
-            out.append("\(try await outside.value)")
+            // This runtime idles (so its clock auto-advances) until the other runtime's task is done.
+            out += try await outside.value
             return out
         }
-        #expect(result == ["7", "first done at 0.2 seconds", "timeout 0.1 seconds at 0.3 seconds", "8"])
+        #expect(result == ["7", "first done at 0.2 seconds", "timeout 0.1 seconds at 0.3 seconds", "8", "TimeoutError"])
         other.shutdown(timeout: .seconds(5))
         r.shutdown(timeout: .seconds(5))
     }
@@ -757,6 +768,25 @@ struct TimeoutTests {
         }
         #expect(values == [0])
         r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("Runtime.timeout(at:) keeps its deadline on the real clock when the clock's runtime shuts down first")
+    func clockRuntimeShutsDown() async {
+        let r = makeRuntime(.multiThread)
+        let other = makeRuntime(.multiThread)
+        let deadline = r.clock.now.advanced(by: .milliseconds(300))
+        let h = other.spawn { () async -> String in
+            do {
+                try await r.timeout(at: deadline) { try await Task.sleep(for: .seconds(3600)) }
+                return "no error"
+            } catch {
+                return "\(type(of: error))"
+            }
+        }
+        r.shutdown(timeout: .seconds(5))
+        let outcome = try? await firstWithin(20) { try await h.value }
+        #expect(outcome == "TimeoutError")
+        other.shutdown(timeout: .seconds(5))
     }
 
     @Test("a body that throws its own error after the deadline gives TimeoutError")

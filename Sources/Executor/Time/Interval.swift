@@ -23,7 +23,7 @@ public enum MissedTickBehavior: Sendable, Equatable {
 
 /// A sequence of ticks every `period`, starting now: the first tick completes at once. Each element is the
 /// tick's scheduled instant on the runtime's clock. Iteration ends (`next()` returns nil) when the task is
-/// cancelled.
+/// cancelled, or once the clock's runtime has shut down.
 ///
 /// Must be called on a thread of a Kyoto runtime (it traps otherwise), whose clock the ticks follow,
 /// paused or not; elsewhere use ``Runtime/interval(every:missedTickBehavior:)``. Traps when `period` is
@@ -70,7 +70,7 @@ extension Runtime {
 public struct Interval: AsyncSequence, Sendable {
     /// A tick's scheduled instant.
     public typealias Element = RuntimeClock.Instant
-    /// Iteration does not throw: it ends when the task is cancelled.
+    /// Iteration does not throw: it ends when the task is cancelled or the clock's runtime shuts down.
     public typealias Failure = Never
 
     /// The time between ticks.
@@ -98,7 +98,7 @@ public struct Interval: AsyncSequence, Sendable {
     public struct AsyncIterator: AsyncIteratorProtocol {
         /// A tick's scheduled instant.
         public typealias Element = RuntimeClock.Instant
-        /// Iteration does not throw: it ends when the task is cancelled.
+        /// Iteration does not throw: it ends when the task is cancelled or the clock's runtime shuts down.
         public typealias Failure = Never
 
         /// The scheduled instant of the next tick.

@@ -13,12 +13,15 @@
 //   `CancellationError`), `timeout` throws `TimeoutError`;
 // - the calling task is cancelled: both children are cancelled and the body's outcome is returned.
 //
-// The deadline is taken when `timeout` is called. Called from a Kyoto runtime's thread, the timer is that
-// runtime's (`RuntimeClock.sleep(until:)`, exact on a paused clock too); elsewhere it is `Task.sleep`.
+// The deadline is taken when `timeout` is called. The timer is a runtime's clock (`RuntimeClock.sleep(until:)`,
+// exact on a paused clock too): the runtime running the caller for `timeout(after:)` and `timeout(at:)`, or
+// the runtime `Runtime.timeout(at:)` is called on. `timeout(after:)` outside any runtime uses `Task.sleep`.
+// If the clock's runtime shuts down first (its sleeps then end with CancellationError), the deadline is
+// kept on the real clock instead.
 
-/// Thrown by ``timeout(after:_:)`` when the deadline passed before the body finished.
+/// Thrown by ``timeout(after:_:)`` and ``timeout(at:_:)`` when the deadline passed before the body finished.
 public struct TimeoutError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The time the body was given.
+    /// The time the body was given (zero for a deadline that had already passed).
     public let duration: Duration
 
     /// A timeout error for a body that was given `duration`.
@@ -68,11 +71,15 @@ public func timeout<T: Sendable>(
 extension Runtime {
     /// Runs `body` and returns its value, unless this runtime's clock reaches `deadline` first: then as
     /// ``timeout(after:_:)``. Usable from any task; `body` runs as the caller's child task.
+    ///
+    /// The timer fires when this runtime fires it: a current-thread runtime only while a thread is in its
+    /// ``blockOn(_:)``, and a paused clock may auto-advance to the deadline at once, since it cannot see a
+    /// body running elsewhere. If this runtime shuts down first, the deadline is kept on the real clock.
     public func timeout<T: Sendable>(
         at deadline: RuntimeClock.Instant, _ body: sending @escaping () async throws -> T
     ) async throws -> T {
         let clock = self.clock
-        let duration = clock.now.duration(to: deadline)
+        let duration = max(.zero, clock.now.duration(to: deadline))
         return try await race(
             body, duration: duration, clock: clock, deadline: deadline,
             fallbackDeadline: ContinuousClock.now.advanced(by: duration))
@@ -94,15 +101,22 @@ private func race<T: Sendable>(
             return .finished(try await body())
         }
         group.addTask {
-            do {
-                if let clock, let deadline {
+            if let clock, let deadline {
+                do {
                     try await clock.sleep(until: deadline)
-                } else {
-                    try await Task.sleep(until: fallbackDeadline, clock: .continuous)
+                    return .deadline
+                } catch where !Task.isCancelled {
+                    // The clock's runtime shut down (its sleeps end with CancellationError): keep the
+                    // deadline on the real clock below.
+                } catch {
+                    // Cancelled: the body finished first, or the caller was cancelled.
+                    return .timerCancelled
                 }
+            }
+            do {
+                try await Task.sleep(until: fallbackDeadline, clock: .continuous)
                 return .deadline
             } catch {
-                // Cancelled: the body finished first, or the caller was cancelled.
                 return .timerCancelled
             }
         }
