@@ -255,6 +255,27 @@ struct PausedClockTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("T1.7: a JoinSet of tasks with decreasing sleeps yields them in completion order on a paused clock")
+    func joinSetCompletionOrder() async {
+        let r = pausedRuntime()
+        let result = await blockOnThread(r, seconds: 30, "T1.7") { () async throws -> ([Int], Duration) in
+            let start = r.clock.now
+            let set = JoinSet<Int>()
+            for i in 0..<10 {
+                set.spawn {
+                    try await r.clock.sleep(for: .seconds(Int64(10 - i)))
+                    return i
+                }
+            }
+            var order: [Int] = []
+            while let i = try await set.next() { order.append(i) }
+            return (order, start.duration(to: r.clock.now))
+        }
+        #expect(result?.0 == Array((0..<10).reversed()))
+        #expect(result?.1 == .seconds(10))
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("a paused runtime's clock and advance(by:) are per runtime")
     func perRuntime() async {
         let a = pausedRuntime()
