@@ -187,47 +187,34 @@ struct JoinSetTests {
     }
 }
 
+/// A current-thread runtime with a task that ignores cancellation and keeps yielding until `stop` is set.
+private func runtimeWithYieldLoop(until stop: TestCounter) async -> Runtime {
+    let r = makeRuntime(.currentThread)
+    _ = await blockOnThread(r, seconds: 30, "start the yield loop") { () async -> Void in
+        spawn { while stop.current == 0 { await Task.yield() } }
+        await Task.yield()
+    }
+    return r
+}
+
 @Suite("Shutdown")
 struct ShutdownTests {
     @Test("current-thread shutdown(timeout:) returns at its deadline while a task ignores cancellation and keeps yielding")
     func shutdownBoundedWithYieldLoop() async {
-        let r = makeRuntime(.currentThread)
         let stop = TestCounter()
-        _ = await blockOnThread(r, seconds: 30, "start") { () async -> Void in
-            spawn { while stop.current == 0 { await Task.yield() } }
-            await Task.yield()
-        }
-        let returned = Signal()
-        let result = CheckedMutex<Bool?>(nil)
-        let thread = Platform.spawnThread(stackSize: nil) {
-            let finished = r.shutdown(timeout: .milliseconds(200))
-            result.withLock { $0 = finished }
-            returned.fire()
-        }
-        let inTime = await returned.wait(seconds: 20)
-        #expect(inTime, "shutdown(timeout: 200 ms) did not return")
-        #expect(result.withLock { $0 } == false)
+        let r = await runtimeWithYieldLoop(until: stop)
+        let finished = await onThread(seconds: 20) { r.shutdown(timeout: .milliseconds(200)) }
+        #expect(finished == false, "shutdown(timeout: 200 ms) returned \(String(describing: finished)) (nil: not within 20 s)")
         stop.increment()  // lets the loop (now on the drainer thread) end
-        if inTime { thread.join() } else { thread.detach() }
     }
 
     @Test("current-thread shutdownBackground() returns at once while a task ignores cancellation and keeps yielding")
     func shutdownBackgroundWithYieldLoop() async {
-        let r = makeRuntime(.currentThread)
         let stop = TestCounter()
-        _ = await blockOnThread(r, seconds: 30, "start") { () async -> Void in
-            spawn { while stop.current == 0 { await Task.yield() } }
-            await Task.yield()
-        }
-        let returned = Signal()
-        let thread = Platform.spawnThread(stackSize: nil) {
-            r.shutdownBackground()
-            returned.fire()
-        }
-        let inTime = await returned.wait(seconds: 20)
-        #expect(inTime, "shutdownBackground() did not return")
+        let r = await runtimeWithYieldLoop(until: stop)
+        let returned = await onThread(seconds: 20) { r.shutdownBackground() }
+        #expect(returned != nil, "shutdownBackground() did not return within 20 s")
         stop.increment()
-        if inTime { thread.join() } else { thread.detach() }
     }
 
     @Test("shutdown cancels pending tasks and their handles resolve cancelled", arguments: bothFlavors)

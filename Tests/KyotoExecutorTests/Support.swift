@@ -127,6 +127,24 @@ func blockOnThread<T: Sendable>(
     }
 }
 
+/// Runs the blocking `body` on a thread of its own and waits up to `seconds` for it to return. Returns its
+/// value, or nil if it did not return in time (the thread is left blocked: the caller records the failure).
+func onThread<T: Sendable>(seconds: Int, _ body: @escaping @Sendable () -> T) async -> T? {
+    let returned = Signal()
+    let result = CheckedMutex<T?>(nil)
+    let thread = Platform.spawnThread(stackSize: nil) {
+        let value = body()
+        result.withLock { $0 = value }
+        returned.fire()
+    }
+    guard await returned.wait(seconds: seconds) else {
+        thread.detach()
+        return nil
+    }
+    thread.join()
+    return result.withLock { $0.take() }
+}
+
 /// Hands a `sending` closure to the one thread that runs it.
 private final class UnsafeSendableBox<T>: @unchecked Sendable {
     // SAFETY (@unchecked Sendable): `value` is taken exactly once, by the thread it was handed to.

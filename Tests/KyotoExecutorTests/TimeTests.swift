@@ -384,17 +384,8 @@ struct PausedClockTests {
             spawn { await Signal().wait() }
             await settle()
         }
-        let returned = Signal()
-        let result = CheckedMutex<Bool?>(nil)
-        let thread = Platform.spawnThread(stackSize: nil) {
-            let finished = r.shutdown(timeout: .milliseconds(300))
-            result.withLock { $0 = finished }
-            returned.fire()
-        }
-        let inTime = await returned.wait(seconds: 20)
-        #expect(inTime, "shutdown(timeout: 300 ms) did not return")
-        if inTime { thread.join() } else { thread.detach() }
-        #expect(result.withLock { $0 } == false)
+        let finished = await onThread(seconds: 20) { r.shutdown(timeout: .milliseconds(300)) }
+        #expect(finished == false, "shutdown(timeout: 300 ms) returned \(String(describing: finished)) (nil: not within 20 s)")
     }
 
     @Test("once its runtime has shut down, a clock's sleeps throw CancellationError and its intervals end")
