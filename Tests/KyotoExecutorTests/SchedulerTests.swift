@@ -319,14 +319,7 @@ struct SchedulerTests {
         let thread = Platform.spawnThread(stackSize: nil) {
             for _ in 0..<rounds { toTask.put(toThread.take() &+ 1) }
         }
-        let pinger = r.spawn { () async -> Int in
-            var sum = 0
-            for i in 0..<rounds {
-                toThread.put(i)
-                sum += await toTask.take()
-            }
-            return sum
-        }
+        let pinger = spawnPinger(r, rounds: rounds, send: toThread.put, receive: toTask.take)
         let sum = try await withDeadline(120, "ping-pong with a foreign thread") { try await pinger.value }
         thread.join()
         #expect(sum == rounds * (rounds + 1) / 2)
@@ -342,14 +335,7 @@ struct SchedulerTests {
         let rounds = 100_000
         let r = Runtime.multiThread(workers: 2)
         let a = Mailbox(), b = Mailbox()
-        let pinger = r.spawn { () async -> Int in
-            var sum = 0
-            for i in 0..<rounds {
-                a.put(i)
-                sum += await b.take()
-            }
-            return sum
-        }
+        let pinger = spawnPinger(r, rounds: rounds, send: a.put, receive: b.take)
         let ponger = r.spawn { () async -> Void in
             for _ in 0..<rounds { b.put(await a.take() &+ 1) }
         }
@@ -739,5 +725,21 @@ private final class ParkProbe: Sendable {
     /// The last trial's latency, if it completed.
     var latency: UInt64? {
         state.withLock { s in s.parkedAt >= s.jobEnd && s.jobEnd != 0 ? s.parkedAt - s.jobEnd : nil }
+    }
+}
+
+/// Spawns the pinging side of a ping-pong test: sends 0..<rounds one at a time, waiting for each reply,
+/// and returns the sum of the replies.
+private func spawnPinger(
+    _ r: Runtime, rounds: Int, send: @escaping @Sendable (Int) -> Void,
+    receive: @escaping @Sendable () async -> Int
+) -> JoinHandle<Int> {
+    r.spawn { () async -> Int in
+        var sum = 0
+        for i in 0..<rounds {
+            send(i)
+            sum += await receive()
+        }
+        return sum
     }
 }

@@ -80,10 +80,10 @@ final class LocalDriver: Sendable {
     /// Wakes the driving thread.
     func wake() { parker.unpark() }
 
-    /// Runs every queued job of every attached executor. Driving thread only. Returns how many ran.
     /// Whether any of the driver's sets has queued jobs (a snapshot).
     var hasPendingJobs: Bool { executors.withLock { $0 }.contains { $0.hasPendingJobs } }
 
+    /// Runs every queued job of every attached executor. Driving thread only. Returns how many ran.
     func runPending() -> Int {
         let list = executors.withLock { $0 }
         if list.isEmpty { return 0 }

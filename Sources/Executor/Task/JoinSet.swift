@@ -23,7 +23,6 @@ public final class JoinSet<T: Sendable>: Sendable {
         var completed: [(UInt64, Result<T, any Error>)] = []
         var completedHead = 0
         var waiter: (token: UInt64, continuation: CheckedContinuation<Wait, Never>)?
-        var nextToken: UInt64 = 0
         var unjoined = 0
     }
 
@@ -35,6 +34,8 @@ public final class JoinSet<T: Sendable>: Sendable {
     }
 
     private let state = CheckedMutex(State())
+    /// Source of wait tokens. Relaxed: a token only needs to be unique, which the RMW gives.
+    private let tokens = Atomic<UInt64>(0)
     private let runtime: Runtime?
 
     /// An empty set spawning on `runtime` (default: the runtime running the caller).
@@ -98,10 +99,7 @@ public final class JoinSet<T: Sendable>: Sendable {
     /// Waits for the next result (see the file comment on cancellation). A `cancellable` wait ends with
     /// `.cancelled` when the waiting task is cancelled.
     private nonisolated(nonsending) func waitNext(cancellable: Bool) async -> Wait {
-        let token = state.withLock { s -> UInt64 in
-            s.nextToken &+= 1
-            return s.nextToken
-        }
+        let token = tokens.wrappingAdd(1, ordering: .relaxed).newValue
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Wait, Never>) in
                 let immediate = state.withLock { s -> Wait? in
