@@ -615,8 +615,10 @@ private final class RecordingExecutor: TaskExecutor, @unchecked Sendable {
         let isYield = ref.isYieldContinuation
         // The predicates must agree with the raw kinds they are built on.
         // The flags word read at `JobLayout.flagsOffset` must carry the same kind in its low byte.
+        // The executor-private storage addressed directly must be where the runtime says it is.
         let agrees = isTask == (kind == JobKindRaw.task) && isYield == (kind == JobKindRaw.nullaryContinuation)
             && UInt8(truncatingIfNeeded: ref.rawFlags) == kind
+            && ref.privateDataDirect == ref.privateDataViaRuntime
         if !agrees { _ = predicateMismatches.increment() }
         kinds.withLock { $0.append(kind) }
         flags.withLock { $0.append(ref.rawFlags) }

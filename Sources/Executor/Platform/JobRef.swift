@@ -3,9 +3,10 @@
 // Swift hands executors `ExecutorJob`s: 8-byte move-only handles to runtime-allocated job objects. Our
 // queues store them as raw addresses (`UnownedJob` bit-cast), and the inject queue links jobs through the
 // 16 bytes of executor-private storage every job carries, so queueing a job never allocates.
-// The storage is reached through SPI (`@_spi(ExperimentalCustomExecutors)`), which is why this is the
-// only file that imports it. While a job sits in one of our queues we own that storage; the Swift runtime
-// does not touch it until we run the job.
+// The hot paths address that storage directly (it follows the heap-object header); the SPI accessor
+// (`@_spi(ExperimentalCustomExecutors)`), imported only here, is kept for the test that pins the layout.
+// While a job sits in one of our queues we own that storage; the Swift runtime does not touch it until we
+// run the job.
 
 #if compiler(>=6.3)
 @_spi(ExperimentalCustomExecutors) import _Concurrency
@@ -51,19 +52,27 @@ struct JobRef: @unchecked Sendable, Equatable {
     /// The intrusive "next" link stored in the first word of the job's executor-private storage.
     @inline(__always)
     var next: JobRef? {
-        get {
-            let p = ExecutorJob(unownedJob).withUnsafeExecutorPrivateData { buffer in
-                buffer.load(fromByteOffset: 0, as: UInt.self)
-            }
-            return JobRef(bits: p)
-        }
-        nonmutating set {
-            let bits = newValue?.bits ?? 0
-            ExecutorJob(unownedJob).withUnsafeExecutorPrivateData { buffer in
-                buffer.storeBytes(of: bits, toByteOffset: 0, as: UInt.self)
-            }
-        }
+        get { JobRef(bits: privateWord(0).pointee) }
+        nonmutating set { privateWord(0).pointee = newValue?.bits ?? 0 }
     }
+
+    /// Word `index` (0 or 1) of the job's executor-private storage, addressed directly: it follows the
+    /// heap-object header (`JobLayout.privateDataOffset`). This is the address
+    /// `ExecutorJob.withUnsafeExecutorPrivateData` hands out, without its out-of-line runtime call (three
+    /// of them per scheduled job were about 2% of an installed-mode `ping_pong` profile); a test pins the
+    /// two to the same address (`privateDataViaRuntime`).
+    @inline(__always)
+    private func privateWord(_ index: Int) -> UnsafeMutablePointer<UInt> {
+        (raw + JobLayout.privateDataOffset).assumingMemoryBound(to: UInt.self) + index
+    }
+
+    /// The address of the job's executor-private storage as the runtime reports it (for the layout test).
+    var privateDataViaRuntime: UnsafeMutableRawPointer {
+        ExecutorJob(unownedJob).withUnsafeExecutorPrivateData { UnsafeMutableRawPointer($0.baseAddress!) }
+    }
+
+    /// The address `next` and `enqueuedBy` use (for the layout test).
+    var privateDataDirect: UnsafeMutableRawPointer { UnsafeMutableRawPointer(privateWord(0)) }
 
     /// The worker whose queue the job was last pushed into (its index + 1), or 0 when it came from outside
     /// the workers (the inject queue's remote path). Kept in the second word of the job's executor-private
@@ -73,22 +82,14 @@ struct JobRef: @unchecked Sendable, Equatable {
     /// HomeReturns.swift.
     @inline(__always)
     var enqueuedBy: UInt {
-        get {
-            ExecutorJob(unownedJob).withUnsafeExecutorPrivateData { buffer in
-                buffer.load(fromByteOffset: MemoryLayout<UInt>.stride, as: UInt.self)
-            }
-        }
-        nonmutating set {
-            ExecutorJob(unownedJob).withUnsafeExecutorPrivateData { buffer in
-                buffer.storeBytes(of: newValue, toByteOffset: MemoryLayout<UInt>.stride, as: UInt.self)
-            }
-        }
+        get { privateWord(1).pointee }
+        nonmutating set { privateWord(1).pointee = newValue }
     }
 
     /// Whether the job is a task (its job object is the task object itself).
     @inline(__always)
     var isTask: Bool {
-        ExecutorJob(unownedJob).kind.rawValue == JobKindRaw.task
+        kindByte == JobKindRaw.task
     }
 
     /// The job's raw flags word (the runtime's `JobFlags`: kind in bits 0-7, priority in 8-15, task flags
@@ -113,16 +114,23 @@ struct JobRef: @unchecked Sendable, Equatable {
     /// yield by this job kind and sends it to the back of the queue instead of the LIFO slot.
     @inline(__always)
     var isYieldContinuation: Bool {
-        ExecutorJob(unownedJob).kind.rawValue == JobKindRaw.nullaryContinuation
+        kindByte == JobKindRaw.nullaryContinuation
     }
 
-    /// The raw job kind (for tests and diagnostics).
+    /// The job kind, read from the low byte of the flags word (what `ExecutorJob.kind` returns, without its
+    /// out-of-line runtime call; the job-kind test pins the two to the same value).
+    @inline(__always)
+    private var kindByte: UInt8 { UInt8(truncatingIfNeeded: rawFlags) }
+
+    /// The raw job kind as the runtime reports it (for tests and diagnostics).
     var kindRawValue: UInt8 { ExecutorJob(unownedJob).kind.rawValue }
 }
 
 /// Where the Swift runtime's job header keeps its flags (include/swift/ABI/Task.h: `HeapObject`, then
 /// `SchedulerPrivate[2]`, then `JobFlags Flags`), and the flag bits Kyoto reads (MetadataValues.h `JobFlags`).
 enum JobLayout {
+    /// The executor-private storage (`SchedulerPrivate[2]`) follows the two-word heap-object header.
+    static let privateDataOffset = 2 * MemoryLayout<UInt>.stride
     static let flagsOffset = 4 * MemoryLayout<UInt>.stride
     /// `Task_IsChildTask`: set for `async let` children (which also set `Task_IsAsyncLetTask`, bit 28) and
     /// task-group children (`Task_IsGroupChildTask`, bit 26).
