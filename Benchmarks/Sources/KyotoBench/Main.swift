@@ -18,6 +18,10 @@
 //   --json                      (driver) print only the JSON lines, no table
 //   --rounds N                  (driver) repeat the whole run N times (each runtime and workload in its own
 //                               process, order alternating) and report the median over rounds (default 1)
+//   --paired                    (driver) runtime suite only: one child per runtime and workload, all alive at
+//                               once, taking turns one iteration each; reports per-iteration ratios (Paired.swift)
+//   --serve                     (with --mode) the child side of --paired: one iteration per workload name read
+//                               from stdin
 
 import Foundation
 
@@ -28,6 +32,8 @@ struct KyotoBench {
         var mode: Mode? = nil
         var jsonOnly = false
         var rounds = 1
+        var paired = false
+        var serve = false
         var suites = Set(Suite.allCases)
         var passThrough: [String] = []
         var args = CommandLine.arguments.dropFirst()
@@ -87,6 +93,10 @@ struct KyotoBench {
                 let v = value(arg)
                 guard let n = Int(v), n >= 1 else { usage("bad --rounds") }
                 rounds = n
+            case "--paired":
+                paired = true
+            case "--serve":
+                serve = true
             case "-h", "--help":
                 usage(nil)
             default:
@@ -99,13 +109,18 @@ struct KyotoBench {
             print(r.jsonLine)
             fflush(nil)
         }
+        if serve && (mode == nil || mode == .kyotoMain || mode == .defaultMain) {
+            usage("--serve needs --mode kyoto-pref, swift-default, kyoto-global or nio")
+        }
+        if paired && mode != nil { usage("--paired is a driver option (no --mode)") }
         switch mode {
-        case .kyotoPref?: runKyotoPref(config, suites: suites, emit)
-        case .swiftDefault?: runSwiftDefault(config, suites: suites, emit)
-        case .kyotoGlobal?: runKyotoGlobal(config, suites: suites, emit)
-        case .nio?: runNIO(config, suites: suites, emit)
+        case .kyotoPref?: runKyotoPref(config, suites: suites, serve: serve, emit)
+        case .swiftDefault?: runSwiftDefault(config, suites: suites, serve: serve, emit)
+        case .kyotoGlobal?: runKyotoGlobal(config, suites: suites, serve: serve, emit)
+        case .nio?: runNIO(config, suites: suites, serve: serve, emit)
         case .kyotoMain?: runKyotoMain(config, emit)
         case .defaultMain?: runDefaultMain(config)
+        case nil where paired: runPairedDriver(config, jsonOnly: jsonOnly)
         case nil: runDriver(config, suites: suites, passThrough: passThrough, jsonOnly: jsonOnly, rounds: rounds)
         }
     }
@@ -115,7 +130,7 @@ struct KyotoBench {
         print(
             """
             usage: kyoto-bench [--mode all|kyoto-pref|swift-default|kyoto-global|nio|kyoto-main|default-main] [--quick]
-                               [--iters N] [--warmups N] [--only w1,w2] [--suite runtime|sync|channels|main-actor|all] [--impl i1,i2] [--kyoto-on-default] [--json] [--rounds N]
+                               [--iters N] [--warmups N] [--only w1,w2] [--suite runtime|sync|channels|main-actor|all] [--impl i1,i2] [--kyoto-on-default] [--json] [--rounds N] [--paired]
             runtime workloads: \(workloadNames.joined(separator: ", "))
             sync workloads: \(syncWorkloadNames.joined(separator: ", "))
             channel workloads: \(channelWorkloadNames.joined(separator: ", "))

@@ -20,12 +20,12 @@ enum Mode: String, CaseIterable {
 
 let benchWorkers = 2
 
-/// Kyoto in preference mode: `Runtime.multiThread(workers: 2)`, work entered with blockOn/spawn.
-/// Runs the runtime suite, then Kyoto's sync/channel primitives and the Swift substitutes, on that runtime.
-func runKyotoPref(_ config: RunConfig, suites: Set<Suite>, _ emit: (BenchResult) -> Void) {
-    let runtime = Runtime.multiThread(workers: benchWorkers)
-    let counters = { kyotoCounters(runtime) }
-    let cases: [(String, Int, () -> Sample)] = [
+/// One runtime-suite workload as a mode runs it: its name, operations per iteration, and one iteration.
+typealias RuntimeCase = (name: String, ops: Int, body: @Sendable () -> Sample)
+
+/// The runtime suite on Kyoto in preference mode (work entered with blockOn/spawn).
+func kyotoPrefCases(_ runtime: Runtime) -> [RuntimeCase] {
+    [
         ("spawn_many_local", Size.spawnManyLocal, { KyotoWorkloads.spawnManyLocal(runtime) }),
         ("spawn_many_remote_idle", Size.spawnManyRemoteIdle, { KyotoWorkloads.spawnManyRemoteIdle(runtime) }),
         ("yield_many", Size.yieldTasks * Size.yieldsPerTask, { KyotoWorkloads.yieldMany(runtime) }),
@@ -33,55 +33,70 @@ func runKyotoPref(_ config: RunConfig, suites: Set<Suite>, _ emit: (BenchResult)
         ("chained_spawn", Size.chainDepth, { KyotoWorkloads.chainedSpawn(runtime) }),
         ("actor_ping_pong", Size.actorCalls, { KyotoWorkloads.actorPingPong(runtime) }),
     ]
-    for (name, ops, body) in cases where suites.contains(.runtime) && config.includes(name) {
-        emit(
-            measure(
-                runtime: Mode.kyotoPref.rawValue, workload: name, ops: ops, workers: benchWorkers, config: config,
-                counters: counters, body))
+}
+
+/// The runtime suite in plain Swift Concurrency, on whatever is the global executor.
+let plainCases: [RuntimeCase] = [
+    ("spawn_many_local", Size.spawnManyLocal, PlainWorkloads.spawnManyLocal),
+    ("spawn_many_remote_idle", Size.spawnManyRemoteIdle, PlainWorkloads.spawnManyRemoteIdle),
+    ("yield_many", Size.yieldTasks * Size.yieldsPerTask, PlainWorkloads.yieldMany),
+    ("ping_pong", Size.pingPongRounds, PlainWorkloads.pingPong),
+    ("chained_spawn", Size.chainDepth, PlainWorkloads.chainedSpawn),
+    ("actor_ping_pong", Size.actorCalls, PlainWorkloads.actorPingPong),
+]
+
+/// Kyoto in preference mode: `Runtime.multiThread(workers: 2)`, work entered with blockOn/spawn.
+/// Runs the runtime suite, then Kyoto's sync/channel primitives and the Swift substitutes, on that runtime;
+/// or, with `serve`, answers the paired driver's requests (`serveRuntimeSuite`).
+func runKyotoPref(_ config: RunConfig, suites: Set<Suite>, serve: Bool, _ emit: (BenchResult) -> Void) {
+    let runtime = Runtime.multiThread(workers: benchWorkers)
+    let counters = { kyotoCounters(runtime) }
+    if serve {
+        serveRuntimeSuite(.kyotoPref, kyotoPrefCases(runtime), counters: counters)
+    } else {
+        runCases(.kyotoPref, kyotoPrefCases(runtime), suites.contains(.runtime) ? config : nil, counters: counters, emit)
+        runSyncChannels(.kyoto(runtime), suites: suites, config, counters: counters, emit)
     }
-    runSyncChannels(.kyoto(runtime), suites: suites, config, counters: counters, emit)
     verify(runtime.shutdown(timeout: .seconds(5)), "kyoto-pref: runtime did not shut down within 5 s")
 }
 
-/// Swift's default executor: the runtime suite, then the sync/channel substitutes.
-func runSwiftDefault(_ config: RunConfig, suites: Set<Suite>, _ emit: (BenchResult) -> Void) {
-    if suites.contains(.runtime) { runPlain(.swiftDefault, config, counters: nil, emit) }
-    runSyncChannels(.swiftDefault, suites: suites, config, counters: nil, emit)
-}
-
-/// The plain-Swift workloads on whatever is the global executor now.
-func runPlain(
-    _ mode: Mode, _ config: RunConfig, counters: (() -> SchedulerCounters)?, _ emit: (BenchResult) -> Void
+/// Measures each selected case (`config` nil: none) and emits its result.
+func runCases(
+    _ mode: Mode, _ cases: [RuntimeCase], _ config: RunConfig?, counters: (() -> SchedulerCounters)?,
+    _ emit: (BenchResult) -> Void
 ) {
-    let cases: [(String, Int, () -> Sample)] = [
-        ("spawn_many_local", Size.spawnManyLocal, PlainWorkloads.spawnManyLocal),
-        ("spawn_many_remote_idle", Size.spawnManyRemoteIdle, PlainWorkloads.spawnManyRemoteIdle),
-        ("yield_many", Size.yieldTasks * Size.yieldsPerTask, PlainWorkloads.yieldMany),
-        ("ping_pong", Size.pingPongRounds, PlainWorkloads.pingPong),
-        ("chained_spawn", Size.chainDepth, PlainWorkloads.chainedSpawn),
-        ("actor_ping_pong", Size.actorCalls, PlainWorkloads.actorPingPong),
-    ]
-    for (name, ops, body) in cases where config.includes(name) {
+    guard let config else { return }
+    for c in cases where config.includes(c.name) {
         emit(
             measure(
-                runtime: mode.rawValue, workload: name, ops: ops, workers: benchWorkers, config: config,
-                counters: counters, body))
+                runtime: mode.rawValue, workload: c.name, ops: c.ops, workers: benchWorkers, config: config,
+                counters: counters, c.body))
     }
 }
 
+/// Swift's default executor: the runtime suite, then the sync/channel substitutes (or, with `serve`, the
+/// paired driver's requests).
+func runSwiftDefault(_ config: RunConfig, suites: Set<Suite>, serve: Bool, _ emit: (BenchResult) -> Void) {
+    if serve { return serveRuntimeSuite(.swiftDefault, plainCases, counters: nil) }
+    runCases(.swiftDefault, plainCases, suites.contains(.runtime) ? config : nil, counters: nil, emit)
+    runSyncChannels(.swiftDefault, suites: suites, config, counters: nil, emit)
+}
+
 /// Kyoto installed as Swift's global executor. Must be the only global-executor hook in the process.
-func runKyotoGlobal(_ config: RunConfig, suites: Set<Suite>, _ emit: (BenchResult) -> Void) {
+func runKyotoGlobal(_ config: RunConfig, suites: Set<Suite>, serve: Bool, _ emit: (BenchResult) -> Void) {
     let runtime = Runtime.multiThread(workers: benchWorkers)
     verify(runtime.installAsGlobalExecutor(), "kyoto-global: installAsGlobalExecutor() returned false")
     verify(runtime.isGlobalExecutor, "kyoto-global: runtime does not report being the global executor")
     // Prove the hook took: a plain detached task must run on a Kyoto worker.
     let onKyoto = blockWait { Runtime.current === runtime }
     verify(onKyoto, "kyoto-global: Task.detached did not run on the Kyoto runtime")
-    if suites.contains(.runtime) { runPlain(.kyotoGlobal, config, counters: { kyotoCounters(runtime) }, emit) }
+    let counters = { kyotoCounters(runtime) }
+    if serve { return serveRuntimeSuite(.kyotoGlobal, plainCases, counters: counters) }
+    runCases(.kyotoGlobal, plainCases, suites.contains(.runtime) ? config : nil, counters: counters, emit)
 }
 
 /// SwiftNIO's MultiThreadedEventLoopGroup (2 loops) installed as Swift's global executor.
-func runNIO(_ config: RunConfig, suites: Set<Suite>, _ emit: (BenchResult) -> Void) {
+func runNIO(_ config: RunConfig, suites: Set<Suite>, serve: Bool, _ emit: (BenchResult) -> Void) {
     NIOSingletons.groupLoopCountSuggestion = benchWorkers
     verify(
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor(),
@@ -91,7 +106,8 @@ func runNIO(_ config: RunConfig, suites: Set<Suite>, _ emit: (BenchResult) -> Vo
         MultiThreadedEventLoopGroup.singleton.makeIterator().contains { $0.inEventLoop }
     }
     verify(onLoop, "nio: Task.detached did not run on an event loop of MultiThreadedEventLoopGroup.singleton")
-    if suites.contains(.runtime) { runPlain(.nio, config, counters: nil, emit) }
+    if serve { return serveRuntimeSuite(.nio, plainCases, counters: nil) }
+    runCases(.nio, plainCases, suites.contains(.runtime) ? config : nil, counters: nil, emit)
 }
 
 func kyotoCounters(_ runtime: Runtime) -> SchedulerCounters {
