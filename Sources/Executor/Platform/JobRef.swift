@@ -52,18 +52,25 @@ struct JobRef: @unchecked Sendable, Equatable {
     /// The intrusive "next" link stored in the first word of the job's executor-private storage.
     @inline(__always)
     var next: JobRef? {
-        get { JobRef(bits: privateWord(0).pointee) }
-        nonmutating set { privateWord(0).pointee = newValue?.bits ?? 0 }
+        get { JobRef(bits: loadPrivateWord(0)) }
+        nonmutating set { storePrivateWord(0, newValue?.bits ?? 0) }
     }
 
-    /// Word `index` (0 or 1) of the job's executor-private storage, addressed directly: it follows the
-    /// heap-object header (`JobLayout.privateDataOffset`). This is the address
-    /// `ExecutorJob.withUnsafeExecutorPrivateData` hands out, without its out-of-line runtime call (three
-    /// of them per scheduled job were about 2% of an installed-mode `ping_pong` profile); a test pins the
-    /// two to the same address (`privateDataViaRuntime`).
+    // The job's executor-private storage, addressed directly: it follows the heap-object header
+    // (`JobLayout.privateDataOffset`), the address `ExecutorJob.withUnsafeExecutorPrivateData` hands out,
+    // without that accessor's out-of-line runtime call (three of them per scheduled job were about 2% of an
+    // installed-mode `ping_pong` profile). A test pins the two addresses together (`privateDataViaRuntime`).
+    // Raw loads and stores: the memory belongs to the runtime's C++ job object, not to a Swift type.
+
     @inline(__always)
-    private func privateWord(_ index: Int) -> UnsafeMutablePointer<UInt> {
-        (raw + JobLayout.privateDataOffset).assumingMemoryBound(to: UInt.self) + index
+    private func loadPrivateWord(_ index: Int) -> UInt {
+        raw.load(fromByteOffset: JobLayout.privateDataOffset + index * MemoryLayout<UInt>.stride, as: UInt.self)
+    }
+
+    @inline(__always)
+    private func storePrivateWord(_ index: Int, _ value: UInt) {
+        raw.storeBytes(
+            of: value, toByteOffset: JobLayout.privateDataOffset + index * MemoryLayout<UInt>.stride, as: UInt.self)
     }
 
     /// The address of the job's executor-private storage as the runtime reports it (for the layout test).
@@ -72,7 +79,7 @@ struct JobRef: @unchecked Sendable, Equatable {
     }
 
     /// The address `next` and `enqueuedBy` use (for the layout test).
-    var privateDataDirect: UnsafeMutableRawPointer { UnsafeMutableRawPointer(privateWord(0)) }
+    var privateDataDirect: UnsafeMutableRawPointer { raw + JobLayout.privateDataOffset }
 
     /// The worker whose queue the job was last pushed into (its index + 1), or 0 when it came from outside
     /// the workers (the inject queue's remote path). Kept in the second word of the job's executor-private
@@ -82,8 +89,8 @@ struct JobRef: @unchecked Sendable, Equatable {
     /// HomeReturns.swift.
     @inline(__always)
     var enqueuedBy: UInt {
-        get { privateWord(1).pointee }
-        nonmutating set { privateWord(1).pointee = newValue }
+        get { loadPrivateWord(1) }
+        nonmutating set { storePrivateWord(1, newValue) }
     }
 
     /// Whether the job is a task (its job object is the task object itself).
