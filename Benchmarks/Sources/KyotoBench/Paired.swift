@@ -64,7 +64,11 @@ private final class ServingChild {
 
     /// Runs one iteration of `workload` in the child and returns its sample and counter deltas.
     func iterate(_ workload: String) -> (sample: Sample, parks: UInt64, steals: UInt64) {
-        input.fileHandleForWriting.write(Data((workload + "\n").utf8))
+        do {
+            try input.fileHandleForWriting.write(contentsOf: Data((workload + "\n").utf8))
+        } catch {
+            verify(false, "child --mode \(mode.rawValue) stopped reading its requests: \(error)")
+        }
         let line = readLine()
         let fields = line.split(separator: " ").compactMap { UInt64($0) }
         verify(fields.count == 4, "child --mode \(mode.rawValue) answered \"\(line)\"")
@@ -123,6 +127,9 @@ struct PairedWorkload {
 
 /// The driver's side: every selected runtime workload, its runtimes taking turns.
 func runPairedDriver(_ config: RunConfig, jsonOnly: Bool) {
+    // A child that died makes the next request a write to a closed pipe: report it (below) instead of
+    // being killed by SIGPIPE.
+    signal(SIGPIPE, SIG_IGN)
     let started = monotonicNanos()
     let modes: [Mode] = [.kyotoPref, .swiftDefault, .kyotoGlobal, .nio]
     let ops = Dictionary(uniqueKeysWithValues: plainCases.map { ($0.name, $0.ops) })
