@@ -81,16 +81,8 @@ func runDriver(_ config: RunConfig, suites: Set<Suite>, passThrough: [String], j
 /// Runs `kyoto-bench --mode <mode>` and returns the results it printed. Fails the run if the child fails.
 func runChild(_ mode: Mode, _ passThrough: [String]) -> [BenchResult] {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: selfExecutablePath())
-    process.arguments = ["--mode", mode.rawValue] + passThrough
     let out = Pipe()
-    process.standardOutput = out
-    process.standardError = FileHandle.standardError
-    do {
-        try process.run()
-    } catch {
-        verify(false, "could not start child for mode \(mode.rawValue): \(error)")
-    }
+    startChild(process, mode, passThrough, stdin: nil, stdout: out)
     let data = out.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     verify(
@@ -106,6 +98,21 @@ func runChild(_ mode: Mode, _ passThrough: [String]) -> [BenchResult] {
         }
     }
     return results
+}
+
+/// Starts this binary as `kyoto-bench --mode <mode> <arguments>` in `process`, its stderr shared with ours.
+/// Fails the run if it cannot start.
+func startChild(_ process: Process, _ mode: Mode, _ arguments: [String], stdin: Pipe?, stdout: Pipe) {
+    process.executableURL = URL(fileURLWithPath: selfExecutablePath())
+    process.arguments = ["--mode", mode.rawValue] + arguments
+    if let stdin { process.standardInput = stdin }
+    process.standardOutput = stdout
+    process.standardError = FileHandle.standardError
+    do {
+        try process.run()
+    } catch {
+        verify(false, "could not start child for mode \(mode.rawValue): \(error)")
+    }
 }
 
 func selfExecutablePath() -> String {

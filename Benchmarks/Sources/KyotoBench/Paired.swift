@@ -50,16 +50,7 @@ private final class ServingChild {
 
     init(_ mode: Mode) {
         self.mode = mode
-        process.executableURL = URL(fileURLWithPath: selfExecutablePath())
-        process.arguments = ["--mode", mode.rawValue, "--serve"]
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = FileHandle.standardError
-        do {
-            try process.run()
-        } catch {
-            verify(false, "could not start child for mode \(mode.rawValue): \(error)")
-        }
+        startChild(process, mode, ["--serve"], stdin: input, stdout: output)
     }
 
     /// Runs one iteration of `workload` in the child and returns its sample and counter deltas.
