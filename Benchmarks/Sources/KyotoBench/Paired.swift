@@ -4,9 +4,10 @@
 // the other (even in the same round) can meet different machines, and a ratio of their medians mixes that
 // drift in. In paired mode the driver starts one child per runtime for a workload, all alive at once and
 // each in a process of its own as before (`--mode M --serve`), and asks them for one iteration at a time in
-// turn (the order rotates every iteration). Iteration i of every runtime then runs within a few
-// milliseconds of the others, and the ratio default/Kyoto of iteration i compares the two on the same
-// stretch of machine. The table reports the median of those per-iteration ratios and its quartiles.
+// turn (the order rotates every turn, and its direction flips after each full rotation). Iteration i of
+// every runtime then runs within a few milliseconds of the others, and the ratio default/Kyoto of
+// iteration i compares the two on the same stretch of machine. The table reports the median of those
+// per-iteration ratios and its quartiles.
 //
 // Protocol: the driver writes a workload name and a newline on the child's stdin; the child runs one
 // untimed iteration, then the timed one, and answers one line, `nanos allocs parks steals` (the Kyoto
