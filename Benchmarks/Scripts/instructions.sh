@@ -2,7 +2,7 @@
 # Instructions per operation of the runtime workloads, counted by valgrind's callgrind: a figure that does
 # not move with the machine's load, for A/B-ing a change whose effect is smaller than the VM's noise.
 #
-#   Benchmarks/Scripts/instructions.sh [kyoto-bench binary] [workload ...]
+#   Benchmarks/Scripts/instructions.sh [kyoto-bench binary] [workload ...]     (from the repository root)
 #
 # For each workload and runtime (kyoto-pref, kyoto-global, swift-default) it runs the binary under callgrind
 # twice, with A and B timed iterations, and prints (instructions(B) - instructions(A)) / ((B - A) * ops):
@@ -14,8 +14,19 @@
 # with its debug info stripped first.
 set -euo pipefail
 
-bin=${1:-Benchmarks/.build-bench/release/kyoto-bench}
+bin=${1:-}
 shift || true
+if [ -z "$bin" ]; then
+    # The two scratch paths the READMEs use, from the repository root.
+    for candidate in Benchmarks/.build-bench/release/kyoto-bench Benchmarks/.build/release/kyoto-bench; do
+        if [ -x "$candidate" ]; then bin=$candidate; break; fi
+    done
+fi
+if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+    echo "instructions.sh: no kyoto-bench binary; build it first (swift build -c release --package-path Benchmarks)" \
+        "or pass its path" >&2
+    exit 1
+fi
 workloads=("$@")
 if [ ${#workloads[@]} -eq 0 ]; then
     workloads=(spawn_many_local spawn_many_remote_idle yield_many ping_pong chained_spawn actor_ping_pong)
