@@ -126,6 +126,34 @@ struct BlockingPoolTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("a job submitted while the only blocking thread is on its way out after the keep-alive still runs")
+    func jobSubmittedWhileTheLastThreadExits() async throws {
+        // The pool thread decides to leave (keep-alive over, queue empty) and then runs its stop hook; the
+        // hook holds it there until a second job has been submitted. The pool must not count the leaving
+        // thread as one that will take that job (it did: the job stayed queued with no thread, for good).
+        let leaving = Signal()
+        let release = ThreadGate()
+        var c = Runtime.Configuration()
+        c.workerThreads = 1
+        c.maxBlockingThreads = 1
+        c.blockingKeepAlive = .milliseconds(10)
+        c.onThreadStop = {
+            guard currentThreadName().hasPrefix("kyoto-blocking") else { return }
+            leaving.fire()
+            release.wait(seconds: 10)
+        }
+        let r = Runtime(c)
+        #expect(try r.blockOn { try await spawnBlocking { 1 }.value } == 1)
+        #expect(await leaving.wait(seconds: 10), "the idle blocking thread did not leave after its keep-alive")
+        let second = r.spawnBlocking { 2 }
+        let value = await blockOnThread(r, seconds: 10, "the job submitted while the thread was leaving") {
+            try await second.value
+        }
+        #expect(value == 2)
+        release.release()
+        #expect(r.shutdown(timeout: .seconds(5)))
+    }
+
     @Test("a job aborted before it starts never runs; one aborted while running still returns its value")
     func abortSemantics() throws {
         var c = Runtime.Configuration()

@@ -70,7 +70,13 @@ final class BlockingPool: Sendable {
     private struct Synced: ~Copyable {
         var queue = JobFIFO()
         var idle: [Parker] = []
+        /// Threads that take jobs: started, and not yet decided to exit. `submit` starts a thread only while
+        /// this is below the limit, so a thread leaves this count in the same critical section in which it
+        /// decides to exit (else a job submitted between the decision and the thread's end would find the
+        /// pool full and no thread that will ever pop it).
         var threads = 0
+        /// Threads that decided to exit and have not finished (their stop hook may still be running).
+        var exiting = 0
         var nextThreadNumber = 0
         var isShutdown = false
     }
@@ -133,7 +139,11 @@ final class BlockingPool: Sendable {
             enum Next { case run(BlockingJob), exit, wait }
             let next = synced.withLock { s -> Next in
                 if let job = s.queue.pop() { return .run(job) }
-                if s.isShutdown { return .exit }
+                if s.isShutdown {
+                    s.threads -= 1
+                    s.exiting += 1
+                    return .exit
+                }
                 s.idle.append(parker)
                 return .wait
             }
@@ -148,11 +158,12 @@ final class BlockingPool: Sendable {
                 let stillIdle = synced.withLock { s -> Bool in
                     guard let i = s.idle.firstIndex(where: { $0 === parker }) else { return false }
                     // Timed out (nobody popped us): leave unless work arrived meanwhile.
+                    s.idle.remove(at: i)
                     if s.queue.isEmpty || s.isShutdown {
-                        s.idle.remove(at: i)
+                        s.threads -= 1
+                        s.exiting += 1
                         return true
                     }
-                    s.idle.remove(at: i)
                     return false
                 }
                 if stillIdle { return }
@@ -162,8 +173,8 @@ final class BlockingPool: Sendable {
 
     private func threadExited() {
         let last = synced.withLock { s -> Bool in
-            s.threads -= 1
-            return s.isShutdown && s.threads == 0
+            s.exiting -= 1
+            return s.isShutdown && s.threads == 0 && s.exiting == 0
         }
         if last { drained.set() }
     }
@@ -176,16 +187,17 @@ final class BlockingPool: Sendable {
             while let j = s.queue.pop() { jobs.append(j) }
             let idle = s.idle
             s.idle = []
-            return (jobs, idle, s.threads == 0)
+            return (jobs, idle, s.threads == 0 && s.exiting == 0)
         }
         for j in jobs { j.cancel() }
         for p in idle { p.unpark() }
         if none { drained.set() }
     }
 
-    /// (threads, idle threads, queued jobs), for metrics.
+    /// (threads alive, idle threads, queued jobs), for metrics. A thread that is exiting still counts as
+    /// alive until it has finished.
     var counts: (threads: Int, idle: Int, queued: Int) {
-        synced.withLock { ($0.threads, $0.idle.count, $0.queue.count) }
+        synced.withLock { ($0.threads + $0.exiting, $0.idle.count, $0.queue.count) }
     }
 }
 
