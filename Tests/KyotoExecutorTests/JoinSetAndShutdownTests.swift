@@ -295,6 +295,44 @@ struct ShutdownTests {
         #expect(b.shutdown(timeout: .seconds(10)))
     }
 
+    @Test("a worker that exits while searching does not strand work resumed later from outside")
+    func workerExitingWhileSearching() async {
+        // One worker idles, the other runs a plain task; a foreign thread's spawn of S is caught between
+        // creating its task and registering it (`_beginTask`, `Task`, ..., `_linkTask`), as a preempted
+        // spawner would be. Shutdown begins: the idle worker searches, finds nothing, sees no live task and
+        // exits. Then S is registered, the busy worker runs out of work and parks, and S is resumed from
+        // outside. The exited worker used to leave the searching count at 1, so that resume woke nobody:
+        // S never ran and the runtime never terminated.
+        let rt = Runtime.multiThread(workers: 2)
+        guard case .multiThread(let scheduler) = rt.scheduler else { return }
+        let slot = rt._beginTask()
+        let resumeS = CheckedMutex<UnsafeContinuation<Void, Never>?>(nil)
+        let sFinished = Signal()
+        let task = Task<Void, any Error>(executorPreference: rt) {
+            defer { rt._finishTask(slot, succeeded: true) }
+            await withUnsafeContinuation { c in resumeS.withLock { $0 = c } }
+            sFinished.fire()
+        }
+        #expect(await until(seconds: 10) { resumeS.withLock { $0 != nil } }, "S did not start")
+        let busy = Signal()
+        let release = ThreadGate()
+        Task(executorPreference: rt) {
+            busy.fire()
+            release.wait(seconds: 10)
+        }
+        #expect(await busy.wait(seconds: 10))
+        rt.shutdownBackground()
+        #expect(await until(seconds: 10) { scheduler.liveWorkerCount == 1 }, "the idle worker did not exit")
+        rt._linkTask(slot, ErasedTask(task), trivialResult: true)
+        release.release()
+        #expect(await until(seconds: 10) { (0..<2).contains { scheduler.idle.isParked($0) } },
+            "the busy worker did not park")
+        resumeS.withLock { $0.take() }?.resume()
+        #expect(await sFinished.wait(seconds: 10), "S never ran after being resumed from outside")
+        #expect(await onThread(seconds: 15) { rt.shared.terminatedEvent.wait(timeout: .seconds(10)) } == true,
+            "the runtime never terminated")
+    }
+
     @Test("a task spawned after shutdown resolves cancelled without running")
     func spawnAfterShutdown() async {
         let r = Runtime.multiThread(workers: 2)

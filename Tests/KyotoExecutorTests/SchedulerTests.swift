@@ -64,6 +64,68 @@ final class BlockingMailbox: Sendable {
 
 @Suite("Scheduler")
 struct SchedulerTests {
+    @Test("tasks spawned on a worker wake a parked worker to take them, with and without the LIFO slot",
+          arguments: [true, false])
+    func spawnWakesParkedWorker(lifoSlot: Bool) async throws {
+        // Two tasks that can only finish together (each waits, bounded, for the other to arrive): they need
+        // both workers, so the spawning worker must wake the parked one. With the LIFO slot off, the spawn
+        // path pushed to the queue and woke nobody.
+        var c = Runtime.Configuration(flavor: .multiThread)
+        c.workerThreads = 2
+        c.lifoSlot = lifoSlot
+        let r = Runtime(c)
+        guard case .multiThread(let scheduler) = r.scheduler else { return }
+        let met = await blockOnThread(r, seconds: 30, "spawn with lifoSlot = \(lifoSlot)") { () async throws -> Bool in
+            // Start from a parked second worker (bounded wait; this worker spins, the other has nothing).
+            let deadline = Platform.monotonicNanos() + 10_000_000_000
+            while !(0..<2).contains(where: { scheduler.idle.isParked($0) }) {
+                if Platform.monotonicNanos() > deadline { return false }
+                usleep(1_000)
+            }
+            let arrived = TestCounter()
+            @Sendable func meet() -> Bool {
+                arrived.increment()
+                let deadline = Platform.monotonicNanos() + 5_000_000_000
+                while arrived.current < 2 {
+                    if Platform.monotonicNanos() > deadline { return false }
+                    usleep(100)
+                }
+                return true
+            }
+            let a = spawn { meet() }
+            let b = spawn { meet() }
+            let ra = try await a.value
+            let rb = try await b.value
+            return ra && rb
+        }
+        #expect(met == true, "lifoSlot = \(lifoSlot): the two tasks never ran at the same time")
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("Parker: a timeout beyond Int64.max ns or at the end of time waits until unparked")
+    func parkerHugeTimeouts() async {
+        // `park` converted the remaining time with a trapping Int64 conversion, and computed its deadline
+        // with a wrapping add (a deadline at the end of time wrapped into the past: park returned at once,
+        // and a worker driving such a timer spun).
+        for timeout in [UInt64(Int64.max) + 10, UInt64.max - 1] {
+            let parker = Parker()
+            let returned = Signal()
+            let woken = CheckedMutex<Bool?>(nil)
+            let thread = Platform.spawnThread(stackSize: nil) {
+                let w = parker.park(timeoutNanos: timeout)
+                woken.withLock { $0 = w }
+                returned.fire()
+            }
+            // It must still be parked a while later (it returned at once before the fix).
+            let early = await until(seconds: 1) { returned.isSet }
+            #expect(!early, "park(timeoutNanos: \(timeout)) returned before it was unparked")
+            parker.unpark()
+            #expect(await returned.wait(seconds: 10))
+            thread.join()
+            #expect(woken.withLock { $0 } == true)
+        }
+    }
+
     @Test("Task.yield lets a task spawned just before it run first (yields bypass the LIFO slot)",
           arguments: bothFlavors)
     func yieldLetsOthersRun(_ flavor: Runtime.Configuration.Flavor) {

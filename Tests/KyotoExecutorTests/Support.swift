@@ -186,6 +186,19 @@ final class Signal: Sendable {
     }
 }
 
+/// Polls `condition` (every millisecond, off the cooperative pool's threads' way) until it holds or
+/// `seconds` pass; returns whether it held.
+func until(seconds: Int, _ condition: @escaping @Sendable () -> Bool) async -> Bool {
+    await onThread(seconds: seconds + 5) {
+        let deadline = Platform.monotonicNanos() + UInt64(seconds) * 1_000_000_000
+        while !condition() {
+            if Platform.monotonicNanos() > deadline { return false }
+            usleep(1_000)
+        }
+        return true
+    } ?? false
+}
+
 /// A thread-safe counter for tests.
 final class TestCounter: Sendable {
     let value = Atomic<Int>(0)

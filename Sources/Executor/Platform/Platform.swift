@@ -170,12 +170,19 @@ final class Parker: @unchecked Sendable {
             _ = word.pointee.exchange(Parker.empty, ordering: .acquiring)
             return true
         }
-        let deadline = timeoutNanos.map { Platform.monotonicNanos() &+ $0 }
+        // Saturating: a timer at the end of time (a deadline near UInt64.max) must not wrap into the past,
+        // which made `park` return at once and a time-driving worker spin.
+        let deadline = timeoutNanos.map { timeout in
+            let (sum, overflow) = Platform.monotonicNanos().addingReportingOverflow(timeout)
+            return overflow ? UInt64.max : sum
+        }
         while true {
             var remaining: Int64 = -1
             if let deadline {
                 let now = Platform.monotonicNanos()
-                remaining = now >= deadline ? 0 : Int64(deadline - now)
+                // Clamped: a wait longer than Int64.max ns is a wait for ever in practice (and a plain
+                // conversion traps).
+                remaining = now >= deadline ? 0 : Int64(clamping: deadline - now)
             }
             if remaining != 0 {
                 _ = kyoto_futex_wait(rawWord, Parker.parked, remaining)

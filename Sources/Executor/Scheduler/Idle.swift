@@ -20,7 +20,9 @@
 // Why sequentially consistent: the notifier's "push work; load state" and the parker's "store state;
 // re-scan queues" form a store-buffering pattern (each side writes one location then reads the other).
 // Acquire/release does not forbid both sides reading the old values, which would lose the wake-up; SeqCst
-// on both the state updates and the loads gives a single order in which one side sees the other.
+// on both the state updates and the loads gives a single order in which one side sees the other. Where one
+// side's access is not itself SeqCst (a local queue's push is a releasing store of its tail; the re-check
+// reads local queue lengths relaxed), a SeqCst fence stands between its write and its read.
 
 import Synchronization
 
@@ -48,6 +50,11 @@ final class Idle: Sendable {
     var searchingCount: Int { Idle.searching(state.load(ordering: .relaxed)) }
 
     private func notifyShouldWakeUp() -> Bool {
+        // The notifier's push may have been a releasing store (a local queue's tail), which a SeqCst load
+        // alone may be reordered before: the fence keeps "push, then read state" in that order (Tokio reads
+        // the state with a SeqCst read-modify-write here for the same reason). Pairs with the fence in the
+        // last-searcher re-check (`MultiThreadScheduler.notifyIfWorkPending`).
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
         // Sequentially consistent: see the file comment (pairs with the SeqCst updates below and with the
         // SeqCst loads of queue lengths in the last-searcher re-check).
         let s = state.load(ordering: .sequentiallyConsistent)
