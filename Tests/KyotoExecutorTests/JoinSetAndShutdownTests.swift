@@ -333,6 +333,46 @@ struct ShutdownTests {
             "the runtime never terminated")
     }
 
+    @Test("current-thread shutdown from another thread while a blockOn drives leaves that blockOn driving")
+    func currentThreadShutdownWhileBlockOnDrives() async {
+        // Shutdown used to find the core held, give up on draining at once and mark the runtime terminated:
+        // the drainer thread then fired every pending timer (the blockOn body's sleep returned at once,
+        // normally) and ran jobs while the blockOn thread still drove. Now the blockOn keeps driving, its
+        // sleep ends on time, and the runtime terminates when it returns.
+        let r = makeRuntime(.currentThread)
+        let started = Signal()
+        let proceed = Signal()
+        let returned = Signal()
+        let slept = CheckedMutex<Duration?>(nil)
+        let driver = Platform.spawnThread(stackSize: nil) {
+            let d = try? r.blockOn { () async throws -> Duration in
+                started.fire()
+                await proceed.wait()
+                let start = ContinuousClock.now
+                try await Task.sleep(for: .milliseconds(300))
+                return ContinuousClock.now - start
+            }
+            slept.withLock { $0 = d }
+            returned.fire()
+        }
+        #expect(await started.wait(seconds: 10))
+        // The body waits for `proceed`, so it cannot finish within this shutdown's timeout.
+        let done = await onThread(seconds: 10) { r.shutdown(timeout: .milliseconds(50)) }
+        #expect(done == false, "shutdown reported done while a blockOn was still driving")
+        #expect(!r.shared.terminatedEvent.wait(timeout: .zero), "the runtime was marked terminated under a blockOn")
+        proceed.fire()
+        guard await returned.wait(seconds: 10) else {
+            Issue.record("the blockOn did not return")
+            driver.detach()
+            return
+        }
+        driver.join()
+        #expect(await onThread(seconds: 10) { r.shared.terminatedEvent.wait(timeout: .seconds(5)) } == true,
+            "the runtime did not terminate after the blockOn returned")
+        let d = slept.withLock { $0 }
+        #expect(d != nil && d! >= .milliseconds(300), "the blockOn body's 300 ms sleep returned after \(String(describing: d))")
+    }
+
     @Test("a task spawned after shutdown resolves cancelled without running")
     func spawnAfterShutdown() async {
         let r = Runtime.multiThread(workers: 2)

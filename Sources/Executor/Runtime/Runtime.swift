@@ -359,8 +359,7 @@ public final class Runtime: TaskExecutor, Sendable {
             tasksDone = waitForWorkers(deadline)
             s.detachThreads()
         case .currentThread(let s):
-            tasksDone = s.drainForShutdown(deadline: deadline)
-            shared.markTerminated()
+            tasksDone = s.shutdown(deadline: deadline, wait: true)
         }
         // Running blocking jobs cannot be interrupted: wait for them with what is left of the timeout.
         let blockingDone = blockingPool.drained.wait(timeout: Runtime.timeLeft(until: deadline))
@@ -380,8 +379,7 @@ public final class Runtime: TaskExecutor, Sendable {
         switch scheduler {
         case .multiThread(let s): s.detachThreads()
         case .currentThread(let s):
-            _ = s.drainForShutdown(deadline: 0)
-            shared.markTerminated()
+            _ = s.shutdown(deadline: 0, wait: false)
         }
     }
 

@@ -77,9 +77,69 @@ final class CurrentThreadScheduler: @unchecked Sendable {
         return job
     }
 
+    // MARK: Shutdown while a blockOn drives
+    //
+    // After termination the runtime's leftover jobs run on the drainer thread (Shared.swift), so the runtime
+    // may only be marked terminated once no `blockOn` drives it any more: otherwise the drainer and the
+    // driving thread would run jobs at the same time. A shutdown that finds a `blockOn` in progress leaves it
+    // driving (its tasks are cancelled; its own body, and its timers, carry on) and records the termination
+    // as pending; whichever of the two sees the other last (the shutdown, or the last `blockOn` to return)
+    // marks the runtime terminated. Sequentially consistent on both sides: a store-buffering pair (shutdown
+    // writes `terminationPending` then reads `activeDrivers`; a leaving driver writes `activeDrivers` then
+    // reads `terminationPending`), so at least one of them sees the other. `terminationClaimed` makes the
+    // marking happen once.
+
+    /// `blockOn` calls inside `drive` (holding the core or waiting for it).
+    private let activeDrivers = Atomic<Int>(0)
+    /// Set by shutdown before it looks at `activeDrivers`.
+    private let terminationPending = Atomic<Bool>(false)
+    private let terminationClaimed = Atomic<Bool>(false)
+
+    /// Shutdown's part (after tasks were cancelled): drives the remaining work until `deadline` if no
+    /// `blockOn` is in progress, and marks the runtime terminated once none is. Returns whether all work
+    /// finished by the deadline. With `wait`, a shutdown that must leave the termination to a `blockOn`
+    /// still in progress waits for it until the deadline.
+    func shutdown(deadline: UInt64, wait: Bool) -> Bool {
+        terminationPending.store(true, ordering: .sequentiallyConsistent)
+        let drained = drainForShutdown(deadline: deadline)
+        if activeDrivers.load(ordering: .sequentiallyConsistent) == 0 {
+            finishTermination()
+            return drained == true
+        }
+        guard wait else { return false }
+        return shared.terminatedEvent.wait(timeout: Runtime.timeLeft(until: deadline))
+    }
+
+    /// Marks the runtime terminated, once, moving what is left in the local queue to the inject queue for
+    /// the drainer. Only with the core in hand: if somebody holds it, that is a `blockOn` (counted in
+    /// `activeDrivers`, whose exit comes here again) or shutdown's own drain (which comes here after it).
+    private func finishTermination() {
+        // Acquiring-and-releasing: taking the core orders us after the previous holder's accesses.
+        guard coreHeld.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else { return }
+        // Acquiring-and-releasing: exactly one caller marks the runtime terminated.
+        let claimed = terminationClaimed.compareExchange(
+            expected: false, desired: true, ordering: .acquiringAndReleasing
+        ).exchanged
+        if claimed {
+            while let job = popLocal() { shared.inject.push(job) }
+        }
+        releaseCore()
+        if claimed { shared.markTerminated() }
+    }
+
     /// Drives the scheduler on the calling thread until `isDone()` returns true.
     /// `callerParker` is unparked by whoever completes the caller's work.
     func drive(callerParker: Parker, localDriver: LocalDriver? = nil, until isDone: () -> Bool) {
+        // Sequentially consistent: see "Shutdown while a blockOn drives".
+        activeDrivers.add(1, ordering: .sequentiallyConsistent)
+        defer {
+            if activeDrivers.subtract(1, ordering: .sequentiallyConsistent).newValue == 0
+                && terminationPending.load(ordering: .sequentiallyConsistent)
+            {
+                finishTermination()
+            }
+        }
         while !isDone() {
             // Acquiring-and-releasing: taking the core orders us after the previous holder's accesses.
             if coreHeld.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
@@ -183,13 +243,14 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     }
 
     /// Runs queued jobs until the runtime has no alive task or `deadline` passes (used by shutdown when
-    /// no `blockOn` is in progress). Returns whether everything finished. The deadline is checked before
+    /// the core is free). Returns whether everything finished, or nil if the core is held. The deadline is checked before
     /// every job, so a task that ignores cancellation and keeps yielding (or re-arming timers) cannot hold
     /// the caller past it; what is left goes to the inject queue, which the post-termination drainer
     /// thread runs (`shutdownBackground`, with a deadline of 0, runs nothing here).
-    func drainForShutdown(deadline: UInt64) -> Bool {
+    func drainForShutdown(deadline: UInt64) -> Bool? {
+        // Nil: the core is held (a `blockOn` drives; see `shutdown(deadline:wait:)`).
         guard coreHeld.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
-        else { return false }
+        else { return nil }
         defer { releaseCore() }
         let context = ThreadContext(shared: shared, worker: nil, currentThread: self, role: .currentThreadDriver)
         return ThreadContext.with(context) {
