@@ -547,7 +547,9 @@ final class Worker: @unchecked Sendable {
             stats.noops.add()
         }
         if isDriver {
-            // Sequentially consistent: see TimerQueue.swift. If timers remain, wake a sleeper to drive.
+            // Sequentially consistent: see TimerQueue.swift. Timers that remain are driven by the next
+            // worker to park (this one, after the work it woke for; Tokio hands its driver on the same
+            // way), so a long job here delays them until then.
             scheduler.timeDriver.store(-1, ordering: .sequentiallyConsistent)
         }
         shared.configuration.onThreadUnpark?()

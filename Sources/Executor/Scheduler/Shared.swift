@@ -117,8 +117,11 @@ final class Shared: @unchecked Sendable {
 
     /// Starts the post-shutdown drainer thread unless one is running.
     func ensureDrainer() {
-        // Acquiring-and-releasing: only one drainer at a time; the release in `drain` pairs with this.
-        guard draining.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        // Sequentially consistent: only one drainer at a time, and a store-buffering pair with `drain`'s
+        // "clear the flag, then look at the queue" against the pusher's "push (SeqCst length), then try the
+        // flag": with both sides SeqCst, either this CAS sees the cleared flag (and starts a drainer) or the
+        // drainer's look sees the push.
+        guard draining.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged
         else { return }
         let thread = Platform.spawnThread(name: "kyoto-drain", stackSize: configuration.threadStackSize) { [self] in
             drain()
@@ -131,11 +134,11 @@ final class Shared: @unchecked Sendable {
         while true {
             timers.drainAll { fireTimer($0, terminated: true) }
             while let job = inject.pop() { run(job, context: context) }
-            // Releasing: pairs with the CAS in `ensureDrainer`.
-            draining.store(false, ordering: .releasing)
+            // Sequentially consistent: see `ensureDrainer`.
+            draining.store(false, ordering: .sequentiallyConsistent)
             // Re-check after clearing the flag: a push that saw `draining == true` relied on us.
-            if inject.isEmpty && timers.nextDeadline == nil { return }
-            guard draining.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing)
+            if !inject.hasWorkSeqCst && timers.nextDeadline == nil { return }
+            guard draining.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent)
                 .exchanged
             else { return }
         }
