@@ -333,13 +333,15 @@ struct ShutdownTests {
             "the runtime never terminated")
     }
 
-    @Test("current-thread shutdown from another thread while a blockOn drives leaves that blockOn driving")
-    func currentThreadShutdownWhileBlockOnDrives() async {
-        // Shutdown used to find the core held, give up on draining at once and mark the runtime terminated:
-        // the drainer thread then fired every pending timer (the blockOn body's sleep returned at once,
-        // normally) and ran jobs while the blockOn thread still drove. Now the blockOn keeps driving, its
-        // sleep ends on time, and the runtime terminates when it returns.
-        let r = makeRuntime(.currentThread)
+    @Test("shutdown from another thread while a blockOn runs leaves that blockOn running, timers on time",
+          arguments: bothFlavors)
+    func shutdownWhileBlockOnRuns(_ flavor: Runtime.Configuration.Flavor) async {
+        // Shutdown cancels spawned tasks, not blockOn bodies. It used to mark the runtime terminated anyway
+        // (current-thread: at once, as it found the core held; multi-thread: when no spawned task was
+        // left), and the drainer thread then fired every pending timer, so the body's sleep returned at
+        // once, normally; on current-thread the drainer also ran jobs while the blockOn thread still drove.
+        // Now the runtime runs the body (and its timers, on time) and terminates when it returns.
+        let r = makeRuntime(flavor)
         let started = Signal()
         let proceed = Signal()
         let returned = Signal()

@@ -176,6 +176,9 @@ public final class Runtime: TaskExecutor, Sendable {
         kyotoPrecondition(
             !shared.isClosed, "BUG DETECTED: blockOn called on a Kyoto runtime that has been shut down")
         let completion = BlockOnCompletion<T, E>()
+        // Sequentially consistent: see `Shared.activeBlockOns` (the current-thread flavor counts its drivers
+        // itself: CurrentThread.swift, "Shutdown while a blockOn drives").
+        if case .multiThread = scheduler { shared.activeBlockOns.add(1, ordering: .sequentiallyConsistent) }
         // LocalSets started under this call run their jobs on this thread while it waits (`runUntil`).
         let localDriver: LocalDriver
         switch scheduler {
@@ -197,6 +200,12 @@ public final class Runtime: TaskExecutor, Sendable {
         case .multiThread:
             while !completion.isDone {
                 if localDriver.runPending() == 0 { completion.parker.park() }
+            }
+            // The last blockOn after shutdown began lets the workers exit.
+            if shared.activeBlockOns.subtract(1, ordering: .sequentiallyConsistent).newValue == 0
+                && shared.closed.load(ordering: .sequentiallyConsistent)
+            {
+                wakeAll()
             }
         case .currentThread(let s):
             s.drive(callerParker: completion.parker, localDriver: localDriver) { completion.isDone }
@@ -328,7 +337,8 @@ public final class Runtime: TaskExecutor, Sendable {
     /// Shuts the runtime down: cancels every spawned task and waits up to `timeout` for the runtime's
     /// threads to finish the jobs that unwind them. Returns true if everything finished in time; otherwise
     /// the remaining work finishes in the background. Tasks spawned afterwards are cancelled before they
-    /// run. Traps when called from a runtime thread (it would wait for itself): use
+    /// run. A ``blockOn(_:)`` in progress on another thread is not cancelled: the runtime keeps running its
+    /// body (its sleeps end on time) and terminates once it has returned. Traps when called from a runtime thread (it would wait for itself): use
     /// ``shutdownBackground()`` there.
     @discardableResult
     public func shutdown(timeout: Duration) -> Bool {

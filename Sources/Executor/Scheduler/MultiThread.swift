@@ -385,8 +385,9 @@ final class Worker: @unchecked Sendable {
     private var hasLocalWork: Bool { lifo != nil || !queue.isEmpty }
 
     private func shouldExit() -> Bool {
+        // Sequentially consistent: see `Shared.activeBlockOns`.
         shared.isClosed && shared.registry.aliveCount == 0 && lifo == nil && queue.isEmpty
-            && shared.inject.isEmpty
+            && shared.inject.isEmpty && shared.activeBlockOns.load(ordering: .sequentiallyConsistent) == 0
     }
 
     /// Runs `job` and then the LIFO chain. Returns false if a job handed the worker off (`blockInPlace`).

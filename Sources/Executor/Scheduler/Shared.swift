@@ -40,6 +40,11 @@ final class Shared: @unchecked Sendable {
 
     // MARK: Atomics (any thread)
     let closed = Atomic<Bool>(false)
+    /// Multi-thread `blockOn` calls in progress. Shutdown cancels spawned tasks but not `blockOn` bodies,
+    /// which keep running on the workers: the workers stay (and keep firing timers on time) until the last
+    /// one returns. Sequentially consistent: `blockOn` decrements it, then reads `closed` to wake the
+    /// workers; shutdown stores `closed`, then the workers read this in `shouldExit`.
+    let activeBlockOns = Atomic<Int>(0)
     let terminated = Atomic<Bool>(false)
     private let draining = Atomic<Bool>(false)
     /// Jobs scheduled from outside the runtime's threads (multi-writer: read-modify-write).
