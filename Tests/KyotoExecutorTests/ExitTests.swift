@@ -40,6 +40,15 @@ struct MisuseTests {
         #expect(stderrText(result).contains("shutdown(timeout:) called from a Kyoto runtime thread"))
     }
 
+    @Test("shutdown(timeout:) from the runtime's own spawnBlocking closure traps")
+    func shutdownFromBlockingClosure() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.multiThread(workers: 1)
+            _ = try? r.blockOn { try await spawnBlocking { r.shutdown(timeout: .seconds(1)) }.value }
+        }
+        #expect(stderrText(result).contains("shutdown(timeout:) called from this runtime's spawnBlocking closure"))
+    }
+
     @Test("zero workers traps naming the field")
     func zeroWorkers() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

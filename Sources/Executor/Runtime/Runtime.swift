@@ -338,7 +338,8 @@ public final class Runtime: TaskExecutor, Sendable {
     /// threads to finish the jobs that unwind them. Returns true if everything finished in time; otherwise
     /// the remaining work finishes in the background. Tasks spawned afterwards are cancelled before they
     /// run. A ``blockOn(_:)`` in progress on another thread is not cancelled: the runtime keeps running its
-    /// body (its sleeps end on time) and terminates once it has returned. Traps when called from a runtime thread (it would wait for itself): use
+    /// body (its sleeps end on time) and terminates once it has returned. Traps when called from a runtime
+    /// thread or from this runtime's `spawnBlocking` closure (it would wait for itself): use
     /// ``shutdownBackground()`` there.
     @discardableResult
     public func shutdown(timeout: Duration) -> Bool {
@@ -350,6 +351,10 @@ public final class Runtime: TaskExecutor, Sendable {
                     + "shutdownBackground()"
                 : "BUG DETECTED: shutdown(timeout:) called from a Kyoto runtime thread would wait for itself; "
                     + "use shutdownBackground()")
+        kyotoPrecondition(
+            !(ThreadContext.current.map { $0.role == .blocking && $0.shared === shared } ?? false),
+            "BUG DETECTED: shutdown(timeout:) called from this runtime's spawnBlocking closure would wait for "
+                + "itself (the closure's task is one of those it waits for); use shutdownBackground()")
         return shutdown(timeout: timeout) { [shared] deadline in
             shared.terminatedEvent.wait(timeout: Runtime.timeLeft(until: deadline))
         }
