@@ -23,6 +23,41 @@ private func thisThread() -> UInt { UInt(bitPattern: Int(bitPattern: pthread_sel
 
 @Suite("LocalSet")
 struct LocalSetTests {
+    @Test("current-thread: a LocalSet under a blockOn that waits for the core runs while another blockOn holds it")
+    func localSetUnderWaitingBlockOn() async {
+        // Thread A's blockOn holds the core and waits for a signal that only B's LocalSet sends. B's blockOn
+        // waits for the core; the core holder used to run only its own blockOn's sets, so B's set never ran
+        // and the two blocked each other.
+        let r = makeRuntime(.currentThread)
+        let gate = Signal()
+        let aStarted = Signal()
+        let aReturned = Signal()
+        let a = Platform.spawnThread(stackSize: nil) {
+            _ = r.blockOn { () async -> Int in
+                aStarted.fire()
+                await gate.wait()
+                return 1
+            }
+            aReturned.fire()
+        }
+        #expect(await aStarted.wait(seconds: 10))
+        let b = await blockOnThread(r, seconds: 10, "blockOn B, whose LocalSet opens A's gate") { () async -> Int in
+            await LocalSet().runUntil { _ in
+                gate.fire()
+                return 2
+            }
+        }
+        #expect(b == 2)
+        gate.fire()
+        guard await aReturned.wait(seconds: 10) else {
+            Issue.record("blockOn A did not return")
+            a.detach()
+            return
+        }
+        a.join()
+        #expect(r.shutdown(timeout: .seconds(5)))
+    }
+
     @Test("under blockOn every job of every local task runs on the blockOn thread, after every kind of await",
           arguments: bothFlavors)
     func pinnedToBlockOnThread(_ flavor: Runtime.Configuration.Flavor) throws {

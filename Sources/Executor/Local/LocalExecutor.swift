@@ -23,15 +23,20 @@ import Glibc
 final class LocalDriver: Sendable {
     /// The parker of the thread that runs this driver's jobs.
     let parker: Parker
+    /// A second parker to wake with `parker`: a current-thread `blockOn` runs its driver's jobs on its own
+    /// thread both while it holds the core (sleeping on the core's parker) and while it waits for the core
+    /// (sleeping on its own).
+    private let alsoWake: Parker?
     /// The runtime whose `Runtime.current` local tasks see (nil for a standalone set outside a runtime).
     let shared: Shared?
     private let executors = CheckedMutex<[LocalExecutor]>([])
     private let stopped = Atomic<Bool>(false)
     private let exited = OneShotEvent()
 
-    /// A driver run by a thread that parks on `parker` (the `blockOn` thread).
-    init(parker: Parker, shared: Shared?) {
+    /// A driver run by a thread that parks on `parker` (the `blockOn` thread), or on `alsoWake` too.
+    init(parker: Parker, alsoWake: Parker? = nil, shared: Shared?) {
         self.parker = parker
+        self.alsoWake = alsoWake
         self.shared = shared
     }
 
@@ -78,7 +83,10 @@ final class LocalDriver: Sendable {
     }
 
     /// Wakes the driving thread.
-    func wake() { parker.unpark() }
+    func wake() {
+        parker.unpark()
+        alsoWake?.unpark()
+    }
 
     /// Whether any of the driver's sets has queued jobs (a snapshot).
     var hasPendingJobs: Bool { executors.withLock { $0 }.contains { $0.hasPendingJobs } }

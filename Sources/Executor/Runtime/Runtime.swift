@@ -183,7 +183,8 @@ public final class Runtime: TaskExecutor, Sendable {
         let localDriver: LocalDriver
         switch scheduler {
         case .multiThread: localDriver = LocalDriver(parker: completion.parker, shared: shared)
-        case .currentThread(let s): localDriver = LocalDriver(parker: s.parker, shared: shared)
+        case .currentThread(let s):
+            localDriver = LocalDriver(parker: s.parker, alsoWake: completion.parker, shared: shared)
         }
         Task(executorPreference: taskPreference) {
             localDriver.registerForCurrentTask()

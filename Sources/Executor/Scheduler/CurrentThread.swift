@@ -154,6 +154,14 @@ final class CurrentThreadScheduler: @unchecked Sendable {
                 waiters.withLock { list in list.removeAll { $0 === callerParker } }
                 continue
             }
+            // LocalSets under this blockOn run on this thread, core or not (Tokio: a `block_on` waiting for
+            // the core still polls its own future): the core holder runs only its own blockOn's sets, so
+            // one started here would otherwise wait for the core, and deadlock if the holder waits on it.
+            // Their jobs wake `callerParker` (the driver's `alsoWake`), so none is missed before the park.
+            if let localDriver, localDriver.runPending() > 0 {
+                waiters.withLock { list in list.removeAll { $0 === callerParker } }
+                continue
+            }
             callerParker.park()
             waiters.withLock { list in list.removeAll { $0 === callerParker } }
         }
