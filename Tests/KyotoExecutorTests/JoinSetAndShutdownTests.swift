@@ -344,9 +344,8 @@ struct ShutdownTests {
         let r = makeRuntime(flavor)
         let started = Signal()
         let proceed = Signal()
-        let returned = Signal()
         let slept = CheckedMutex<Duration?>(nil)
-        let driver = Platform.spawnThread(stackSize: nil) {
+        let driver = TestThread {
             let d = try? r.blockOn { () async throws -> Duration in
                 started.fire()
                 await proceed.wait()
@@ -355,7 +354,6 @@ struct ShutdownTests {
                 return ContinuousClock.now - start
             }
             slept.withLock { $0 = d }
-            returned.fire()
         }
         #expect(await started.wait(seconds: 10))
         // The body waits for `proceed`, so it cannot finish within this shutdown's timeout.
@@ -363,12 +361,7 @@ struct ShutdownTests {
         #expect(done == false, "shutdown reported done while a blockOn was still driving")
         #expect(!r.shared.terminatedEvent.wait(timeout: .zero), "the runtime was marked terminated under a blockOn")
         proceed.fire()
-        guard await returned.wait(seconds: 10) else {
-            Issue.record("the blockOn did not return")
-            driver.detach()
-            return
-        }
-        driver.join()
+        guard await driver.joined(within: 10, "the blockOn") else { return }
         #expect(await onThread(seconds: 10) { r.shared.terminatedEvent.wait(timeout: .seconds(5)) } == true,
             "the runtime did not terminate after the blockOn returned")
         let d = slept.withLock { $0 }

@@ -31,14 +31,12 @@ struct LocalSetTests {
         let r = makeRuntime(.currentThread)
         let gate = Signal()
         let aStarted = Signal()
-        let aReturned = Signal()
-        let a = Platform.spawnThread(stackSize: nil) {
+        let a = TestThread {
             _ = r.blockOn { () async -> Int in
                 aStarted.fire()
                 await gate.wait()
                 return 1
             }
-            aReturned.fire()
         }
         #expect(await aStarted.wait(seconds: 10))
         let b = await blockOnThread(r, seconds: 10, "blockOn B, whose LocalSet opens A's gate") { () async -> Int in
@@ -49,12 +47,7 @@ struct LocalSetTests {
         }
         #expect(b == 2)
         gate.fire()
-        guard await aReturned.wait(seconds: 10) else {
-            Issue.record("blockOn A did not return")
-            a.detach()
-            return
-        }
-        a.join()
+        guard await a.joined(within: 10, "blockOn A") else { return }
         #expect(r.shutdown(timeout: .seconds(5)))
     }
 

@@ -199,6 +199,32 @@ func until(seconds: Int, _ condition: @escaping @Sendable () -> Bool) async -> B
     } ?? false
 }
 
+/// `body` on an OS thread of its own, for tests that act on a runtime while that thread is inside it.
+struct TestThread: Sendable {
+    private let thread: OSThread
+    private let returned = Signal()
+
+    init(_ body: @escaping @Sendable () -> Void) {
+        let returned = returned
+        thread = Platform.spawnThread(stackSize: nil) {
+            body()
+            returned.fire()
+        }
+    }
+
+    /// Waits up to `seconds` for `body` to return and joins the thread. If it does not return in time,
+    /// records an issue naming `what`, leaves the thread detached (the test has failed) and returns false.
+    func joined(within seconds: Int, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) async -> Bool {
+        guard await returned.wait(seconds: seconds) else {
+            Issue.record("\(what) did not return within \(seconds) s", sourceLocation: sourceLocation)
+            thread.detach()
+            return false
+        }
+        thread.join()
+        return true
+    }
+}
+
 /// A thread-safe counter for tests.
 final class TestCounter: Sendable {
     let value = Atomic<Int>(0)
