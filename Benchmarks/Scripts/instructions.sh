@@ -33,7 +33,7 @@ if [ ${#workloads[@]} -eq 0 ]; then
 fi
 command -v valgrind >/dev/null || { echo "instructions.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 
-stripped=$(mktemp /tmp/kyoto-bench-stripped.XXXXXX)
+stripped=$(mktemp)
 trap 'rm -f "$stripped"' EXIT
 strip -g -o "$stripped" "$bin"
 

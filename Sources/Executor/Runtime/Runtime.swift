@@ -176,9 +176,8 @@ public final class Runtime: TaskExecutor, Sendable {
         kyotoPrecondition(
             !shared.isClosed, "BUG DETECTED: blockOn called on a Kyoto runtime that has been shut down")
         let completion = BlockOnCompletion<T, E>()
-        // Sequentially consistent: see `Shared.activeBlockOns` (the current-thread flavor counts its drivers
-        // itself: CurrentThread.swift, "Shutdown while a blockOn drives").
-        if case .multiThread = scheduler { shared.activeBlockOns.add(1, ordering: .sequentiallyConsistent) }
+        // Sequentially consistent: see `Shared.activeBlockOns`.
+        shared.activeBlockOns.add(1, ordering: .sequentiallyConsistent)
         // LocalSets started under this call run their jobs on this thread while it waits (`runUntil`).
         let localDriver: LocalDriver
         switch scheduler {
@@ -202,14 +201,16 @@ public final class Runtime: TaskExecutor, Sendable {
             while !completion.isDone {
                 if localDriver.runPending() == 0 { completion.parker.park() }
             }
-            // The last blockOn after shutdown began lets the workers exit.
-            if shared.activeBlockOns.subtract(1, ordering: .sequentiallyConsistent).newValue == 0
-                && shared.closed.load(ordering: .sequentiallyConsistent)
-            {
-                wakeAll()
-            }
         case .currentThread(let s):
             s.drive(callerParker: completion.parker, localDriver: localDriver) { completion.isDone }
+        }
+        // Sequentially consistent: see `Shared.activeBlockOns`. The last blockOn after shutdown began lets
+        // the workers exit, or marks a current-thread runtime terminated.
+        if shared.activeBlockOns.subtract(1, ordering: .sequentiallyConsistent).newValue == 0 {
+            switch scheduler {
+            case .multiThread: if shared.closed.load(ordering: .sequentiallyConsistent) { wakeAll() }
+            case .currentThread(let s): s.lastBlockOnReturned()
+            }
         }
         return try completion.take().get()
     }

@@ -81,17 +81,13 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     //
     // After termination the runtime's leftover jobs run on the drainer thread (Shared.swift), so the runtime
     // may only be marked terminated once no `blockOn` drives it any more: otherwise the drainer and the
-    // driving thread would run jobs at the same time. A shutdown that finds a `blockOn` in progress leaves it
-    // driving (its tasks are cancelled; its own body, and its timers, carry on) and records the termination
-    // as pending; whichever of the two sees the other last (the shutdown, or the last `blockOn` to return)
-    // marks the runtime terminated. Sequentially consistent on both sides: a store-buffering pair (shutdown
-    // writes `terminationPending` then reads `activeDrivers`; a leaving driver writes `activeDrivers` then
-    // reads `terminationPending`), so at least one of them sees the other. `terminationClaimed` makes the
-    // marking happen once.
+    // driving thread would run jobs at the same time. A shutdown that finds a `blockOn` in progress
+    // (`Shared.activeBlockOns`) leaves it driving (its tasks are cancelled; its own body, and its timers,
+    // carry on) and records the termination as pending; whichever of the two sees the other last (the
+    // shutdown, or the last `blockOn` to return) marks the runtime terminated (the SeqCst pairing is
+    // described at `Shared.activeBlockOns`). `terminationClaimed` makes the marking happen once.
 
-    /// `blockOn` calls inside `drive` (holding the core or waiting for it).
-    private let activeDrivers = Atomic<Int>(0)
-    /// Set by shutdown before it looks at `activeDrivers`.
+    /// Set by shutdown before it looks at `Shared.activeBlockOns`.
     private let terminationPending = Atomic<Bool>(false)
     private let terminationClaimed = Atomic<Bool>(false)
 
@@ -102,7 +98,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     func shutdown(deadline: UInt64, wait: Bool) -> Bool {
         terminationPending.store(true, ordering: .sequentiallyConsistent)
         let drained = drainForShutdown(deadline: deadline)
-        if activeDrivers.load(ordering: .sequentiallyConsistent) == 0 {
+        if shared.activeBlockOns.load(ordering: .sequentiallyConsistent) == 0 {
             finishTermination()
             return drained == true
         }
@@ -110,9 +106,17 @@ final class CurrentThreadScheduler: @unchecked Sendable {
         return shared.terminatedEvent.wait(timeout: Runtime.timeLeft(until: deadline))
     }
 
+    /// The last `blockOn` in progress returned (`Runtime.blockOn`): finishes a shutdown that left the
+    /// termination to it.
+    func lastBlockOnReturned() {
+        // Sequentially consistent: see `Shared.activeBlockOns`.
+        if terminationPending.load(ordering: .sequentiallyConsistent) { finishTermination() }
+    }
+
     /// Marks the runtime terminated, once, moving what is left in the local queue to the inject queue for
     /// the drainer. Only with the core in hand: if somebody holds it, that is a `blockOn` (counted in
-    /// `activeDrivers`, whose exit comes here again) or shutdown's own drain (which comes here after it).
+    /// `Shared.activeBlockOns`, whose return comes here again) or shutdown's own drain (which comes here
+    /// after it).
     private func finishTermination() {
         // Acquiring-and-releasing: taking the core orders us after the previous holder's accesses.
         guard coreHeld.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
@@ -131,15 +135,6 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     /// Drives the scheduler on the calling thread until `isDone()` returns true.
     /// `callerParker` is unparked by whoever completes the caller's work.
     func drive(callerParker: Parker, localDriver: LocalDriver? = nil, until isDone: () -> Bool) {
-        // Sequentially consistent: see "Shutdown while a blockOn drives".
-        activeDrivers.add(1, ordering: .sequentiallyConsistent)
-        defer {
-            if activeDrivers.subtract(1, ordering: .sequentiallyConsistent).newValue == 0
-                && terminationPending.load(ordering: .sequentiallyConsistent)
-            {
-                finishTermination()
-            }
-        }
         while !isDone() {
             // Acquiring-and-releasing: taking the core orders us after the previous holder's accesses.
             if coreHeld.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {

@@ -40,10 +40,14 @@ final class Shared: @unchecked Sendable {
 
     // MARK: Atomics (any thread)
     let closed = Atomic<Bool>(false)
-    /// Multi-thread `blockOn` calls in progress. Shutdown cancels spawned tasks but not `blockOn` bodies,
-    /// which keep running on the workers: the workers stay (and keep firing timers on time) until the last
-    /// one returns. Sequentially consistent: `blockOn` decrements it, then reads `closed` to wake the
-    /// workers; shutdown stores `closed`, then the workers read this in `shouldExit`.
+    /// `blockOn` calls in progress (counted by `Runtime.blockOn`, both flavors). Shutdown cancels spawned
+    /// tasks but not `blockOn` bodies, so the runtime terminates only once none is left: multi-thread
+    /// workers stay (and keep firing timers on time) until then, and a current-thread runtime is marked
+    /// terminated by whichever comes last, its shutdown or its last `blockOn` (CurrentThread.swift,
+    /// "Shutdown while a blockOn drives"). Sequentially consistent: a store-buffering pair each time (the
+    /// leaving `blockOn` decrements this, then reads the shutdown flag, `closed` or the current-thread
+    /// scheduler's `terminationPending`; shutdown writes its flag, then the workers' `shouldExit` or the
+    /// current-thread shutdown reads this), so at least one side sees the other.
     let activeBlockOns = Atomic<Int>(0)
     let terminated = Atomic<Bool>(false)
     private let draining = Atomic<Bool>(false)
