@@ -79,6 +79,12 @@ final class BlockingPool: Sendable {
         var exiting = 0
         var nextThreadNumber = 0
         var isShutdown = false
+
+        /// The calling thread decided to exit: it stops counting as one that takes jobs (see `threads`).
+        mutating func retire() {
+            threads -= 1
+            exiting += 1
+        }
     }
 
     private let synced = CheckedMutex(Synced())
@@ -140,8 +146,7 @@ final class BlockingPool: Sendable {
             let next = synced.withLock { s -> Next in
                 if let job = s.queue.pop() { return .run(job) }
                 if s.isShutdown {
-                    s.threads -= 1
-                    s.exiting += 1
+                    s.retire()
                     return .exit
                 }
                 s.idle.append(parker)
@@ -160,8 +165,7 @@ final class BlockingPool: Sendable {
                     // Timed out (nobody popped us): leave unless work arrived meanwhile.
                     s.idle.remove(at: i)
                     if s.queue.isEmpty || s.isShutdown {
-                        s.threads -= 1
-                        s.exiting += 1
+                        s.retire()
                         return true
                     }
                     return false
