@@ -1,5 +1,7 @@
 // Behaviour of the watch channel: the Tokio cases (tokio-semantics.md §7.5, T7.17–T7.21, T8.5).
 
+import Foundation
+import Synchronization
 import Testing
 
 @testable import KyotoChannels
@@ -126,4 +128,40 @@ struct WatchTests {
         for await value in rx.changes { seen.append(value) }
         #expect(seen == [1])
     }
+
+    @Test("send drops the value it displaces after unlocking: that value's deinit may use the channel")
+    func sendDropsDisplacedValueOutsideLock() async throws {
+        let hook = DeinitHook()
+        let (tx, rx) = Watch.channel(initial: CallsOnDeinit(hook))
+        hook.action.withLock { $0 = { _ = tx.borrow() } }
+        // On its own thread, so a send that deadlocks on its own lock fails the test instead of hanging it.
+        let finished = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            try? tx.send(CallsOnDeinit(hook))
+            finished.signal()
+        }
+        guard finished.wait(timeout: .now() + 10) == .success else {
+            // The stuck thread holds the channel's lock for good: leak the receiver (its deinit would lock)
+            // and touch nothing of the channel any more.
+            Issue.record("send deadlocked in the displaced value's deinit")
+            _ = Unmanaged.passRetained(rx)
+            return
+        }
+        hook.action.withLock { $0 = nil }
+        _ = rx.borrow()
+    }
+}
+
+/// What a `CallsOnDeinit` runs when it goes away.
+private final class DeinitHook: Sendable {
+    let action = Mutex<(@Sendable () -> Void)?>(nil)
+}
+
+/// A value whose deinit runs its hook's action (user code that may touch the channel holding it).
+private final class CallsOnDeinit: Sendable {
+    let hook: DeinitHook
+
+    init(_ hook: DeinitHook) { self.hook = hook }
+
+    deinit { hook.action.withLock { $0 }?() }
 }

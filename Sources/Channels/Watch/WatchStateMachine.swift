@@ -68,16 +68,18 @@ struct WatchStateMachine<Value: Sendable> {
     // MARK: Sending
 
     enum SendAction {
-        /// Stored: wake these waiters.
-        case wake([WaiterContinuation])
+        /// Stored: wake these waiters, and drop the displaced value after unlocking (its deinit may be user
+        /// code that uses this channel).
+        case wake(displaced: Value, [WaiterContinuation])
         /// No receiver: give the value back.
         case reject(Value)
     }
 
     mutating func send(_ newValue: Value) -> SendAction {
         guard !seen.isEmpty else { return .reject(newValue) }
+        let displaced = value
         value = newValue
-        return .wake(bump())
+        return .wake(displaced: displaced, bump())
     }
 
     /// Stores `newValue` whether or not anyone listens; returns the old value and the waiters.

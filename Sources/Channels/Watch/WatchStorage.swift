@@ -21,7 +21,10 @@ final class WatchStorage<Value: Sendable>: Sendable {
 
     func send(_ value: Value) throws(SendError<Value>) {
         switch state.withLock({ $0.send(value) }) {
-        case .wake(let waiters): wake(waiters)
+        case .wake(let displaced, let waiters):
+            wake(waiters)
+            // Released here, after unlocking (its deinit may lock this channel again).
+            _ = consume displaced
         case .reject(let value): throw .closed(value)
         }
     }
