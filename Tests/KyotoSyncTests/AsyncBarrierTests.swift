@@ -3,9 +3,10 @@ import Testing
 
 @Suite("AsyncBarrier")
 struct AsyncBarrierTests {
-    @Test("a barrier of 1 releases every caller at once as leader (Tokio T6.28)")
-    func countOne() async throws {
-        let barrier = AsyncBarrier(count: 1)
+    @Test("a barrier of 1, or of 0, releases every caller at once as leader (Tokio T6.28)", arguments: [1, 0])
+    func countOne(count: Int) async throws {
+        let barrier = AsyncBarrier(count: count)
+        #expect(barrier.count == 1)
         #expect(try await barrier.wait())
         #expect(try await barrier.wait())
     }

@@ -4,12 +4,12 @@ import Testing
 /// Each misuse traps with a message naming the mistake; these tests pin the message.
 @Suite("Misuse traps", .enabled(if: exitTestsEnabled, "exit tests are skipped under sanitizers"))
 struct MisuseExitTests {
-    @Test("a barrier with count 0 traps")
-    func barrierCountZero() async {
+    @Test("a barrier with a negative count traps")
+    func barrierNegativeCount() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            _ = AsyncBarrier(count: 0)
+            _ = AsyncBarrier(count: -1)
         }
-        #expect(stderr(result).contains("BUG DETECTED: AsyncBarrier(count: 0): a barrier needs a count of at least 1"))
+        #expect(stderr(result).contains("BUG DETECTED: AsyncBarrier(count: -1): a barrier's count cannot be negative"))
     }
 
     @Test("acquiring more than maxPermits traps")

@@ -27,14 +27,15 @@ public final class AsyncBarrier: Sendable {
     private let nextWaiterID = Atomic<UInt64>(0)
     private let synced: CheckedMutex<BarrierStateMachine<Waker>>
 
-    /// The number of tasks that make up a group.
+    /// The number of tasks that make up a group (1 for a barrier created with a count of 0).
     public let count: Int
 
-    /// Creates a barrier for groups of `count` tasks. `count` must be at least 1.
+    /// Creates a barrier for groups of `count` tasks. A count of 0 behaves like 1 (as Tokio's
+    /// `Barrier::new(0)`): every caller is the leader of its own group. A negative count traps.
     public init(count: Int) {
-        if count < 1 { bugDetected("AsyncBarrier(count: \(count)): a barrier needs a count of at least 1") }
-        self.count = count
-        synced = CheckedMutex(BarrierStateMachine(count: count))
+        if count < 0 { bugDetected("AsyncBarrier(count: \(count)): a barrier's count cannot be negative") }
+        self.count = max(count, 1)
+        synced = CheckedMutex(BarrierStateMachine(count: self.count))
     }
 
     /// Waits until `count` tasks have called `wait()`; returns true for exactly one of them, the leader.
