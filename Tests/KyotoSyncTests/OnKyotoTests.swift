@@ -33,6 +33,26 @@ struct OnKyotoTests {
         runtime.shutdown(timeout: .seconds(5))
     }
 
+    @Test("a contended acquire spins only where the holder can run elsewhere, and only for one permit")
+    func spinPolicy() throws {
+        // Writers and large requests queue at once (writer preference and head-of-line order hold from the
+        // call); a task on a current-thread or one-worker runtime does not spin, since the holder is another
+        // task of that runtime and cannot release while the caller spins.
+        #expect(BatchSemaphore.spins(request: 1, spinningMayHelp: true))
+        #expect(!BatchSemaphore.spins(request: 2, spinningMayHelp: true))
+        #expect(!BatchSemaphore.spins(request: 1, spinningMayHelp: false))
+        #expect(_spinningMayHelp(), "a thread that is not Kyoto's cannot tell where the holder runs")
+        let single = Runtime.currentThread()
+        #expect(try single.blockOn { () async throws -> Bool in _spinningMayHelp() } == false)
+        single.shutdown(timeout: .seconds(5))
+        for (workers, expected) in [(1, false), (2, true)] {
+            let runtime = Runtime.multiThread(workers: workers)
+            let onWorker = try runtime.blockOn { () async throws -> Bool in try await spawn { _spinningMayHelp() }.value }
+            #expect(onWorker == expected, "\(workers) worker(s)")
+            runtime.shutdown(timeout: .seconds(5))
+        }
+    }
+
     @Test("mutual exclusion holds for tasks on a 2-worker runtime")
     func mutualExclusionOnKyoto() throws {
         let runtime = Runtime.multiThread(workers: 2)

@@ -22,6 +22,9 @@ final class Shared: @unchecked Sendable {
 
     // MARK: Immutable after init (any thread)
     let configuration: Runtime.Configuration
+    /// The number of threads that run this runtime's tasks: the workers of a multi-thread runtime, 1 for a
+    /// current-thread runtime.
+    let workerCount: Int
     let inject = Inject()
     let registry: TaskRegistry
     let timers = TimerQueue()
@@ -66,6 +69,7 @@ final class Shared: @unchecked Sendable {
 
     init(configuration: Runtime.Configuration, workers: Int) {
         self.configuration = configuration
+        workerCount = workers
         registry = TaskRegistry(workers: workers)
         time = TimeSource(paused: configuration.startPaused)
     }

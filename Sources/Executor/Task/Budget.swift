@@ -52,6 +52,16 @@ package func _budgetSlowPath() -> Bool {
     return true
 }
 
+/// Whether a task on the calling thread that finds a lock held may usefully re-read it for a moment
+/// before suspending: false on the thread of a current-thread runtime and on the one worker of a
+/// single-worker runtime, where the holder (another task of the same runtime) cannot run, let alone
+/// release, while the caller spins. True elsewhere, including threads that are not Kyoto's.
+@usableFromInline
+package func _spinningMayHelp() -> Bool {
+    guard let context = ThreadContext.current else { return true }
+    return context.currentThread == nil && context.shared.workerCount > 1
+}
+
 /// Whether the current job run still has cooperative budget left (true outside a runtime and inside
 /// ``unconstrained(_:)``).
 public func hasBudgetRemaining() -> Bool {

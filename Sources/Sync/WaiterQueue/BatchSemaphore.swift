@@ -14,9 +14,11 @@
 //   Fast acquire  - first spend one unit of cooperative budget (yield now if it is exhausted, while
 //                   holding nothing: Tokio's poll_proceed order), then CAS the word: succeed when not
 //                   CLOSED, not QUEUED and enough permits. No lock, no allocation, no await. While the
-//                   permits are held and nobody is queued, re-read the word a bounded number of times,
-//                   a few dozen CPU pauses apart, before queueing (avoids starting a convoy when the
-//                   holder is running elsewhere; see `spinThenAcquire` for the measured spacing).
+//                   permits are held and nobody is queued, a single-permit request re-reads the word a
+//                   bounded number of times, a few dozen CPU pauses apart, before queueing (avoids
+//                   starting a convoy when the holder is running elsewhere; see `spinThenAcquire` for the
+//                   measured spacing). Multi-permit requests (writers) queue at once, and nobody spins on
+//                   a thread whose runtime has no other thread to run the holder (`spins`).
 //   Slow acquire  - take an id; inside `withTaskCancellationHandler` and `withUnsafeContinuation`, lock,
 //                   retry the word (`acquiringLocked`); if the caller must wait, drain the free permits
 //                   into it, set QUEUED and append it to the queue; unlock. Queue position is fixed here.
@@ -239,15 +241,28 @@ package final class BatchSemaphore: Sendable {
     /// CPU pauses between two reads of the word while spinning (27 ns each measured on the benchmark VM).
     private static let spinPauses = 64
 
-    /// `tryAcquireFast`, retried for a short while when the permits are missing but nobody is queued.
+    /// `tryAcquireFast`, retried for a short while when the permits are missing but nobody is queued
+    /// (only where `spins` allows it).
     ///
-    /// Fairness is unchanged: while QUEUED is set the word is never taken from (no barging past queued
-    /// waiters), so spinning stops as soon as anyone queues.
+    /// While QUEUED is set the word is never taken from (no barging past queued waiters), so spinning stops
+    /// as soon as anyone queues. Queue order (the FIFO) is fixed when a caller queues, after its spin: a
+    /// caller that arrives while another one spins may take the permit first. That window is bounded
+    /// (`spinRounds`) and open only to single-permit requests, so a writer (all of `AsyncRwLock`'s
+    /// permits) or a large `acquire(n)` queues at once and blocks later fast acquirers from that moment on:
+    /// writer preference and "a large head request is not overtaken" hold from the call.
     @inline(__always)
     private func tryAcquireSpinning(_ n: Int) -> TryAcquireResult {
         let first = tryAcquireFast(n)
-        if first != .noPermits { return first }
+        if first != .noPermits || !Self.spins(request: n, spinningMayHelp: _spinningMayHelp()) { return first }
         return spinThenAcquire(n)
+    }
+
+    /// Whether an acquisition of `n` permits that found them held re-reads the word before queueing: only
+    /// single-permit requests (see `tryAcquireSpinning`), and only where the holder may be running on another
+    /// thread (`_spinningMayHelp()`: not on a current-thread runtime or a single-worker one, where spinning
+    /// would only delay the suspension that lets the holder run).
+    package static func spins(request n: Int, spinningMayHelp: Bool) -> Bool {
+        n == 1 && spinningMayHelp
     }
 
     /// Polls the word once after 4 CPU pauses (a holder on another core that is about to release is caught
