@@ -244,6 +244,76 @@ struct NotifyStateMachineTests {
         _ = machine.notified(id: 2, waker: "b", isCancelled: false)
         #expect(machine.cancel(2) == "b" && machine.cancel(2) == nil && machine.waiters.isEmpty)
     }
+
+    @Test("enable queues without a waker; wait keeps that place; notifyOne picks it early and wait finds it")
+    func enableThenWait() {
+        var machine = Machine()
+        let created = machine.generation
+        #expect(machine.enable(id: 1, since: created) == nil)
+        #expect(machine.notified(id: 2, waker: "b", isCancelled: false) == .suspend)
+        #expect(machine.wait(id: 1, since: created, waker: "a", isCancelled: false) == .suspend)
+        #expect(machine.waiters.ids == [1, 2], "waiting kept the place taken by enable")
+        guard case .resumeWaiter("a") = machine.notifyOne() else {
+            Issue.record("the enabled-then-waiting entry is the oldest")
+            return
+        }
+        #expect(machine.enable(id: 3, since: created) == nil)
+        guard case .resumeWaiter("b") = machine.notifyOne(), case .pickedEnabled = machine.notifyLast() else {
+            Issue.record("expected b to be woken, then 3 picked before it waits")
+            return
+        }
+        #expect(machine.pickedEarly == [3: .last] && machine.waiters.isEmpty && !machine.hasPermit)
+        #expect(machine.wait(id: 3, since: created, waker: "c", isCancelled: false) == .ready(.picked(.last)))
+        #expect(machine.pickedEarly.isEmpty)
+    }
+
+    @Test("notifyWaiters completes every Notified created before it, queued or not, and stores nothing")
+    func generation() {
+        var machine = Machine()
+        let before = machine.generation
+        #expect(machine.enable(id: 1, since: before) == nil)
+        #expect(machine.notifyWaiters().isEmpty, "an enabled entry has no waker to resume")
+        #expect(machine.waiters.isEmpty && !machine.hasPermit)
+        #expect(machine.enable(id: 1, since: before) == .notifiedAll)
+        #expect(machine.wait(id: 2, since: before, waker: "b", isCancelled: false) == .ready(.notifiedAll))
+        let after = machine.generation
+        #expect(machine.wait(id: 3, since: after, waker: "c", isCancelled: false) == .suspend)
+    }
+
+    @Test("enable and wait take a stored permit; a cancelled wait leaves the queue")
+    func permitAndCancel() {
+        var machine = Machine()
+        _ = machine.notifyOne()
+        #expect(machine.enable(id: 1, since: machine.generation) == .consumedPermit && !machine.hasPermit)
+        #expect(machine.enable(id: 2, since: machine.generation) == nil)
+        #expect(machine.wait(id: 2, since: machine.generation, waker: "b", isCancelled: true) == .rejectCancelled)
+        #expect(machine.waiters.isEmpty)
+    }
+
+    @Test("dropping an enabled Notified leaves the queue, or forwards its pick the same way")
+    func dropNotified() {
+        var machine = Machine()
+        let created = machine.generation
+        #expect(machine.enable(id: 1, since: created) == nil)
+        #expect(machine.dropNotified(1) == nil && machine.waiters.isEmpty)
+        #expect(machine.notified(id: 2, waker: "b", isCancelled: false) == .suspend)
+        #expect(machine.notified(id: 3, waker: "c", isCancelled: false) == .suspend)
+        #expect(machine.enable(id: 4, since: created) == nil)
+        guard case .pickedEnabled = machine.notifyLast(),
+            case (.resumeWaiter("c"), .last)? = machine.dropNotified(4)
+        else {
+            Issue.record("a dropped notifyLast pick goes to the newest remaining waiter")
+            return
+        }
+        #expect(machine.enable(id: 5, since: created) == nil)
+        guard case .resumeWaiter("b") = machine.notifyOne(), case .pickedEnabled = machine.notifyOne(),
+            case (.storedPermit, .one)? = machine.dropNotified(5)
+        else {
+            Issue.record("a dropped notifyOne pick with nobody left becomes the permit")
+            return
+        }
+        #expect(machine.hasPermit && machine.pickedEarly.isEmpty)
+    }
 }
 
 @Suite("BarrierStateMachine")

@@ -86,6 +86,14 @@ package struct WaiterList<Payload> {
         return body(&nodes[id]!.payload)
     }
 
+    /// Replaces the payload of the waiter with this id, which keeps its place. Returns false (and changes
+    /// nothing) when it is not queued.
+    package mutating func replacePayload(of id: UInt64, with payload: Payload) -> Bool {
+        guard nodes[id] != nil else { return false }
+        nodes[id]!.payload = payload
+        return true
+    }
+
     /// Removes and returns the oldest waiter.
     package mutating func popFirst() -> (id: UInt64, payload: Payload)? {
         guard let id = headID else { return nil }
