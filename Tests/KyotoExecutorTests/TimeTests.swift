@@ -584,6 +584,43 @@ struct IntervalTests {
 
 private struct BodyError: Error, Equatable {}
 
+@Suite("Time driver")
+struct TimeDriverTests {
+    @Test("a worker that wins the time-driver election sleeps until the deadline read after winning")
+    func deadlineReadAfterElection() {
+        // The interleaving of the bug: a timer that becomes the earliest is inserted between the parking
+        // worker's first look at the timers and its election (the insert saw no driver, so nobody re-arms
+        // the new driver's sleep). The election closure plays that insert.
+        var earliest: UInt64? = 3_600_000_000_000
+        var isDriver = false
+        let timeout = Worker.driverTimeout(
+            isDriver: &isDriver,
+            nextDeadline: { earliest },
+            elect: {
+                earliest = 1_000_000
+                return true
+            },
+            now: { 0 })
+        #expect(isDriver)
+        #expect(timeout == 1_000_000, "slept until the stale deadline")
+    }
+
+    @Test("no timers: no election, no timeout; lost election: no timeout; past deadline: zero")
+    func otherCases() {
+        var isDriver = false
+        var elections = 0
+        #expect(Worker.driverTimeout(isDriver: &isDriver, nextDeadline: { nil }, elect: { elections += 1; return true }, now: { 0 }) == nil)
+        #expect(elections == 0 && !isDriver)
+        #expect(Worker.driverTimeout(isDriver: &isDriver, nextDeadline: { 5 }, elect: { false }, now: { 0 }) == nil)
+        #expect(!isDriver)
+        #expect(Worker.driverTimeout(isDriver: &isDriver, nextDeadline: { 5 }, elect: { true }, now: { 9 }) == 0)
+        #expect(isDriver)
+        // Already the driver: no second election; the timeout follows the current earliest deadline.
+        #expect(Worker.driverTimeout(isDriver: &isDriver, nextDeadline: { 20 }, elect: { Issue.record("re-elected"); return false }, now: { 9 }) == 11)
+        #expect(Worker.driverTimeout(isDriver: &isDriver, nextDeadline: { nil }, elect: { false }, now: { 9 }) == nil)
+    }
+}
+
 @Suite("timeout")
 struct TimeoutTests {
     @Test("T5.9: a ready body wins even with a past deadline; a pending one times out at its deadline")

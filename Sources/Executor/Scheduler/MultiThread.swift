@@ -381,6 +381,28 @@ final class Worker: @unchecked Sendable {
         }
     }
 
+    /// How long a parking worker sleeps: nil (until woken) unless it is, or now becomes, the time driver
+    /// (`elect`, tried only while timers are pending), in which case it sleeps until the earliest deadline.
+    ///
+    /// The deadline is read AFTER a successful election. A timer inserted between an earlier read and the
+    /// election found no driver (`timerBecameEarliest` reads `timeDriver` after storing `earliest`) and
+    /// notified a parked worker, possibly this one's neighbour that parks again without a timeout as a
+    /// non-driver, or nobody when another worker was searching; a deadline read before the election would
+    /// then put the new driver to sleep until the previous earliest timer. In the SeqCst order the
+    /// inserter's store of `earliest`, its load of `timeDriver` (seeing no driver), the election and this
+    /// read follow one another, so this read sees the new deadline.
+    static func driverTimeout(
+        isDriver: inout Bool, nextDeadline: () -> UInt64?, elect: () -> Bool, now: () -> UInt64
+    ) -> UInt64? {
+        if !isDriver {
+            guard nextDeadline() != nil else { return nil }
+            isDriver = elect()
+        }
+        guard isDriver, let deadline = nextDeadline() else { return nil }
+        let current = now()
+        return deadline > current ? deadline - current : 0
+    }
+
     /// Whether this worker's LIFO slot or local queue holds a job. Owner thread only.
     private var hasLocalWork: Bool { lifo != nil || !queue.isEmpty }
 
@@ -513,19 +535,16 @@ final class Worker: @unchecked Sendable {
         var isDriver = false
         while true {
             // Become the time driver if timers are pending and nobody drives; the driver sleeps only until
-            // the earliest deadline. Sequentially consistent: see TimerQueue.swift.
-            var timeout: UInt64? = nil
-            if let deadline = shared.timers.nextDeadline {
-                if !isDriver {
-                    isDriver = scheduler.timeDriver.compareExchange(
+            // the earliest deadline. Sequentially consistent: see TimerQueue.swift and `driverTimeout`.
+            let timeout = Worker.driverTimeout(
+                isDriver: &isDriver,
+                nextDeadline: { shared.timers.nextDeadline },
+                elect: {
+                    scheduler.timeDriver.compareExchange(
                         expected: -1, desired: index, ordering: .sequentiallyConsistent
                     ).exchanged
-                }
-                if isDriver {
-                    let now = Platform.monotonicNanos()
-                    timeout = deadline > now ? deadline - now : 0
-                }
-            }
+                },
+                now: { Platform.monotonicNanos() })
             parker.park(timeoutNanos: timeout)
             stats.unparks.add()
             if isDriver && fireDueTimers() > 0 {
