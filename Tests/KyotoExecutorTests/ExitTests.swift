@@ -1,5 +1,7 @@
 // Misuse traps with a message naming the mistake, and global installation (both need a child process).
 
+import Dispatch
+import Synchronization
 import Testing
 
 @testable import KyotoExecutor
@@ -372,6 +374,30 @@ extension GlobalInstallTests {
         }
         // The child's measurements, for the log (and for a failure's diagnosis).
         print(String(decoding: result?.standardOutputContent ?? [], as: UTF8.self), terminator: "")
+    }
+}
+
+extension GlobalInstallTests {
+    @Test("installed globally and shut down, a plain task's Task.sleep still keeps its deadline")
+    func sleepAfterInstalledShutdown() async {
+        await #expect(processExitsWith: .success) {
+            let r = Runtime.multiThread(workers: 1)
+            guard r.installAsGlobalExecutor() else { exit(2) }
+            guard r.shutdown(timeout: .seconds(5)) else { exit(3) }
+            // Plain tasks still come to the (terminated) runtime; its drainer runs them. Their sleeps used to
+            // end at once, so retry loops with back-off spun.
+            let done = DispatchSemaphore(value: 0)
+            let slept = Atomic<Int64>(0)
+            Task.detached {
+                let start = ContinuousClock.now
+                try? await Task.sleep(for: .milliseconds(300))
+                let elapsed = start.duration(to: .now)
+                slept.store(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000, ordering: .relaxed)
+                done.signal()
+            }
+            guard done.wait(timeout: .now() + 10) == .success else { exit(4) }
+            exit(slept.load(ordering: .relaxed) >= 300_000_000 ? 0 : 5)
+        }
     }
 }
 

@@ -415,6 +415,42 @@ struct ShutdownTests {
     }
 }
 
+@Suite("Sleeps after termination")
+struct SleepAfterTerminationTests {
+    @Test("a Task.sleep of a task that prefers a terminated runtime keeps its deadline", arguments: bothFlavors)
+    func sleepStartedAfterTermination(_ flavor: Runtime.Configuration.Flavor) async throws {
+        let r = makeRuntime(flavor)
+        r.shutdown(timeout: .seconds(5))
+        let elapsed = try await firstWithin(20) {
+            try await withTaskExecutorPreference(r) {
+                let start = ContinuousClock.now
+                try await Task.sleep(for: .milliseconds(300))
+                return start.duration(to: .now)
+            }
+        }
+        // It used to return at once, normally: the post-termination drainer fired every timer it found.
+        #expect(elapsed.map { $0 >= .milliseconds(300) } == true, "slept \(String(describing: elapsed))")
+    }
+
+    @Test("a Task.sleep pending when the runtime terminates (a task shutdown does not cancel) keeps its deadline")
+    func sleepPendingAtTermination() async throws {
+        let r = makeRuntime(.multiThread)
+        let slept = Signal()
+        let elapsed = Recorder<Duration>()
+        // Not spawned with the runtime's `spawn`, so shutdown does not cancel it.
+        Task(executorPreference: r) {
+            let start = ContinuousClock.now
+            slept.fire()
+            try? await Task.sleep(for: .milliseconds(400))
+            elapsed.append(start.duration(to: .now))
+        }
+        #expect(await slept.wait(seconds: 10))
+        r.shutdown(timeout: .seconds(5))
+        #expect(await until(seconds: 20) { !elapsed.all.isEmpty }, "the sleep never ended")
+        #expect(elapsed.all.first.map { $0 >= .milliseconds(400) } == true, "slept \(elapsed.all)")
+    }
+}
+
 @Suite("Cooperative budget")
 struct BudgetTests {
     @Test("a fresh job has budget; the 128th consumeBudget forces a yield")

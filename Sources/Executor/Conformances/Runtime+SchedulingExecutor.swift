@@ -21,16 +21,40 @@ extension Runtime: SchedulingExecutor {
             scheduleTimer(JobRef(job), afterNanos: d.nanoseconds)
             return
         }
-        // Swift's default executor measures other clocks. Once a runtime is installed, that is the runtime
-        // itself (which would come straight back here): use the default from before the installation.
-        let fallbackExecutor: AnyObject =
-            GlobalExecutorInstallation.previousDefaultExecutor ?? (globalConcurrentExecutor as AnyObject)
-        if let fallback = fallbackExecutor as? any SchedulingExecutor, fallback as AnyObject !== self {
+        if let fallback = GlobalExecutorInstallation.fallbackScheduler, fallback as AnyObject !== self {
             fallback.enqueue(job, after: delay, tolerance: tolerance, clock: clock)
         } else {
             // No way to measure this clock: run the wake-up now rather than lose it.
             schedule(JobRef(job))
         }
     }
+}
+
+extension GlobalExecutorInstallation {
+    /// Swift's default executor as it was before any runtime was installed, if it can schedule delayed
+    /// jobs. Once a runtime is installed, `globalConcurrentExecutor` is that runtime (which would come
+    /// straight back here): the default from before the installation is used instead.
+    static var fallbackScheduler: (any SchedulingExecutor)? {
+        (previousDefaultExecutor ?? (globalConcurrentExecutor as AnyObject)) as? any SchedulingExecutor
+    }
+}
+
+extension Shared {
+    /// Hands a `Task.sleep` wake-up job of a terminated runtime to `fallbackScheduler`, to run after
+    /// `nanos` nanoseconds. Returns false (and keeps the job) when there is none, or it is this runtime.
+    func handOffAfterTermination(_ job: JobRef, afterNanos nanos: UInt64) -> Bool {
+        guard let fallback = GlobalExecutorInstallation.fallbackScheduler,
+            fallback as AnyObject !== runtime
+        else { return false }
+        fallback.enqueue(
+            ExecutorJob(job.unownedJob), after: .nanoseconds(Int64(clamping: nanos)), tolerance: nil,
+            clock: ContinuousClock())
+        return true
+    }
+}
+#else
+extension Shared {
+    /// Without the scheduling SPI there is no executor to hand a delayed job to.
+    func handOffAfterTermination(_ job: JobRef, afterNanos nanos: UInt64) -> Bool { false }
 }
 #endif

@@ -140,7 +140,8 @@ public final class Runtime: TaskExecutor, Sendable {
     func scheduleTimer(_ action: TimerAction, deadline: UInt64) {
         // `.max` means "no timer" to the queue: the farthest deadline is one before it.
         let isEarliest = shared.timers.insert(action, deadline: min(deadline, .max - 1))
-        // After termination nobody fires timers: the drainer thread runs them (see Shared.drain).
+        // After termination no runtime thread fires timers: the drainer thread disposes of them (see
+        // `Shared.disposeAfterTermination`).
         if shared.terminated.load(ordering: .sequentiallyConsistent) {
             shared.ensureDrainer()
             return
@@ -343,6 +344,11 @@ public final class Runtime: TaskExecutor, Sendable {
     /// body (its sleeps end on time) and terminates once it has returned. Traps when called from a runtime
     /// thread or from this runtime's `spawnBlocking` closure (it would wait for itself): use
     /// ``shutdownBackground()`` there.
+    ///
+    /// Work that still reaches a terminated runtime (tasks that prefer it but were not spawned by it, or
+    /// every plain task while it is installed as the global executor) runs on a short-lived drainer thread;
+    /// a `Task.sleep` there keeps its deadline (Swift's previous default executor times it), and a sleep on
+    /// this runtime's ``clock`` throws `CancellationError`.
     @discardableResult
     public func shutdown(timeout: Duration) -> Bool {
         kyotoPrecondition(

@@ -98,14 +98,30 @@ final class Shared: @unchecked Sendable {
     let timerJobExecutor: UnownedTaskExecutor = globalConcurrentExecutor.asUnownedTaskExecutor()
 
     /// Fires a due timer on the calling runtime thread: runs a wake-up job inline (see
-    /// `timerJobExecutor`), or resumes a `RuntimeClock.sleep`. After termination (`terminated`), a sleep
-    /// on this runtime's clock can never reach its deadline: its waker resumes with `CancellationError`
-    /// instead (a wake-up job still runs: only the Swift runtime can end that sleep, and it does so
-    /// normally).
-    func fireTimer(_ action: TimerAction, terminated: Bool = false) {
+    /// `timerJobExecutor`), or resumes a `RuntimeClock.sleep`.
+    func fireTimer(_ action: TimerAction) {
         switch action {
         case .job(let job): job.unownedJob.runSynchronously(on: timerJobExecutor)
-        case .waker(let waker): if terminated { waker.cancel(queued: false) } else { waker.fire() }
+        case .waker(let waker): waker.fire()
+        }
+    }
+
+    /// Disposes of a timer after termination, when no runtime thread fires timers any more (the drainer
+    /// thread calls this). A sleep on this runtime's clock can never reach its deadline: its waker resumes
+    /// with `CancellationError`. A `Task.sleep` wake-up job keeps its deadline: it goes to the default
+    /// executor Swift had before (`handOffAfterTermination`), which runs it then; the woken task is
+    /// scheduled here again and the drainer runs it. Only if no such executor can schedule, or the clock is
+    /// paused (its time no longer moves), the job runs now and the sleep returns early.
+    func disposeAfterTermination(_ action: TimerAction, deadline: UInt64) {
+        switch action {
+        case .job(let job):
+            let now = time.now()
+            let remaining = deadline > now ? deadline - now : 0
+            if remaining == 0 || time.isPaused || !handOffAfterTermination(job, afterNanos: remaining) {
+                job.unownedJob.runSynchronously(on: timerJobExecutor)
+            }
+        case .waker(let waker):
+            waker.cancel(queued: false)
         }
     }
 
@@ -114,8 +130,8 @@ final class Shared: @unchecked Sendable {
         // Sequentially consistent: pairs with the load in `afterRemotePush` (store-buffering: the pusher
         // writes the queue then reads `terminated`; we write `terminated` then read the queue).
         terminated.store(true, ordering: .sequentiallyConsistent)
-        // Nobody will fire pending timers any more: run their wake-up jobs now (the tasks they belong to
-        // were cancelled by shutdown or belong to code outside the runtime's tasks).
+        // Nobody here fires pending timers any more: the drainer disposes of them (`disposeAfterTermination`;
+        // the tasks they belong to were cancelled by shutdown or belong to code outside the runtime's tasks).
         terminatedEvent.set()
         terminationWaker.withLock { $0 }?.unpark()
         if !inject.isEmpty || timers.nextDeadline != nil { ensureDrainer() }
@@ -145,7 +161,7 @@ final class Shared: @unchecked Sendable {
     private func drain() {
         let context = ThreadContext(shared: self, worker: nil, currentThread: nil, role: .drain)
         while true {
-            timers.drainAll { fireTimer($0, terminated: true) }
+            timers.drainAll { disposeAfterTermination($0, deadline: $1) }
             while let job = inject.pop() { run(job, context: context) }
             // Sequentially consistent: see `ensureDrainer`.
             draining.store(false, ordering: .sequentiallyConsistent)

@@ -168,13 +168,13 @@ final class TimerQueue: Sendable {
     }
 
     /// Takes every pending timer (shutdown: the jobs must still run so their tasks can finish).
-    func drainAll(_ fire: (TimerAction) -> Void) {
-        let all = heap.withLock { h -> [TimerAction] in
-            var out: [TimerAction] = []
-            while let e = h.popMin() { out.append(e.action) }
+    func drainAll(_ fire: (TimerAction, _ deadline: UInt64) -> Void) {
+        let all = heap.withLock { h -> [(TimerAction, UInt64)] in
+            var out: [(TimerAction, UInt64)] = []
+            while let e = h.popMin() { out.append((e.action, e.deadline)) }
             earliest.store(.max, ordering: .sequentiallyConsistent)
             return out
         }
-        for job in all { fire(job) }
+        for (action, deadline) in all { fire(action, deadline) }
     }
 }
