@@ -43,8 +43,9 @@ extension Shared {
     /// Hands a `Task.sleep` wake-up job of a terminated runtime to `fallbackScheduler`, to run after
     /// `nanos` nanoseconds. Returns false (and keeps the job) when there is none, or it is this runtime.
     func handOffAfterTermination(_ job: JobRef, afterNanos nanos: UInt64) -> Bool {
+        // Compared by address: the drainer may outlive the runtime object, so `runtime` must not be touched.
         guard let fallback = GlobalExecutorInstallation.fallbackScheduler,
-            fallback as AnyObject !== runtime
+            Unmanaged.passUnretained(fallback as AnyObject).toOpaque() != runtimeRef?.toOpaque()
         else { return false }
         fallback.enqueue(
             ExecutorJob(job.unownedJob), after: .nanoseconds(Int64(clamping: nanos)), tolerance: nil,
