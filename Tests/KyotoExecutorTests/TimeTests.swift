@@ -426,6 +426,26 @@ struct PausedClockTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test(".delay schedules from the time a due tick is delivered, after its budget yield")
+    func delayReadsTimeAfterBudgetYield() async {
+        let r = pausedRuntime()
+        let next = await blockOnThread(r, seconds: 30, "delay after yield") { () async -> Duration in
+            let start = r.clock.now
+            var it = r.interval(every: .milliseconds(100), missedTickBehavior: .delay).makeAsyncIterator()
+            _ = await it.next()
+            await r.advance(by: .milliseconds(150))
+            // Runs while the ticker yields for its budget: time moves on during the tick's delivery.
+            spawn { await r.advance(by: .milliseconds(40)) }
+            while !_budgetTryConsume() {}  // spend the budget, so the due tick's own budget step yields
+            _ = await it.next()
+            return start.duration(to: it.nextTick)
+        }
+        // Delivered at +190 ms: the next tick is due one period later (Tokio); +250 ms used the time read
+        // before the yield.
+        #expect(next == .milliseconds(290))
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("shutdown of a paused runtime with sleeping tasks completes")
     func shutdownWithSleepers() async {
         let r = pausedRuntime()

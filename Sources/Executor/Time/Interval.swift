@@ -157,8 +157,11 @@ public struct Interval: AsyncSequence, Sendable {
                 now = clock.now
             } else {
                 // A tick that is already due completes without suspending: spend budget, so a burst of
-                // catch-up ticks still lets other tasks run (Tokio budgets ticks too).
+                // catch-up ticks still lets other tasks run (Tokio budgets ticks too). The budget may
+                // yield: read the time again after it, as Tokio reads it after the budgeted poll, so
+                // `.delay` and `.skip` schedule from the moment the tick is delivered.
                 await consumeBudget()
+                now = clock.now
             }
             let period = self.period
             if now <= scheduled.advanced(by: Self.missedThreshold) {
