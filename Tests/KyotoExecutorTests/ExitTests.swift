@@ -432,6 +432,44 @@ struct LocalSetMisuseTests {
         #expect(stderrText(result).contains("called on a LocalSet that is not running; call it inside runUntil"))
     }
 
+    @Test("blockOn from a LocalSet's task traps")
+    func blockOnInLocalSet() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)  // a deadlock instead of the trap ends the child without the message
+            let r = Runtime.multiThread(workers: 1)
+            _ = r.blockOn {
+                await LocalSet().runUntil { set in
+                    let h = set.spawnLocal { 42 }
+                    // Would park the thread that drives the set, which alone can run `h`.
+                    return r.blockOn { try? await h.value }
+                }
+            }
+        }
+        #expect(stderrText(result).contains("blockOn called from a LocalSet's task"))
+    }
+
+    @Test("a second runUntil while the set runs traps before the set runs anywhere else")
+    func concurrentRunUntil() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)
+            let r = Runtime.multiThread(workers: 2)
+            let set = LocalSet()
+            r.blockOn {
+                let started = Atomic<Bool>(false)
+                let first = spawn {
+                    await set.runUntil { _ in
+                        started.store(true, ordering: .releasing)
+                        try? await Task.sleep(for: .seconds(3600))
+                    }
+                }
+                while !started.load(ordering: .acquiring) { await Task.yield() }
+                await set.runUntil { _ in }
+                first.abort()
+            }
+        }
+        #expect(stderrText(result).contains("LocalSet.runUntil called while the set is already running"))
+    }
+
     @Test("blockInPlace inside a LocalSet traps")
     func blockInPlaceInLocalSet() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

@@ -21,8 +21,66 @@ final class NonSendableLog {
 
 private func thisThread() -> UInt { UInt(bitPattern: Int(bitPattern: pthread_self())) }
 
+/// A flag local tasks read; not Sendable (only the set's thread touches it).
+final class LocalFlag {
+    var isSet = false
+    var respawns = 0
+}
+
+/// A local task that spawns its successor and ends, until `flag` is set: the set's queue is never empty.
+private func respawnUntil(_ flag: LocalFlag, on set: isolated LocalSet) {
+    set.spawnLocal {
+        flag.respawns += 1
+        if !flag.isSet { await respawnUntil(flag, on: set) }
+    }
+}
+
 @Suite("LocalSet")
 struct LocalSetTests {
+    @Test("a set whose tasks keep spawning successors does not starve the runtime driving it", arguments: bothFlavors)
+    func busySetLetsRuntimeRun(_ flavor: Runtime.Configuration.Flavor) async {
+        // The set's queue never empties (each local task spawns the next); the driver used to run it until
+        // it did, so on a current-thread runtime the core's own jobs (the spawned task below) never ran again.
+        let r = makeRuntime(flavor)
+        let value = await blockOnThread(r, seconds: 20, "busy LocalSet") { () async throws -> Int in
+            try await LocalSet().runUntil { set in
+                let flag = LocalFlag()
+                respawnUntil(flag, on: set)
+                let v = try await spawn { 7 }.value
+                flag.isSet = true
+                return v
+            }
+        }
+        #expect(value == 7)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a task spawned while the set winds down is cancelled before it starts; runUntil returns")
+    func spawnWhileDraining() async {
+        let r = makeRuntime(.currentThread)
+        let outcome = await blockOnThread(r, seconds: 20, "spawn while draining") { () async -> String in
+            let ran = TestCounter()
+            let late = Recorder<LocalJoinHandle<Int>>()
+            _ = await LocalSet().runUntil { set in
+                set.spawnLocal {
+                    // Cancelled when the body returns; it then asks for one more task.
+                    try? await Task.sleep(for: .seconds(3600))
+                    late.append(set.spawnLocal { ran.increment(); return 1 })
+                }
+                await Task.yield()
+                return 0
+            }
+            guard let handle = late.all.first else { return "no late task" }
+            do {
+                _ = try await handle.value
+                return "late task returned"
+            } catch {
+                return "\(error) ran=\(ran.current) finished=\(handle.isFinished)"
+            }
+        }
+        #expect(outcome == "\(JoinError.cancelled) ran=0 finished=true")
+        r.shutdown(timeout: .seconds(5))
+    }
     @Test("current-thread: a LocalSet under a blockOn that waits for the core runs while another blockOn holds it")
     func localSetUnderWaitingBlockOn() async {
         // Thread A's blockOn holds the core and waits for a signal that only B's LocalSet sends. B's blockOn

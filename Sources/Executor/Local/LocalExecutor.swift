@@ -91,14 +91,17 @@ final class LocalDriver: Sendable {
     /// Whether any of the driver's sets has queued jobs (a snapshot).
     var hasPendingJobs: Bool { executors.withLock { $0 }.contains { $0.hasPendingJobs } }
 
-    /// Runs every queued job of every attached executor. Driving thread only. Returns how many ran.
+    /// Runs the queued jobs of every attached executor, at most `LocalExecutor.maxJobsPerRun` of each.
+    /// Driving thread only. Returns how many ran: a caller that gets a positive count comes back after its
+    /// own work (a set whose tasks keep waking each other must not hold the thread: the runtime's own jobs
+    /// and timers, and the other sets, run in between, as Tokio's LocalSet ticks a bounded batch).
     func runPending() -> Int {
         let list = executors.withLock { $0 }
         if list.isEmpty { return 0 }
         var ran = 0
         let context = shared.map { ThreadContext(shared: $0, worker: nil, currentThread: nil, role: .localSet) }
         let run = {
-            for executor in list { ran += executor.runPending() }
+            for executor in list { ran += executor.runPending(limit: LocalExecutor.maxJobsPerRun) }
         }
         if let context, ThreadContext.current == nil {
             ThreadContext.with(context, run)
@@ -174,13 +177,18 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
         if hasJobs { driver?.wake() }
     }
 
-    /// Runs the queued jobs (and any they enqueue) on the calling driver thread. Returns how many ran.
-    func runPending() -> Int {
+    /// The most jobs of one set a driver runs before it looks at its other work (Tokio's LocalSet runs at
+    /// most 61 tasks per tick).
+    static let maxJobsPerRun = 61
+
+    /// Runs queued jobs (and any they enqueue), at most `limit` of them, on the calling driver thread.
+    /// Returns how many ran.
+    func runPending(limit: Int) -> Int {
         // Relaxed: only this thread reads it back as "me"; other threads only compare it with themselves.
         runningThread.store(LocalExecutor.currentThread, ordering: .relaxed)
         defer { runningThread.store(0, ordering: .relaxed) }
         var ran = 0
-        while let job = state.withLock({ $0.jobs.popFront() }) {
+        while ran < limit, let job = state.withLock({ $0.jobs.popFront() }) {
             job.unownedJob.runSynchronously(on: asUnownedSerialExecutor())
             ran += 1
         }

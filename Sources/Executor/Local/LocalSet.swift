@@ -34,7 +34,16 @@ import Synchronization
 /// ```
 public actor LocalSet {
     private let executor = LocalExecutor()
-    private var isRunning = false
+    /// Where the set is in its one `runUntil`: not started (or ended), running the body, or winding down
+    /// (the body returned; unfinished tasks are cancelled and awaited).
+    private enum Phase {
+        case idle, running, draining
+    }
+
+    private var phase = Phase.idle
+    /// Set for the whole of a `runUntil` call, before the set's executor is attached to a driver: a second,
+    /// concurrent `runUntil` traps before it could attach the executor to another thread as well.
+    private let claimed = Atomic<Bool>(false)
     private var tasks: [UInt64: ErasedTask] = [:]
     private var nextID: UInt64 = 0
     private var drainWaiter: CheckedContinuation<Void, Never>?
@@ -59,6 +68,13 @@ public actor LocalSet {
     /// `block_on(local.run_until(...))`); anywhere else (a spawned task, a child task, outside any runtime)
     /// it runs on a thread it starts for the duration of the call.
     public nonisolated func runUntil<T: Sendable>(_ body: (isolated LocalSet) async throws -> T) async rethrows -> T {
+        // Acquiring and releasing: pairs with the releasing store below, so a later `runUntil` sees
+        // everything the previous one did to the set's state.
+        kyotoPrecondition(
+            claimed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged,
+            "BUG DETECTED: LocalSet.runUntil called while the set is already running")
+        // Releasing: see above. Runs last, after the executor is detached (defers run in reverse order).
+        defer { claimed.store(false, ordering: .releasing) }
         let ownedDriver: LocalDriver?
         if let driver = LocalDriver.current {
             ownedDriver = nil
@@ -91,29 +107,32 @@ public actor LocalSet {
     }
 
     private func start(runtime: Runtime?) {
-        kyotoPrecondition(!isRunning, "BUG DETECTED: LocalSet.runUntil called while the set is already running")
-        isRunning = true
+        phase = .running
         self.runtime = runtime
     }
 
     /// Cancels unfinished local tasks and waits until all have ended.
     private func end() async {
-        isRunning = false
-        runtime = nil
+        phase = .draining
         for task in tasks.values { task.cancel() }
         if !tasks.isEmpty {
             await withCheckedContinuation { drainWaiter = $0 }
         }
+        phase = .idle
+        runtime = nil
     }
 
     /// Starts `body` as a task on the set's thread and returns a handle to its result. The body may
-    /// capture the caller's non-Sendable values. Traps unless the set is running (inside ``runUntil(_:)``).
+    /// capture the caller's non-Sendable values. Traps unless the set is inside ``runUntil(_:)``. While the
+    /// set winds down (after `runUntil`'s body returned, its unfinished tasks are cancelled and awaited), a
+    /// task spawned by one of them is cancelled before it starts: its body never runs and its handle
+    /// resolves ``JoinError/cancelled``.
     @discardableResult
     public func spawnLocal<T: Sendable>(_ body: nonisolated(nonsending) @escaping () async throws -> T)
         -> LocalJoinHandle<T>
     {
         kyotoPrecondition(
-            isRunning,
+            phase != .idle,
             "BUG DETECTED: spawnLocal called on a LocalSet that is not running; call it inside runUntil")
         let id = nextID
         nextID += 1
@@ -136,6 +155,7 @@ public actor LocalSet {
             }
         }
         tasks[id] = ErasedTask(task)
+        if phase == .draining { task.cancel() }
         return LocalJoinHandle(task: task, state: finished)
     }
 

@@ -174,6 +174,12 @@ public final class Runtime: TaskExecutor, Sendable {
                 ? "BUG DETECTED: blockOn called on the main thread while it runs the MainActor under runMain; "
                     + "await the work instead"
                 : "BUG DETECTED: blockOn called from inside a Kyoto runtime thread; await the work instead")
+        // A LocalSet's task blocking the thread that drives the set: the set's other tasks (and, under a
+        // blockOn, that blockOn's own completion) could never run again.
+        kyotoPrecondition(
+            ThreadContext.current?.role != .localSet,
+            "BUG DETECTED: blockOn called from a LocalSet's task, which would block the thread driving the set; "
+                + "await the work instead")
         kyotoPrecondition(
             !shared.isClosed, "BUG DETECTED: blockOn called on a Kyoto runtime that has been shut down")
         let completion = BlockOnCompletion<T, E>()
