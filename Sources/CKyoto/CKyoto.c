@@ -49,6 +49,7 @@ int32_t kyoto_affinity_cpu_count(void) {
 static __attribute__((tls_model("initial-exec"))) _Thread_local void *kyoto_tls_context;
 
 __attribute__((tls_model("initial-exec"))) _Thread_local int32_t kyoto_tls_budget = 0;
+__attribute__((tls_model("initial-exec"))) _Thread_local int32_t kyoto_tls_local_set_depth = 0;
 
 void *kyoto_tls_context_get(void) { return kyoto_tls_context; }
 void kyoto_tls_context_set(void *context) { kyoto_tls_context = context; }

@@ -448,6 +448,24 @@ struct LocalSetMisuseTests {
         #expect(stderrText(result).contains("blockOn called from a LocalSet's task"))
     }
 
+    @Test("blockOn from a task of a LocalSet outside any runtime traps")
+    func blockOnInStandaloneLocalSet() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)
+            let r = Runtime.multiThread(workers: 1)
+            let done = DispatchSemaphore(value: 0)
+            Task.detached {
+                await LocalSet().runUntil { set in
+                    let h = set.spawnLocal { 7 }
+                    _ = r.blockOn { try? await h.value }
+                }
+                done.signal()
+            }
+            done.wait()
+        }
+        #expect(stderrText(result).contains("blockOn called from a LocalSet's task"))
+    }
+
     @Test("a second runUntil while the set runs traps before the set runs anywhere else")
     func concurrentRunUntil() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

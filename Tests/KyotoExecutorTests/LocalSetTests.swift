@@ -35,8 +35,46 @@ private func respawnUntil(_ flag: LocalFlag, on set: isolated LocalSet) {
     }
 }
 
+extension LocalSet {
+    /// Starts a task on the set that the set does not track (an isolated `Task {}`): its jobs share the
+    /// set's queue, but `runUntil` neither cancels nor waits for it.
+    fileprivate func untracked(_ op: @escaping @Sendable (isolated LocalSet) -> Void) {
+        Task { op(self) }
+    }
+}
+
 @Suite("LocalSet")
 struct LocalSetTests {
+    @Test("runUntil waits for a task spawned after the last tracked one ended, while the set drains")
+    func drainWaitsForLateSpawn() async throws {
+        // A set outside any runtime: its tasks' bodies take no hop back from a runtime preference, so the
+        // last tracked task L creates U and ends in one job, and U runs between L's end (which resumes the
+        // drain) and the drain's resumption E. U spawns X (cancelled up front, tracked) behind E, and B, an
+        // untracked job between E and X, holds the set's thread for a bounded time. `end()` used to check
+        // for tasks only once, so runUntil returned while X was still queued.
+        let late = Recorder<LocalJoinHandle<Int>>()
+        let release = TestCounter()
+        let finishedAtReturn = try await firstWithin(30) { () async -> Bool in
+            await LocalSet().runUntil { set in
+                set.spawnLocal {
+                    try? await Task.sleep(for: .seconds(3600))  // L: ends when runUntil cancels it
+                    set.untracked { s in  // U
+                        s.untracked { _ in  // B
+                            let deadline = ContinuousClock.now.advanced(by: .milliseconds(500))
+                            while release.current == 0 && ContinuousClock.now < deadline {}
+                        }
+                        late.append(s.spawnLocal { 1 })  // X
+                    }
+                }
+                await Task.yield()
+            }
+            let finished = late.all.first?.isFinished ?? false
+            release.increment()
+            return finished
+        }
+        #expect(finishedAtReturn == true, "runUntil returned before the task spawned while draining ended")
+    }
+
     @Test("a set whose tasks keep spawning successors does not starve the runtime driving it", arguments: bothFlavors)
     func busySetLetsRuntimeRun(_ flavor: Runtime.Configuration.Flavor) async {
         // The set's queue never empties (each local task spawns the next); the driver used to run it until

@@ -45,6 +45,10 @@ struct OnKyotoTests {
         let single = Runtime.currentThread()
         #expect(try single.blockOn { () async throws -> Bool in _spinningMayHelp() } == false)
         single.shutdown(timeout: .seconds(5))
+        let inLocalSet = Runtime.multiThread(workers: 2)
+        #expect(try inLocalSet.blockOn { () async throws -> Bool in await LocalSet().runUntil { _ in _spinningMayHelp() } } == false,
+            "a LocalSet's thread: the holder may be another task of the set")
+        inLocalSet.shutdown(timeout: .seconds(5))
         for (workers, expected) in [(1, false), (2, true)] {
             let runtime = Runtime.multiThread(workers: workers)
             let onWorker = try runtime.blockOn { () async throws -> Bool in try await spawn { _spinningMayHelp() }.value }

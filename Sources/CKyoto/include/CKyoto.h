@@ -33,6 +33,17 @@ static inline int32_t kyoto_budget_get(void) { return kyoto_tls_budget; }
 /// Writes the calling thread's budget.
 static inline void kyoto_budget_set(int32_t units) { kyoto_tls_budget = units; }
 
+/// How many LocalSet job loops the calling thread is inside (`LocalExecutor.runPending`): non-zero while it
+/// runs a LocalSet's jobs, whatever else the thread is (a blockOn thread, a current-thread driver, a
+/// blocking-pool thread, a set's own thread outside any runtime).
+extern __attribute__((tls_model("initial-exec"))) _Thread_local int32_t kyoto_tls_local_set_depth;
+
+/// Reads the calling thread's LocalSet depth.
+static inline int32_t kyoto_local_set_depth(void) { return kyoto_tls_local_set_depth; }
+
+/// Adds `delta` to the calling thread's LocalSet depth.
+static inline void kyoto_local_set_depth_add(int32_t delta) { kyoto_tls_local_set_depth += delta; }
+
 /// A spin-wait hint to the CPU (x86 `pause`, arm64 `yield`): a waiting core backs off from the cache
 /// line it polls and yields pipeline resources to its hyper-thread sibling.
 static inline void kyoto_spin_hint(void) {

@@ -186,7 +186,12 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
     func runPending(limit: Int) -> Int {
         // Relaxed: only this thread reads it back as "me"; other threads only compare it with themselves.
         runningThread.store(LocalExecutor.currentThread, ordering: .relaxed)
-        defer { runningThread.store(0, ordering: .relaxed) }
+        // Marks the thread as running a set's jobs (`blockOn` traps there; locks do not spin there).
+        kyoto_local_set_depth_add(1)
+        defer {
+            kyoto_local_set_depth_add(-1)
+            runningThread.store(0, ordering: .relaxed)
+        }
         var ran = 0
         while ran < limit, let job = state.withLock({ $0.jobs.popFront() }) {
             job.unownedJob.runSynchronously(on: asUnownedSerialExecutor())

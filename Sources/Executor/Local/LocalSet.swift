@@ -115,7 +115,9 @@ public actor LocalSet {
     private func end() async {
         phase = .draining
         for task in tasks.values { task.cancel() }
-        if !tasks.isEmpty {
+        // A loop: tasks may be spawned (cancelled up front) while the set drains, even between the moment
+        // the last tracked task resumes this waiter and the moment this resumes.
+        while !tasks.isEmpty {
             await withCheckedContinuation { drainWaiter = $0 }
         }
         phase = .idle

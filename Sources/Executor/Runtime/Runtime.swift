@@ -1,6 +1,7 @@
 // Runtime: the public entry point. Thin: it validates the configuration, owns one scheduler flavor and
 // forwards Swift's `enqueue` to it. The scheduling logic lives in Scheduler/.
 
+import CKyoto
 import Synchronization
 
 /// A Kyoto runtime: a work-stealing scheduler that runs Swift Concurrency jobs.
@@ -175,9 +176,10 @@ public final class Runtime: TaskExecutor, Sendable {
                     + "await the work instead"
                 : "BUG DETECTED: blockOn called from inside a Kyoto runtime thread; await the work instead")
         // A LocalSet's task blocking the thread that drives the set: the set's other tasks (and, under a
-        // blockOn, that blockOn's own completion) could never run again.
+        // blockOn, that blockOn's own completion) could never run again. Any thread running a set's jobs,
+        // whatever its role (a standalone set's own thread has none).
         kyotoPrecondition(
-            ThreadContext.current?.role != .localSet,
+            kyoto_local_set_depth() == 0,
             "BUG DETECTED: blockOn called from a LocalSet's task, which would block the thread driving the set; "
                 + "await the work instead")
         kyotoPrecondition(

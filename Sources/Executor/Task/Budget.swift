@@ -53,13 +53,15 @@ package func _budgetSlowPath() -> Bool {
 }
 
 /// Whether a task on the calling thread that finds a lock held may usefully re-read it for a moment
-/// before suspending: false on the thread of a current-thread runtime and on the one worker of a
-/// single-worker runtime, where the holder (another task of the same runtime) cannot run, let alone
-/// release, while the caller spins. True elsewhere, including threads that are not Kyoto's.
+/// before suspending: false where the holder may well be another task of this same thread, which cannot
+/// run, let alone release, while the caller spins: the thread of a current-thread runtime, the one worker
+/// of a single-worker runtime, a thread running a LocalSet's jobs, the post-shutdown drainer. True
+/// elsewhere, including threads that are not Kyoto's.
 @usableFromInline
 package func _spinningMayHelp() -> Bool {
+    if kyoto_local_set_depth() != 0 { return false }
     guard let context = ThreadContext.current else { return true }
-    return context.currentThread == nil && context.shared.workerCount > 1
+    return context.currentThread == nil && context.role != .drain && context.shared.workerCount > 1
 }
 
 /// Whether the current job run still has cooperative budget left (true outside a runtime and inside
