@@ -111,7 +111,10 @@ final class Shared: @unchecked Sendable {
     /// with `CancellationError`. A `Task.sleep` wake-up job keeps its deadline: it goes to the default
     /// executor Swift had before (`handOffAfterTermination`), which runs it then; the woken task is
     /// scheduled here again and the drainer runs it. Only if no such executor can schedule, or the clock is
-    /// paused (its time no longer moves), the job runs now and the sleep returns early.
+    /// paused (its time no longer moves), the job runs now and the sleep returns early. The executor cannot
+    /// tell a cancelled sleep's wake-up job from a live one (only the Swift runtime knows), so a job whose
+    /// sleep shutdown cancelled is also kept until its deadline, as it would be in this runtime's timer queue
+    /// or on Swift's default executor: a small job per cancelled sleep, freed when it fires.
     func disposeAfterTermination(_ action: TimerAction, deadline: UInt64) {
         switch action {
         case .job(let job):
