@@ -116,9 +116,18 @@ public actor LocalSet {
         phase = .draining
         for task in tasks.values { task.cancel() }
         // A loop: tasks may be spawned (cancelled up front) while the set drains, even between the moment
-        // the last tracked task resumes this waiter and the moment this resumes.
+        // the last tracked task resumes this waiter and the moment this resumes. The check is repeated
+        // inside the continuation's closure: Swift may run that closure as a job of its own, after other
+        // jobs of the set (seen on 6.3.1 in optimized builds: the last task ended in between, found no
+        // waiter, and the drain waited for good).
         while !tasks.isEmpty {
-            await withCheckedContinuation { drainWaiter = $0 }
+            await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+                if tasks.isEmpty {
+                    waiter.resume()
+                } else {
+                    drainWaiter = waiter
+                }
+            }
         }
         phase = .idle
         runtime = nil
