@@ -20,6 +20,11 @@ import Synchronization
 
 /// A set of tasks pinned to one OS thread, whose bodies may create, capture and share non-Sendable values.
 ///
+/// The thread driving a set runs at most 61 of its jobs in a row (as Tokio's `LocalSet` ticks) before it
+/// turns to its other work: the runtime's own tasks and timers when it is a current-thread runtime's
+/// thread, and the other sets it drives. A task of the set must not block that thread: `blockOn` there
+/// traps.
+///
 /// ```swift
 /// final class Cache { var entries: [String: Int] = [:] }    // not Sendable
 ///
