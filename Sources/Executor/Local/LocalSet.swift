@@ -208,7 +208,8 @@ public struct LocalJoinHandle<T: Sendable>: Sendable {
     /// Asks the task to stop; a task that has not started never runs its body. Idempotent.
     public func abort() { task.cancel() }
 
-    /// Whether the task has ended.
+    /// Whether the task has ended: its body has returned (the values its closure captured may still be
+    /// being released, as for ``JoinHandle/isFinished``).
     public var isFinished: Bool {
         // Acquiring: pairs with the releasing store when the task ends.
         state.finished.load(ordering: .acquiring)

@@ -57,6 +57,9 @@ public struct JoinHandle<T: Sendable>: Sendable {
         task.cancel()
     }
 
-    /// Whether the task has finished (with a value, an error, or cancelled).
+    /// Whether the task has finished (with a value, an error, or cancelled): its body has returned. Swift
+    /// releases what the body's closure captured right after that, so the deinits of captured values may
+    /// still be running when this turns true (Tokio drops the future first); ``value`` is the way to wait
+    /// for the task's end.
     public var isFinished: Bool { registry.isFinished(slot) }
 }
