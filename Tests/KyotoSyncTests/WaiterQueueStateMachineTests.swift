@@ -196,6 +196,13 @@ struct BatchSemaphoreStateMachineTests {
     }
 }
 
+extension NotifyStateMachine {
+    /// `notified()`'s event: a waiter created now starts waiting.
+    fileprivate mutating func notified(id: UInt64, waker: Waker, isCancelled: Bool) -> WaitAction {
+        wait(id: id, since: nil, waker: waker, isCancelled: isCancelled)
+    }
+}
+
 @Suite("NotifyStateMachine")
 struct NotifyStateMachineTests {
     typealias Machine = NotifyStateMachine<String>
@@ -209,7 +216,7 @@ struct NotifyStateMachineTests {
                 return
             }
         }
-        #expect(machine.notified(id: 1, waker: "a", isCancelled: false) == .consumedPermit)
+        #expect(machine.notified(id: 1, waker: "a", isCancelled: false) == .ready(.consumedPermit))
         #expect(machine.notified(id: 2, waker: "b", isCancelled: false) == .suspend)
         #expect(!machine.hasPermit && machine.waiters.ids == [2])
     }

@@ -60,14 +60,7 @@ public final class Notify: Sendable {
     /// Throws `CancellationError` if the task is cancelled while waiting; a `notifyOne` that picked this
     /// task at that moment passes on to the next waiter (or is stored).
     public func notified() async throws(CancellationError) {
-        let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
-        try await suspend(id) { waker in
-            switch synced.withLock({ $0.notified(id: id, waker: waker, isCancelled: Task.isCancelled) }) {
-            case .suspend: nil
-            case .consumedPermit: .notified(.consumedPermit)
-            case .rejectCancelled: .cancelled
-            }
-        }
+        try await wait(nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue, since: nil)
     }
 
     /// Creates a ``Notified``: a notification asked for now and awaited later (Tokio's `notified()` future).
@@ -107,12 +100,20 @@ public final class Notify: Sendable {
         if case .resumeWaiter(let waker) = action { waker.resume(returning: .notified(.picked(pick))) }
     }
 
-    /// Suspends waiter `id`. `register` runs with the waker and returns nil when the waiter is queued (a
-    /// notifier or the cancellation handler resumes it after unlocking), or what to resume it with at once.
-    private func suspend(_ id: UInt64, _ register: (Waker) -> WakeReason?) async throws(CancellationError) {
+    /// Waiter `id` (a `Notified` made at `generation`, or, with nil, one made now) waits until notified.
+    /// Registered inside the continuation's closure; a notifier or the cancellation handler resumes it after
+    /// unlocking.
+    fileprivate func wait(_ id: UInt64, since generation: UInt64?) async throws(CancellationError) {
         let reason = await withTaskCancellationHandler {
             await withUnsafeContinuation { (waker: Waker) in
-                if let immediate = register(waker) { waker.resume(returning: immediate) }
+                let action = synced.withLock {
+                    $0.wait(id: id, since: generation, waker: waker, isCancelled: Task.isCancelled)
+                }
+                switch action {
+                case .suspend: break
+                case .ready(let outcome): waker.resume(returning: .notified(outcome))
+                case .rejectCancelled: waker.resume(returning: .cancelled)
+                }
             }
         } onCancel: {
             self.synced.withLock { $0.cancel(id) }?.resume(returning: .cancelled)
@@ -148,19 +149,6 @@ public final class Notify: Sendable {
 
     fileprivate func enable(_ id: UInt64, since generation: UInt64) -> Bool {
         synced.withLock { $0.enable(id: id, since: generation) } != nil
-    }
-
-    fileprivate func wait(_ id: UInt64, since generation: UInt64) async throws(CancellationError) {
-        try await suspend(id) { waker in
-            let action = synced.withLock {
-                $0.wait(id: id, since: generation, waker: waker, isCancelled: Task.isCancelled)
-            }
-            switch action {
-            case .suspend: return nil
-            case .ready(let outcome): return .notified(outcome)
-            case .rejectCancelled: return .cancelled
-            }
-        }
     }
 
     fileprivate func dropNotified(_ id: UInt64) {

@@ -8,13 +8,12 @@
 // when there is one.
 //
 // Events.
-//   notified      consume the stored permit (return at once), or queue the waiter, or refuse a task that
-//                 is already cancelled (it must not queue). `notified()` in one step.
 //   enable        a `Notified` joins the queue without waiting (Tokio's `enable`): notified already if a
 //                 `notifyWaiters` came after its creation, or a `notifyOne` picked it, or a permit was
 //                 stored (consumed); otherwise it is queued without a waker.
-//   wait          a `Notified` starts waiting: the same checks as `enable`, then it attaches its waker to
-//                 its queue entry (keeping its place) or queues as `notified` does.
+//   wait          a waiter starts waiting: the same checks as `enable`, then it attaches its waker to its
+//                 queue entry (keeping its place), or queues, or is refused when its task is already
+//                 cancelled (it must not queue). `notified()` is a `wait` created at that moment.
 //   notifyOne     wake the oldest waiter, or store the permit when none waits (several calls store one).
 //                 An enabled `Notified` that is not waiting yet is picked all the same (recorded in
 //                 `pickedEarly`): it finds the notification when it waits, or passes it on if dropped.
@@ -57,27 +56,6 @@ package struct NotifyStateMachine<Waker> {
         case notifiedAll
     }
 
-    /// What `notified` decided.
-    package enum NotifiedAction: Equatable {
-        /// The stored permit was consumed: return without waiting.
-        case consumedPermit
-        /// The waiter was queued: suspend.
-        case suspend
-        /// The task is already cancelled and would have to wait: fail without queueing.
-        case rejectCancelled
-    }
-
-    /// A task asks to be notified.
-    package mutating func notified(id: UInt64, waker: Waker, isCancelled: Bool) -> NotifiedAction {
-        if hasPermit {
-            hasPermit = false
-            return .consumedPermit
-        }
-        if isCancelled { return .rejectCancelled }
-        waiters.append(id, waker)
-        return .suspend
-    }
-
     /// The notification an enabled or waiting `Notified` created at `generation` already has, if any
     /// (consumed: a pick is forgotten, the permit is taken), or nil.
     private mutating func pending(id: UInt64, since created: UInt64) -> Outcome? {
@@ -86,7 +64,8 @@ package struct NotifyStateMachine<Waker> {
             _ = waiters.remove(id)
             return .notifiedAll
         }
-        if !waiters.contains(id) && hasPermit {
+        // A stored permit means nobody is queued (the invariant above), this waiter included.
+        if hasPermit {
             hasPermit = false
             return .consumedPermit
         }
@@ -111,9 +90,10 @@ package struct NotifyStateMachine<Waker> {
         case rejectCancelled
     }
 
-    /// A `Notified` created at `generation` starts waiting.
-    package mutating func wait(id: UInt64, since created: UInt64, waker: Waker, isCancelled: Bool) -> WaitAction {
-        if let outcome = pending(id: id, since: created) { return .ready(outcome) }
+    /// A waiter starts waiting: a `Notified` created at `generation` `created`, or, with nil, one created
+    /// now (`notified()`).
+    package mutating func wait(id: UInt64, since created: UInt64?, waker: Waker, isCancelled: Bool) -> WaitAction {
+        if let outcome = pending(id: id, since: created ?? generation) { return .ready(outcome) }
         if isCancelled {
             _ = waiters.remove(id)
             return .rejectCancelled
