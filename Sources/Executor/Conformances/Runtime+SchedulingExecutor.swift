@@ -21,7 +21,7 @@ extension Runtime: SchedulingExecutor {
             scheduleTimer(JobRef(job), afterNanos: d.nanoseconds)
             return
         }
-        if let fallback = GlobalExecutorInstallation.fallbackScheduler, fallback as AnyObject !== self {
+        if let fallback = GlobalExecutorInstallation.fallbackScheduler(otherThan: shared.runtimeRef) {
             fallback.enqueue(job, after: delay, tolerance: tolerance, clock: clock)
         } else {
             // No way to measure this clock: run the wake-up now rather than lose it.
@@ -32,10 +32,16 @@ extension Runtime: SchedulingExecutor {
 
 extension GlobalExecutorInstallation {
     /// Swift's default executor as it was before any runtime was installed, if it can schedule delayed
-    /// jobs. Once a runtime is installed, `globalConcurrentExecutor` is that runtime (which would come
-    /// straight back here): the default from before the installation is used instead.
-    static var fallbackScheduler: (any SchedulingExecutor)? {
-        (previousDefaultExecutor ?? (globalConcurrentExecutor as AnyObject)) as? any SchedulingExecutor
+    /// jobs and is not `runtime` (whose scheduling would come straight back to it). Once a runtime is
+    /// installed, `globalConcurrentExecutor` is that runtime: the default from before the installation is
+    /// used instead. `runtime` is compared by address only: a terminated runtime's drainer may outlive the
+    /// runtime object, which must not be touched then.
+    static func fallbackScheduler(otherThan runtime: Unmanaged<Runtime>?) -> (any SchedulingExecutor)? {
+        let candidate = previousDefaultExecutor ?? (globalConcurrentExecutor as AnyObject)
+        guard let fallback = candidate as? any SchedulingExecutor,
+            Unmanaged.passUnretained(fallback as AnyObject).toOpaque() != runtime?.toOpaque()
+        else { return nil }
+        return fallback
     }
 }
 
@@ -43,10 +49,9 @@ extension Shared {
     /// Hands a `Task.sleep` wake-up job of a terminated runtime to `fallbackScheduler`, to run after
     /// `nanos` nanoseconds. Returns false (and keeps the job) when there is none, or it is this runtime.
     func handOffAfterTermination(_ job: JobRef, afterNanos nanos: UInt64) -> Bool {
-        // Compared by address: the drainer may outlive the runtime object, so `runtime` must not be touched.
-        guard let fallback = GlobalExecutorInstallation.fallbackScheduler,
-            Unmanaged.passUnretained(fallback as AnyObject).toOpaque() != runtimeRef?.toOpaque()
-        else { return false }
+        guard let fallback = GlobalExecutorInstallation.fallbackScheduler(otherThan: runtimeRef) else {
+            return false
+        }
         fallback.enqueue(
             ExecutorJob(job.unownedJob), after: .nanoseconds(Int64(clamping: nanos)), tolerance: nil,
             clock: ContinuousClock())

@@ -34,7 +34,7 @@ public final class Runtime: TaskExecutor, Sendable {
     /// The configuration this runtime was built with.
     public let configuration: Configuration
     /// Number of worker threads (1 for the current-thread flavor).
-    public let workerCount: Int
+    public var workerCount: Int { shared.workerCount }
 
     let shared: Shared
     let scheduler: Scheduler
@@ -68,11 +68,9 @@ public final class Runtime: TaskExecutor, Sendable {
             let s = MultiThreadScheduler(shared: shared, workerCount: n)
             scheduler = .multiThread(s)
             multiThread = .passUnretained(s)
-            workerCount = n
         case .currentThread:
             scheduler = .currentThread(CurrentThreadScheduler(shared: shared))
             multiThread = nil
-            workerCount = 1
         }
         blockingPool = BlockingPool(shared: shared)
         shared.executor = asUnownedTaskExecutor()
