@@ -22,8 +22,8 @@
 // permit returned: the value goes back to the caller); a send cancelled while it waits for a
 // permit (the semaphore removes the waiter; the value goes back as `.cancelled`; if the permit was
 // granted at that moment, the semaphore passes it on to the next waiter and the send still throws
-// `.cancelled` with its value: nothing is sent and no capacity is lost); a receive cancelled at the moment a message
-// is handed over (the message is returned: delivered exactly once).
+// `.cancelled` with its value: nothing is sent and no capacity is lost); a receive cancelled at the moment a
+// message is handed over (the message is returned: delivered exactly once).
 //
 // Why correct: each message is moved exactly once, either into the buffer or into the parked
 // receiver's continuation, under the lock; it leaves the buffer only under the lock. Every

@@ -100,7 +100,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
         let drained = drainForShutdown(deadline: deadline)
         if shared.activeBlockOns.load(ordering: .sequentiallyConsistent) == 0 {
             finishTermination()
-            return drained == true
+            return drained
         }
         guard wait else { return false }
         return shared.terminatedEvent.wait(timeout: Runtime.timeLeft(until: deadline))
@@ -246,14 +246,14 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     }
 
     /// Runs queued jobs until the runtime has no alive task or `deadline` passes (used by shutdown when
-    /// the core is free). Returns whether everything finished, or nil if the core is held. The deadline is checked before
-    /// every job, so a task that ignores cancellation and keeps yielding (or re-arming timers) cannot hold
-    /// the caller past it; what is left goes to the inject queue, which the post-termination drainer
-    /// thread runs (`shutdownBackground`, with a deadline of 0, runs nothing here).
-    func drainForShutdown(deadline: UInt64) -> Bool? {
-        // Nil: the core is held (a `blockOn` drives; see `shutdown(deadline:wait:)`).
+    /// the core is free). Returns whether everything finished: false too when the core is held (a `blockOn`
+    /// drives; see `shutdown(deadline:wait:)`). The deadline is checked before every job, so a task that
+    /// ignores cancellation and keeps yielding (or re-arming timers) cannot hold the caller past it; what is
+    /// left goes to the inject queue, which the post-termination drainer thread runs (`shutdownBackground`,
+    /// with a deadline of 0, runs nothing here).
+    func drainForShutdown(deadline: UInt64) -> Bool {
         guard coreHeld.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
-        else { return nil }
+        else { return false }
         defer { releaseCore() }
         let context = ThreadContext(shared: shared, worker: nil, currentThread: self, role: .currentThreadDriver)
         return ThreadContext.with(context) {

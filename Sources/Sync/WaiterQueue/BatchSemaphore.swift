@@ -259,10 +259,10 @@ package final class BatchSemaphore: Sendable {
 
     /// Whether an acquisition of `n` permits that found them held re-reads the word before queueing: only
     /// single-permit requests (see `tryAcquireSpinning`), and only where the holder may be running on another
-    /// thread (`_spinningMayHelp()`: not on a current-thread runtime or a single-worker one, where spinning
-    /// would only delay the suspension that lets the holder run).
-    package static func spins(request n: Int, spinningMayHelp: Bool) -> Bool {
-        n == 1 && spinningMayHelp
+    /// thread (`_spinningMayHelp()`, asked only for single-permit requests: elsewhere spinning would only
+    /// delay the suspension that lets the holder run).
+    package static func spins(request n: Int, spinningMayHelp: @autoclosure () -> Bool) -> Bool {
+        n == 1 && spinningMayHelp()
     }
 
     /// Polls the word once after 4 CPU pauses (a holder on another core that is about to release is caught

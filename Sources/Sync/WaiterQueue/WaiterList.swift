@@ -89,9 +89,7 @@ package struct WaiterList<Payload> {
     /// Replaces the payload of the waiter with this id, which keeps its place. Returns false (and changes
     /// nothing) when it is not queued.
     package mutating func replacePayload(of id: UInt64, with payload: Payload) -> Bool {
-        guard nodes[id] != nil else { return false }
-        nodes[id]!.payload = payload
-        return true
+        (nodes[id]?.payload = payload) != nil
     }
 
     /// Removes and returns the oldest waiter.
