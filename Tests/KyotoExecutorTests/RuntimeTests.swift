@@ -404,14 +404,14 @@ struct HomeReturnsTests {
     /// left in the spawner's LIFO slot (and, with returns on, handed them back). Returns how many task objects were freed on the spawner's thread (a
     /// task's result is freed with its task object). Waits, with a deadline, until every result has been
     /// freed: none may be stranded in a worker's returns once the runtime idles.
-    private func run(returnHome: Bool, n: Int) -> (onSpawner: Int, freed: Int) {
+    private func run(returnHome: Bool, n: Int) -> (onSpawner: Int, freed: Int, accepted: Int, batches: Int) {
         var c = Runtime.Configuration()
         c.workerThreads = 2
         let r = Runtime(c, returnsStolenTasksHome: returnHome)
         let freed = TestCounter()
         let onSpawner = TestCounter()
         let ran = TestCounter()
-        r.blockOn {
+        let returns = r.blockOn {
             let spawner = currentThreadName()
             for _ in 0..<n {
                 // The handle is dropped at once: the task's own job holds its last reference.
@@ -433,10 +433,11 @@ struct HomeReturnsTests {
                 if ran.current >= n - 1 && handedBack { break }
                 sched_yield()
             }
+            return returns
         }
         let deadline = Platform.monotonicNanos() + 20_000_000_000
         while freed.current < n && Platform.monotonicNanos() < deadline { sched_yield() }
-        let result = (onSpawner.current, freed.current)
+        let result = (onSpawner.current, freed.current, returns?.acceptedCount ?? 0, returns?.acceptedBatches ?? 0)
         r.shutdown(timeout: .seconds(5))
         return result
     }
@@ -447,13 +448,15 @@ struct HomeReturnsTests {
         let n = HomeReturns.capacity
         let with = run(returnHome: true, n: n)
         let without = run(returnHome: false, n: n)
-        print("freed on the spawner's thread: \(with.onSpawner) of \(n) returned home, \(without.onSpawner) without")
+        print("freed on the spawner's thread: \(with.onSpawner) of \(n) returned home (\(with.accepted) handed back in \(with.batches) deposits), \(without.onSpawner) without")
         #expect(with.freed == n, "results still alive 20 s after their tasks finished (stranded returns)")
         #expect(without.freed == n)
         // The spawner's worker stayed awake while the thief ran the tasks, so every one went home; without
         // returns, every stolen task is freed by the thief.
         #expect(with.onSpawner == n)
         #expect(without.onSpawner < n / 2)
+        // The thief hands them back in batches (one lock section for several), not one by one.
+        #expect(with.accepted >= n - 1 && with.batches < with.accepted)
     }
 
     @Test("async let and task-group children another worker ran are not handed back (their parent owns them)")
@@ -582,6 +585,29 @@ struct HomeReturnsTests {
         #expect(freed.current == 2)
         returns.drain()
         #expect(freed.current == 3)
+    }
+
+    @Test("a batch deposit waits for an awake home worker, is released by the depositor when it sleeps, and is bounded")
+    func batchDeposit() {
+        let returns = HomeReturns()
+        let freed = TestCounter()
+        var bits = (0..<3).map { _ in UInt(bitPattern: probe(freed).toOpaque()) }
+        returns.deposit(batch: bits, count: 3)
+        #expect(freed.current == 0 && returns.pendingCount == 3 && returns.acceptedBatches == 1)
+        returns.drainIfPending()
+        #expect(freed.current == 3)
+        returns.homeParks()
+        bits = (0..<2).map { _ in UInt(bitPattern: probe(freed).toOpaque()) }
+        returns.deposit(batch: bits, count: 2)
+        #expect(freed.current == 5)
+        returns.homeWakes()
+        // Up to the capacity: the rest is released by the depositor at once.
+        for _ in 0..<(HomeReturns.capacity - 1) { returns.deposit(probe(freed)) }
+        bits = (0..<3).map { _ in UInt(bitPattern: probe(freed).toOpaque()) }
+        returns.deposit(batch: bits, count: 3)
+        #expect(freed.current == 7 && returns.pendingCount == HomeReturns.capacity)
+        returns.drain()
+        #expect(freed.current == HomeReturns.capacity + 7)
     }
 
     @Test("beyond its capacity, a depositor releases the reference itself")

@@ -220,6 +220,13 @@ final class Worker: @unchecked Sendable {
     private static let slotStashCapacity = 16
     private var lifo: JobRef?
     private var isSearching = false
+    /// Task references this worker holds for another worker (`outgoingHome`, an index) until it hands them
+    /// over in one deposit (`flushReturns`), `outgoingCount` of them: one lock section and one write of the
+    /// home worker's pending flag per batch instead of per stolen job (HomeReturns.swift).
+    private let outgoing = UnsafeMutablePointer<UInt>.allocate(capacity: Worker.returnBatch)
+    private var outgoingCount = 0
+    private var outgoingHome = 0
+    private static let returnBatch = 16
     /// `shared.returnsStolenTasksHome`, refreshed when the worker starts, after it parks and in maintenance
     /// (read on every job, so it is kept in this worker's own state rather than loaded from the shared
     /// object).
@@ -255,6 +262,9 @@ final class Worker: @unchecked Sendable {
     deinit {
         slotStash.deinitialize(count: slotStashCount)
         slotStash.deallocate()
+        // The run loop hands every held reference over before it parks or exits; none is left here.
+        for i in 0..<outgoingCount { Unmanaged<AnyObject>.fromOpaque(UnsafeRawPointer(bitPattern: outgoing[i])!).release() }
+        outgoing.deallocate()
     }
 
     // MARK: Spawning from this worker's own thread
@@ -368,6 +378,7 @@ final class Worker: @unchecked Sendable {
                     if scheduler.idle.transitionFromSearching() { scheduler.notifyParked() }
                 }
                 returnStashedSlots()
+                flushReturns()
                 // Asleep for good: depositors release what they return to this worker from now on.
                 homeReturns.homeParks()
                 // That drain released finished tasks, whose results' deinits may have scheduled work here.
@@ -433,7 +444,14 @@ final class Worker: @unchecked Sendable {
         let task = Unmanaged<AnyObject>.fromOpaque(job.raw)
         if returnsHome { _ = task.retain() }
         shared.run(job, context: context, resetBudget: true)
-        if returnsHome { withScheduler { $0.workers[home - 1].homeReturns.deposit(task) } }
+        if returnsHome {
+            if context.worker === self {
+                returnLater(task, home: home - 1)
+            } else {
+                // `blockInPlace` handed this worker (and its held references) to another thread.
+                withScheduler { $0.workers[home - 1].homeReturns.deposit(task) }
+            }
+        }
         if context.worker !== self { return false }
         var lifoPolls = 0
         while let next = lifo {
@@ -450,6 +468,26 @@ final class Worker: @unchecked Sendable {
             if context.worker !== self { return false }
         }
         return true
+    }
+
+    /// Holds `task`'s reference for worker `home` until the batch is full. Owner thread only.
+    @inline(__always)
+    private func returnLater(_ task: Unmanaged<AnyObject>, home: Int) {
+        if outgoingCount > 0 && outgoingHome != home { flushReturns() }
+        outgoingHome = home
+        outgoing[outgoingCount] = UInt(bitPattern: task.toOpaque())
+        outgoingCount += 1
+        if outgoingCount == Worker.returnBatch { flushReturns() }
+    }
+
+    /// Hands the held references to their home worker: when the batch is full, in maintenance, before this
+    /// worker parks and when it stops, so none waits longer than `eventInterval` jobs or past a park. Owner
+    /// thread only, between jobs.
+    private func flushReturns() {
+        guard outgoingCount > 0 else { return }
+        let count = outgoingCount
+        outgoingCount = 0
+        withScheduler { $0.workers[outgoingHome].homeReturns.deposit(batch: outgoing, count: count) }
     }
 
     private func nextJob() -> JobRef? {
@@ -513,6 +551,7 @@ final class Worker: @unchecked Sendable {
     private func park() {
         // Fire due timers first: if any fired, there is work and no reason to sleep.
         if fireDueTimers() > 0 { return }
+        flushReturns()
         // Marks this worker asleep for depositors, then releases the finished tasks returned to it (see the
         // handshake in HomeReturns.swift).
         homeReturns.homeParks()
@@ -596,6 +635,7 @@ final class Worker: @unchecked Sendable {
     /// worker and global-queue-interval tuning.
     private func maintenance() {
         accountBusyTime()
+        flushReturns()
         homeReturns.drain()
         refreshReturnsStolenTasksHome()
         _ = fireDueTimers()
