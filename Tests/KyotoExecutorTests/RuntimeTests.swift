@@ -401,9 +401,11 @@ struct RuntimeTests {
 struct HomeReturnsTests {
     /// Runs `n` plain tasks (`Task(executorPreference:)`, not Kyoto's `spawn`: nothing in the registry) from
     /// one task, which keeps its worker busy (awake) until the other worker has run all of them but the one
-    /// left in the spawner's LIFO slot (and, with returns on, handed them back). Returns how many task objects were freed on the spawner's thread (a
-    /// task's result is freed with its task object). Waits, with a deadline, until every result has been
-    /// freed: none may be stranded in a worker's returns once the runtime idles.
+    /// left in the spawner's LIFO slot (and, with returns on, handed them back). Returns how many task objects
+    /// were freed on the spawner's thread (a task's result is freed with its task object), how many were freed
+    /// at all, and how many references the spawner's worker accepted in how many deposits. Waits, with a
+    /// deadline, until every result has been freed: none may be stranded in a worker's returns once the
+    /// runtime idles.
     private func run(returnHome: Bool, n: Int) -> (onSpawner: Int, freed: Int, accepted: Int, batches: Int) {
         var c = Runtime.Configuration()
         c.workerThreads = 2
@@ -448,7 +450,9 @@ struct HomeReturnsTests {
         let n = HomeReturns.capacity
         let with = run(returnHome: true, n: n)
         let without = run(returnHome: false, n: n)
-        print("freed on the spawner's thread: \(with.onSpawner) of \(n) returned home (\(with.accepted) handed back in \(with.batches) deposits), \(without.onSpawner) without")
+        print(
+            "freed on the spawner's thread: \(with.onSpawner) of \(n) returned home (\(with.accepted) handed back "
+                + "in \(with.batches) deposits), \(without.onSpawner) without")
         #expect(with.freed == n, "results still alive 20 s after their tasks finished (stranded returns)")
         #expect(without.freed == n)
         // The spawner's worker stayed awake while the thief ran the tasks, so every one went home; without

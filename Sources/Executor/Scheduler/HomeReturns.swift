@@ -33,7 +33,8 @@
 // local schedule (only safe for trivially destructible results) made `ping_pong` 25% slower (a lock section
 // per schedule while the other worker deposits) for 14% on `spawn_many_local`; keeping a returned task
 // until the home worker's reference is the last one (so it is freed at home even when it finished
-// elsewhere after its first job) changed nothing (1.02×). Neither was kept. `capacity` is large because a spawning loop in one job gets its returns only when the job ends:
+// elsewhere after its first job) changed nothing (1.02×). Neither was kept. `capacity` is large because a
+// spawning loop in one job gets its returns only when the job ends:
 // 8,192 task objects, a few MiB, per worker at most.
 //
 // A worker does not deposit each reference as its job ends: it holds up to 16 for one home worker and hands

@@ -263,7 +263,9 @@ final class Worker: @unchecked Sendable {
         slotStash.deinitialize(count: slotStashCount)
         slotStash.deallocate()
         // The run loop hands every held reference over before it parks or exits; none is left here.
-        for i in 0..<outgoingCount { Unmanaged<AnyObject>.fromOpaque(UnsafeRawPointer(bitPattern: outgoing[i])!).release() }
+        for i in 0..<outgoingCount {
+            Unmanaged<AnyObject>.fromOpaque(UnsafeRawPointer(bitPattern: outgoing[i])!).release()
+        }
         outgoing.deallocate()
     }
 
