@@ -294,6 +294,37 @@ struct BlockInPlaceTests {
     func outsideRuntime() {
         #expect(blockInPlace { 5 } == 5)
     }
+
+    @Test("blockInPlace on a worker between jobs (a park hook) runs in place: the worker is not handed off")
+    func betweenJobsRunsInPlace() throws {
+        // A hand-off here would give the worker to a new thread while this thread's run loop, which called
+        // the hook, goes on using it. Worker threads hold their worker (role `.worker`) afterwards.
+        let calls = TestCounter()
+        let handedOff = TestCounter()
+        var c = Runtime.Configuration()
+        c.workerThreads = 1
+        c.onThreadPark = {
+            guard calls.increment() <= 3 else { return }
+            let ran = blockInPlace { true }
+            let role = ThreadContext.current?.role
+            if !ran || role != .worker || ThreadContext.current?.worker == nil { _ = handedOff.increment() }
+        }
+        let r = Runtime(c)
+        // Each blockOn lets the worker run out of work and park, so the hook runs between the rounds.
+        for round in 0..<5 {
+            let sum = r.blockOn { () async -> Int in
+                var hs: [JoinHandle<Int>] = []
+                for i in 0..<10 { hs.append(spawn { i + round }) }
+                var total = 0
+                for h in hs { total += (try? await h.value) ?? 0 }
+                return total
+            }
+            #expect(sum == 45 + 10 * round)
+        }
+        #expect(calls.current >= 1, "the worker never parked; the test proved nothing")
+        #expect(handedOff.current == 0, "blockInPlace in a park hook handed the worker off")
+        #expect(r.shutdown(timeout: .seconds(5)))
+    }
 }
 
 final class PeakBox: Sendable {

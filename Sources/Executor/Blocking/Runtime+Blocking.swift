@@ -96,7 +96,10 @@ public func spawnBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> 
 /// to a new thread, so other tasks keep running while `body` blocks (Tokio's `block_in_place`).
 ///
 /// After `body` returns, the calling task continues on this thread until it next suspends; the thread
-/// then stops being a worker. Outside a runtime thread (or on a blocking-pool thread) `body` simply runs.
+/// then stops being a worker. Outside a runtime thread (or on a blocking-pool thread) `body` simply runs, and
+/// so it does on a worker thread outside a job (in a thread hook such as `onThreadPark`, or in the deinit of
+/// a task's result that the worker releases between jobs): there the worker is not handed off and stays
+/// blocked while `body` runs.
 /// Traps on a current-thread runtime, whose only thread cannot be handed off, inside a LocalSet, and on the
 /// main thread under `runMain`.
 public func blockInPlace<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
@@ -107,7 +110,11 @@ public func blockInPlace<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T 
                 "BUG DETECTED: blockInPlace called on a current-thread Kyoto runtime, whose only thread "
                     + "cannot be handed off; use spawnBlocking instead")
         case .worker:
-            if let worker = context.worker {
+            // Only from inside a job: every caller of `Shared.run` on a worker checks, when the job returns,
+            // whether the thread still holds the worker. Between jobs (a thread hook, or a result's deinit run
+            // when the worker releases returned tasks) the worker's own loop is on this stack and would keep
+            // using the worker after the new thread took it, so `body` runs in place there.
+            if let worker = context.worker, context.runningJob != nil {
                 worker.scheduler.handOff(worker, from: context)
             }
         case .localSet:

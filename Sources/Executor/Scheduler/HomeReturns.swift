@@ -39,10 +39,12 @@
 //
 // A worker does not deposit each reference as its job ends: it holds up to 16 for one home worker and hands
 // them over in one lock section (`Worker.returnLater`), before it parks, in maintenance (every
-// `eventInterval` jobs) and when it stops, so none waits past a park. A deposit per stolen job wrote the
+// `eventInterval` ticks) and when it stops, so none waits past a park. A deposit per stolen job wrote the
 // home worker's inbox and its pending flag (read by the home worker after every job) from the other core
 // each time. Paired A/B of installed `ping_pong` (`pair-ab.py`, 150 turns, batches of 16 against 1): 1.10×
-// (quartiles 0.97–1.21); 8, 32 and 64 gave 1.09×, 1.09× and 1.04×; `spawn_many_local` 1.05×.
+// (quartiles 0.97–1.21); 8, 32 and 64 gave 1.09×, 1.09× and 1.04×; `spawn_many_local` 1.05×. The cost: a
+// returned task's result is released only after the thief's next hand-over and the home worker's next
+// drain, so a long job on either worker delays that deinit (a long job on the home worker already did).
 //
 // Workers return plain tasks only when the runtime is installed as the global executor
 // (`Shared.returnsStolenTasksHome`): there plain `Task {}`s are the common case. Tasks made by Kyoto's `spawn`

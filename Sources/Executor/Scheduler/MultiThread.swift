@@ -482,9 +482,10 @@ final class Worker: @unchecked Sendable {
         if outgoingCount == Worker.returnBatch { flushReturns() }
     }
 
-    /// Hands the held references to their home worker: when the batch is full, in maintenance, before this
-    /// worker parks and when it stops, so none waits longer than `eventInterval` jobs or past a park. Owner
-    /// thread only, between jobs.
+    /// Hands the held references to their home worker: when the batch is full, in maintenance (every
+    /// `eventInterval` ticks), before this worker parks and when it stops, so none waits past a park. A long
+    /// job run meanwhile delays the hand-over, and so the release of those tasks' results (see the file
+    /// comment of HomeReturns.swift). Owner thread only, between jobs.
     private func flushReturns() {
         guard outgoingCount > 0 else { return }
         let count = outgoingCount
