@@ -41,6 +41,40 @@ struct BlockingPoolTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("a blocking-pool thread keeps the runtime's shared state alive until it has exited")
+    func poolThreadOutlivesRuntime() {
+        // The pool thread outlives the runtime: after its job it waits, and after shutdown it runs the stop
+        // hook. Everything it reads there (the hooks) lives in `Shared`, which must still be alive.
+        final class WeakShared: @unchecked Sendable { weak var value: Shared? }
+        let weak = WeakShared()
+        let inStopHook = FlagBox()
+        let release = FlagBox()
+        var c = Runtime.Configuration()
+        c.flavor = .currentThread
+        c.onThreadStop = {
+            guard currentThreadName().hasPrefix("kyoto-blocking-") else { return }
+            inStopHook.flag.store(true, ordering: .releasing)
+            let limit = Platform.monotonicNanos() + 10_000_000_000
+            while !release.flag.load(ordering: .acquiring) && Platform.monotonicNanos() < limit { sched_yield() }
+        }
+        do {
+            let r = Runtime(c)
+            let v = r.blockOn { () async -> Int in (try? await spawnBlocking { 7 }.value) ?? 0 }
+            #expect(v == 7)
+            weak.value = r.shared
+            // Released here: the runtime's deinit shuts the pool down, and the idle pool thread exits.
+        }
+        var deadline = Platform.monotonicNanos() + 10_000_000_000
+        while !inStopHook.flag.load(ordering: .acquiring) && Platform.monotonicNanos() < deadline { sched_yield() }
+        let entered = inStopHook.flag.load(ordering: .acquiring)
+        #expect(entered, "the pool thread never ran its stop hook")
+        #expect(weak.value != nil, "the runtime's shared state was freed while a pool thread still used it")
+        release.flag.store(true, ordering: .releasing)
+        deadline = Platform.monotonicNanos() + 10_000_000_000
+        while weak.value != nil && Platform.monotonicNanos() < deadline { sched_yield() }
+        #expect(weak.value == nil, "the runtime's shared state was never freed")
+    }
+
     @Test("a thrown error reaches JoinHandle.value unchanged")
     func errorUnchanged() {
         struct Failure: Error, Equatable { let code: Int }

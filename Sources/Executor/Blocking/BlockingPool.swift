@@ -43,8 +43,9 @@ final class BlockingJob: Sendable {
 
     /// Runs the job on the calling pool thread unless it was cancelled first.
     func run() {
-        // Acquiring-and-releasing: orders the job's effects after the submitter's writes (acquire) and
-        // decides the race with `cancel` (single RMW).
+        // Acquiring-and-releasing: decides the race with `cancel` (single RMW). The job's captures were
+        // published to this thread by the pool's lock (submit pushed it under the lock this thread popped it
+        // under), not by this RMW.
         if state.compareExchange(expected: BlockingJob.pending, desired: BlockingJob.running,
             ordering: .acquiringAndReleasing).exchanged
         {
@@ -91,7 +92,10 @@ final class BlockingPool: Sendable {
     private let maxThreads: Int
     private let keepAliveNanos: UInt64
     private let stackSize: Int?
-    /// Shared by the runtime: thread hooks, `Runtime.current` on pool threads.
+    /// Shared by the runtime: thread hooks, `Runtime.current` on pool threads. Unowned here (`Shared` does not
+    /// own the pool, the runtime does); each pool thread holds its own strong reference for as long as it
+    /// runs, since it may outlive the runtime (its job, its keep-alive wait and its stop hook all come after
+    /// the runtime may have been released).
     unowned(unsafe) let shared: Shared
     /// Set when the last pool thread exits after shutdown.
     let drained = OneShotEvent()
@@ -127,7 +131,9 @@ final class BlockingPool: Sendable {
     }
 
     private func startThread(number: Int) {
-        let thread = Platform.spawnThread(name: "kyoto-blocking-\(number)", stackSize: stackSize) { [self] in
+        // Strong: see `shared`.
+        let shared = self.shared
+        let thread = Platform.spawnThread(name: "kyoto-blocking-\(number)", stackSize: stackSize) { [self, shared] in
             let context = ThreadContext(shared: shared, worker: nil, currentThread: nil, role: .blocking)
             ThreadContext.with(context) {
                 shared.configuration.onThreadStart?()
