@@ -31,7 +31,7 @@ final class LocalFlag {
 private func respawnUntil(_ flag: LocalFlag, on set: isolated LocalSet) {
     set.spawnLocal {
         flag.respawns += 1
-        if !flag.isSet { await respawnUntil(flag, on: set) }
+        if !flag.isSet { respawnUntil(flag, on: set) }
     }
 }
 
@@ -90,6 +90,62 @@ struct LocalSetTests {
             }
         }
         #expect(value == 7)
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("current-thread: a set under blockOn runs while timers fire at the end of every round")
+    func setRunsWhileTimersKeepFiring() async {
+        // A sleeps 50 µs in a loop; B keeps the queue busy (100 µs of work, then a yield), so every round of
+        // the driver ends with A's timer due. The driver used to go straight back to the queue when a timer
+        // fired, so the set (and runUntil's body) waited until A and B gave up.
+        let r = makeRuntime(.currentThread)
+        let limitNanos: UInt64 = 4_000_000_000
+        let outcome = await blockOnThread(r, seconds: 30, "set starved by timers") { () async -> (UInt64, Bool) in
+            let stop = FlagBox()
+            let start = Platform.monotonicNanos()
+            let a = spawn {
+                while !stop.flag.load(ordering: .acquiring) && Platform.monotonicNanos() - start < limitNanos {
+                    try? await Task.sleep(for: .microseconds(50))
+                }
+            }
+            let b = spawn {
+                while !stop.flag.load(ordering: .acquiring) && Platform.monotonicNanos() - start < limitNanos {
+                    let until = Platform.monotonicNanos() + 100_000
+                    while Platform.monotonicNanos() < until {}
+                    await Task.yield()
+                }
+            }
+            // Let A and B get going before the set starts.
+            try? await Task.sleep(for: .milliseconds(2))
+            let ranAt = await LocalSet().runUntil { _ in Platform.monotonicNanos() - start }
+            let beforeLimit = !stop.flag.load(ordering: .acquiring) && Platform.monotonicNanos() - start < limitNanos
+            stop.flag.store(true, ordering: .releasing)
+            _ = try? await a.value
+            _ = try? await b.value
+            return (ranAt, beforeLimit)
+        }
+        if let (ranAt, beforeLimit) = outcome {
+            #expect(beforeLimit, "the set ran only after the busy tasks gave up (\(ranAt / 1_000_000) ms)")
+        }
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("every job of a set under blockOn starts with a full cooperative budget", arguments: bothFlavors)
+    func setJobsGetFreshBudget(_ flavor: Runtime.Configuration.Flavor) async {
+        // The set's jobs ran with whatever budget the thread had: 0 on a multi-thread blockOn thread (so every
+        // consumeBudget() yielded), or what the last runtime job left on a current-thread driver.
+        let r = makeRuntime(flavor)
+        let forced = await blockOnThread(r, seconds: 30, "fresh budget") { () async -> UInt64 in
+            await LocalSet().runUntil { _ in
+                let before = r.metrics.budgetForcedYields
+                for _ in 0..<3 {
+                    for _ in 0..<100 { await consumeBudget() }
+                    await Task.yield()
+                }
+                return r.metrics.budgetForcedYields - before
+            }
+        }
+        #expect(forced == 0, "consumeBudget() forced \(forced ?? 0) yields in jobs that spent 100 units each")
         r.shutdown(timeout: .seconds(5))
     }
 

@@ -192,8 +192,15 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
             kyoto_local_set_depth_add(-1)
             runningThread.store(0, ordering: .relaxed)
         }
+        // Each job run starts with a full cooperative budget, as on the runtime's own threads (Budget.swift);
+        // the thread's budget is put back afterwards, in case this was called inside another job. Threads
+        // with no runtime context keep theirs (0: primitives never yield there).
+        let hasContext = ThreadContext.current != nil
+        let savedBudget = kyoto_budget_get()
+        defer { if hasContext { kyoto_budget_set(savedBudget) } }
         var ran = 0
         while ran < limit, let job = state.withLock({ $0.jobs.popFront() }) {
+            if hasContext { kyoto_budget_set(Int32(initialBudget)) }
             job.unownedJob.runSynchronously(on: asUnownedSerialExecutor())
             ran += 1
         }

@@ -180,11 +180,15 @@ public final class Runtime: TaskExecutor, Sendable {
             kyoto_local_set_depth() == 0,
             "BUG DETECTED: blockOn called from a LocalSet's task, which would block the thread driving the set; "
                 + "await the work instead")
+        // Counted BEFORE the shutdown check, and both sequentially consistent (the entering half of the pairing
+        // at `Shared.activeBlockOns`): a shutdown that stores `closed` after this check read it false then
+        // sees this call in progress and leaves the runtime running for it. Checked first, a shutdown could
+        // complete (terminate, hand leftovers to the drainer) between the check and the count, and this call
+        // would then drive a terminated runtime alongside the drainer and could wait forever.
+        shared.activeBlockOns.add(1, ordering: .sequentiallyConsistent)
         kyotoPrecondition(
             !shared.isClosed, "BUG DETECTED: blockOn called on a Kyoto runtime that has been shut down")
         let completion = BlockOnCompletion<T, E>()
-        // Sequentially consistent: see `Shared.activeBlockOns`.
-        shared.activeBlockOns.add(1, ordering: .sequentiallyConsistent)
         // LocalSets started under this call run their jobs on this thread while it waits (`runUntil`).
         let localDriver: LocalDriver
         switch scheduler {

@@ -189,12 +189,15 @@ final class CurrentThreadScheduler: @unchecked Sendable {
                     ran += 1
                     if isDone() { return }
                 }
-                if fireDueTimers() > 0 { continue }
-                // LocalSets under this blockOn run on this thread too.
+                let fired = fireDueTimers()
+                // LocalSets under this blockOn run on this thread too, after every round, whatever else
+                // is ready: skipping them when timers fired would starve them as long as some timer is due
+                // at the end of each round (a task sleeping in a loop while another keeps the queue busy).
                 if let localDriver, localDriver.runPending() > 0 {
                     if isDone() { return }
                     continue
                 }
+                if fired > 0 { continue }
                 if ran == 0 {
                     if autoAdvance(localDriver: localDriver) { continue }
                     shared.configuration.onThreadPark?()

@@ -50,7 +50,8 @@ final class Shared: @unchecked Sendable {
     /// "Shutdown while a blockOn drives"). Sequentially consistent: a store-buffering pair each time (the
     /// leaving `blockOn` decrements this, then reads the shutdown flag, `closed` or the current-thread
     /// scheduler's `terminationPending`; shutdown writes its flag, then the workers' `shouldExit` or the
-    /// current-thread shutdown reads this), so at least one side sees the other.
+    /// current-thread shutdown reads this), so at least one side sees the other. Entering is the same pair
+    /// the other way round: `blockOn` increments this, then reads `closed` (and traps if set).
     let activeBlockOns = Atomic<Int>(0)
     let terminated = Atomic<Bool>(false)
     private let draining = Atomic<Bool>(false)
