@@ -488,6 +488,48 @@ struct LocalSetMisuseTests {
         #expect(stderrText(result).contains("LocalSet.runUntil called while the set is already running"))
     }
 
+    @Test("shutdown(timeout:) from a blockInPlace closure on the runtime traps")
+    func shutdownFromBlockInPlace() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.multiThread(workers: 2)
+            _ = r.blockOn { blockInPlace { r.shutdown(timeout: .seconds(1)) } }
+        }
+        #expect(stderrText(result).contains("shutdown(timeout:) called from a blockInPlace closure on this runtime"))
+    }
+
+    @Test("shutdown(timeout:) from a LocalSet's task traps (multi-thread)")
+    func shutdownFromLocalSetMultiThread() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.multiThread(workers: 2)
+            _ = r.blockOn { await LocalSet().runUntil { _ in r.shutdown(timeout: .seconds(1)) } }
+        }
+        #expect(stderrText(result).contains("shutdown(timeout:) called from a LocalSet's task"))
+    }
+
+    @Test("shutdown(timeout:) from a LocalSet's task traps (current-thread)")
+    func shutdownFromLocalSetCurrentThread() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.currentThread()
+            _ = r.blockOn { await LocalSet().runUntil { _ in r.shutdown(timeout: .seconds(1)) } }
+        }
+        // The core holder runs the set here: the runtime-thread check comes first.
+        #expect(stderrText(result).contains("BUG DETECTED: shutdown(timeout:) called"))
+    }
+
+    @Test("blockInPlace in a LocalSet under a blockOn called from a blocking closure traps")
+    func blockInPlaceInLocalSetUnderBlockingClosure() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.multiThread(workers: 1)
+            let other = Runtime.multiThread(workers: 1)
+            _ = try? r.blockOn {
+                try await spawnBlocking {
+                    other.blockOn { await LocalSet().runUntil { _ in blockInPlace { () } } }
+                }.value
+            }
+        }
+        #expect(stderrText(result).contains("blockInPlace called inside a LocalSet"))
+    }
+
     @Test("blockInPlace inside a LocalSet traps")
     func blockInPlaceInLocalSet() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

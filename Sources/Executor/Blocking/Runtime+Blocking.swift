@@ -1,5 +1,6 @@
 // spawnBlocking and blockInPlace: running blocking code without stalling the workers.
 
+import CKyoto
 import Synchronization
 
 /// The result slot of one blocking job, awaited by the task that `spawnBlocking` returns a handle to.
@@ -103,6 +104,12 @@ public func spawnBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> 
 /// Traps on a current-thread runtime, whose only thread cannot be handed off, inside a LocalSet, and on the
 /// main thread under `runMain`.
 public func blockInPlace<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+    // Any thread running a set's jobs, whatever its role: under a blockOn called from a blocking closure
+    // or from a blockInPlace closure, or a standalone set's own thread, the role does not say so.
+    kyotoPrecondition(
+        kyoto_local_set_depth() == 0,
+        "BUG DETECTED: blockInPlace called inside a LocalSet, whose tasks are pinned to this thread; "
+            + "use spawnBlocking instead")
     if let context = ThreadContext.current {
         switch context.role {
         case .currentThreadDriver:

@@ -352,8 +352,9 @@ public final class Runtime: TaskExecutor, Sendable {
     /// the remaining work finishes in the background. Tasks spawned afterwards are cancelled before they
     /// run. A ``blockOn(_:)`` in progress on another thread is not cancelled: the runtime keeps running its
     /// body (its sleeps end on time) and terminates once it has returned. Traps when called from a runtime
-    /// thread or from this runtime's `spawnBlocking` closure (it would wait for itself): use
-    /// ``shutdownBackground()`` there.
+    /// thread, from this runtime's `spawnBlocking` or `blockInPlace` closure (it would wait for itself), or
+    /// from a LocalSet's task (it would block the thread driving the set): use ``shutdownBackground()``
+    /// there.
     ///
     /// Work that still reaches a terminated runtime (tasks that prefer it but were not spawned by it, or
     /// every plain task while it is installed as the global executor) runs on a short-lived drainer thread;
@@ -373,6 +374,16 @@ public final class Runtime: TaskExecutor, Sendable {
             !(ThreadContext.current.map { $0.role == .blocking && $0.shared === shared } ?? false),
             "BUG DETECTED: shutdown(timeout:) called from this runtime's spawnBlocking closure would wait for "
                 + "itself (the closure's task is one of those it waits for); use shutdownBackground()")
+        kyotoPrecondition(
+            !(ThreadContext.current.map { $0.role == .blockInPlace && $0.shared === shared } ?? false),
+            "BUG DETECTED: shutdown(timeout:) called from a blockInPlace closure on this runtime would wait for "
+                + "itself (the calling task is one of those it waits for); use shutdownBackground()")
+        // A LocalSet's task blocking the thread that drives the set: the set (and a blockOn waiting on it)
+        // could not unwind, so the call would wait out its whole timeout.
+        kyotoPrecondition(
+            kyoto_local_set_depth() == 0,
+            "BUG DETECTED: shutdown(timeout:) called from a LocalSet's task would block the thread driving the "
+                + "set; use shutdownBackground()")
         return shutdown(timeout: timeout) { [shared] deadline in
             shared.terminatedEvent.wait(timeout: Runtime.timeLeft(until: deadline))
         }
