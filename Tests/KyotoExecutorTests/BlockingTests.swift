@@ -75,6 +75,59 @@ struct BlockingPoolTests {
         #expect(weak.value == nil, "the runtime's shared state was never freed")
     }
 
+    @Test("a blocking job aborted before its wrapper task first ran never runs, even once a thread takes it")
+    func abortBeforeWrapperRuns() {
+        // Current-thread: the wrapper task cannot run while this job keeps the driver busy, so its
+        // cancellation handler (which used to be the only way the abort reached the queued job) is not
+        // installed when the single pool thread takes the job.
+        var c = Runtime.Configuration()
+        c.flavor = .currentThread
+        c.maxBlockingThreads = 1
+        let r = Runtime(c)
+        let ran = FlagBox()
+        let gate = FlagBox()
+        let outcome = r.blockOn { () async -> String in
+            let first = spawnBlocking {
+                let limit = Platform.monotonicNanos() + 10_000_000_000
+                while !gate.flag.load(ordering: .acquiring) && Platform.monotonicNanos() < limit { sched_yield() }
+            }
+            let second = spawnBlocking { ran.flag.store(true, ordering: .releasing) }
+            second.abort()
+            gate.flag.store(true, ordering: .releasing)
+            // Without awaiting: the pool thread finishes the first job, takes the second, and goes idle.
+            let limit = Platform.monotonicNanos() + 10_000_000_000
+            while (r.metrics.idleBlockingThreads < 1 || r.metrics.blockingQueueDepth > 0)
+                && Platform.monotonicNanos() < limit
+            {
+                sched_yield()
+            }
+            _ = try? await first.value
+            do {
+                try await second.value
+                return "value"
+            } catch {
+                return "\(error)"
+            }
+        }
+        let didRun = ran.flag.load(ordering: .acquiring)
+        #expect(!didRun, "the aborted job's closure ran")
+        #expect(outcome == "\(JoinError.cancelled)")
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a detached blocking job's result is freed once the job is done")
+    func detachedResultFreed() {
+        let freed = TestCounter()
+        let r = Runtime.multiThread(workers: 2)
+        r.blockOn {
+            for _ in 0..<10 { _ = spawnBlocking { DeinitProbe { _ = freed.increment() } } }
+        }
+        let limit = Platform.monotonicNanos() + 10_000_000_000
+        while freed.current < 10 && Platform.monotonicNanos() < limit { sched_yield() }
+        #expect(freed.current == 10, "\(freed.current) of 10 results freed")
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("a thrown error reaches JoinHandle.value unchanged")
     func errorUnchanged() {
         struct Failure: Error, Equatable { let code: Int }

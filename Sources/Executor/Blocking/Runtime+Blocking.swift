@@ -8,21 +8,47 @@ final class BlockingCall<T: Sendable>: Sendable {
     private struct State: ~Copyable {
         var result: Result<T, any Error>?
         var waiter: UnsafeContinuation<T, any Error>?
+        /// The job, once submitted; `cancelRequested` if the task was cancelled before that.
+        var job: BlockingJob?
+        var cancelRequested = false
     }
 
     private let state = CheckedMutex(State())
 
-    /// Delivers the job's outcome (exactly once) and resumes the waiter, if any, after unlocking.
+    /// Delivers the job's outcome (exactly once) and resumes the waiter, if any, after unlocking. Drops the
+    /// job (it captures this call: a cycle until it is done).
     func deliver(_ result: sending Result<T, any Error>) {
-        let waiter = state.withLock { s -> UnsafeContinuation<T, any Error>? in
+        let (waiter, job) = state.withLock { s -> (UnsafeContinuation<T, any Error>?, BlockingJob?) in
+            let job = s.job.take()
             if let w = s.waiter {
                 s.waiter = nil
-                return w
+                return (w, job)
             }
             s.result = result
-            return nil
+            return (nil, job)
         }
+        _ = job  // released here, after unlocking
         waiter?.resume(with: result)
+    }
+
+    /// Records the job about to be submitted. Returns false if the task was cancelled before: the caller
+    /// cancels the job instead of submitting it.
+    func attach(_ job: BlockingJob) -> Bool {
+        state.withLock { s in
+            if s.cancelRequested { return false }
+            s.job = job
+            return true
+        }
+    }
+
+    /// The task was cancelled: cancels the job if it has not started (it then never runs and delivers
+    /// `JoinError.cancelled`), or makes `attach` refuse it if it has not been submitted yet.
+    func cancelJob() {
+        let job = state.withLock { s -> BlockingJob? in
+            if s.job == nil { s.cancelRequested = true }
+            return s.job
+        }
+        job?.cancel()
     }
 
     /// The job's outcome, suspending until it is delivered.
@@ -51,13 +77,30 @@ extension Runtime {
     @discardableResult
     public func spawnBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
         let call = BlockingCall<T>()
+        // The task first, then the job: the job checks the task's cancellation when it starts, so a handle
+        // aborted before the wrapper task first runs (its cancellation handler is not installed yet), or a
+        // task that shutdown cancelled, never runs `body`.
+        let slot = _beginTask()
+        let task = Task<T, any Error>(executorPreference: _taskPreference) { [unowned(unsafe) self] in
+            var succeeded = false
+            defer { _finishTask(slot, succeeded: succeeded) }
+            // Aborting the handle cancels this task, which cancels the job if it has not started yet.
+            let value = try await withTaskCancellationHandler {
+                try await call.value()
+            } onCancel: {
+                call.cancelJob()
+            }
+            succeeded = true
+            return value
+        }
+        _linkTask(slot, ErasedTask(task), trivialResult: _isPOD(T.self))
         // A paused clock must not jump ahead while the job is in flight (Time/Clock.swift): count it, and
         // after its result is delivered, uncount it and wake the driver to look at the clock again.
         let pausedClock: (time: TimeSource, driver: Parker)? =
             if shared.time.isPaused, case .currentThread(let s) = scheduler { (shared.time, s.parker) } else { nil }
         pausedClock?.time.blockingJobStarted()
         let job = BlockingJob { started in
-            if started {
+            if started && !task.isCancelled {
                 call.deliver(Result { try body() })
             } else {
                 call.deliver(.failure(JoinError.cancelled))
@@ -67,21 +110,11 @@ extension Runtime {
                 pausedClock.driver.unpark()
             }
         }
-        blockingPool.submit(job)
-        let slot = _beginTask()
-        let task = Task<T, any Error>(executorPreference: _taskPreference) { [unowned(unsafe) self] in
-            var succeeded = false
-            defer { _finishTask(slot, succeeded: succeeded) }
-            // Aborting the handle cancels this task, which cancels the job if it has not started yet.
-            let value = try await withTaskCancellationHandler {
-                try await call.value()
-            } onCancel: {
-                job.cancel()
-            }
-            succeeded = true
-            return value
+        if call.attach(job) {
+            blockingPool.submit(job)
+        } else {
+            job.cancel()
         }
-        _linkTask(slot, ErasedTask(task), trivialResult: _isPOD(T.self))
         return JoinHandle(task: task, slot: slot, registry: _registry)
     }
 }
