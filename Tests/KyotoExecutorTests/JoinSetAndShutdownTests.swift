@@ -208,11 +208,39 @@ struct ShutdownTests {
         stop.increment()  // lets the loop (now on the drainer thread) end
     }
 
+    @Test("current-thread shutdown(timeout:) during a blockOn is false while a spawned task still unwinds; a second one waits for it")
+    func shutdownDuringBlockOnWaitsForTasks() async {
+        // The blockOn returns as soon as shutdown begins, which terminates the runtime and leaves the spawned
+        // task (it ignores cancellation until `stop`) to the drainer thread: termination alone used to make
+        // shutdown report that everything had finished.
+        let r = makeRuntime(.currentThread)
+        let stop = TestCounter()
+        let started = TestCounter()
+        async let blockOnReturned: Void? = onThread(seconds: 30) {
+            r.blockOn {
+                spawn {
+                    started.increment()
+                    while stop.current == 0 { await Task.yield() }
+                }
+                while !r.isShutDown { await Task.yield() }
+            }
+        }
+        let limit = Platform.monotonicNanos() + 10_000_000_000
+        while started.current == 0 && Platform.monotonicNanos() < limit { sched_yield() }
+        let first = await onThread(seconds: 20) { r.shutdown(timeout: .milliseconds(300)) }
+        #expect(first == false, "shutdown reported success while a spawned task was still running")
+        stop.increment()
+        let second = await onThread(seconds: 20) { r.shutdown(timeout: .seconds(10)) }
+        #expect(second == true)
+        #expect(r.metrics.aliveTasks == 0)
+        #expect(await blockOnReturned != nil)
+    }
+
     @Test("current-thread shutdownBackground() returns at once while a task ignores cancellation and keeps yielding")
     func shutdownBackgroundWithYieldLoop() async {
         let stop = TestCounter()
         let r = await runtimeWithYieldLoop(until: stop)
-        let returned = await onThread(seconds: 20) { r.shutdownBackground() }
+        let returned: Void? = await onThread(seconds: 20) { r.shutdownBackground() }
         #expect(returned != nil, "shutdownBackground() did not return within 20 s")
         stop.increment()
     }

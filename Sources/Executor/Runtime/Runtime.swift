@@ -320,7 +320,10 @@ public final class Runtime: TaskExecutor, Sendable {
         }
         // After shutdown began, the last task to finish wakes the workers so they can exit. The registry
         // lock `finish` took orders this read after `beginShutdown`'s store for every task it cancelled.
-        if shared.isClosed && shared.registry.aliveCount == 0 { wakeAll() }
+        if shared.isClosed && shared.registry.aliveCount == 0 {
+            shared.tasksDoneAfterShutdown.set()
+            wakeAll()
+        }
     }
 
     /// Whether shutdown has begun.
@@ -344,6 +347,8 @@ public final class Runtime: TaskExecutor, Sendable {
         // Sequentially consistent: pairs with the load in `TaskRegistry.link` (see TaskRegistry.swift).
         shared.closed.store(true, ordering: .sequentiallyConsistent)
         shared.registry.cancelAll()
+        // The registry's locks order this count after every finisher that read `closed` as false.
+        if shared.registry.aliveCount == 0 { shared.tasksDoneAfterShutdown.set() }
         wakeAll()
     }
 

@@ -91,19 +91,19 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     private let terminationPending = Atomic<Bool>(false)
     private let terminationClaimed = Atomic<Bool>(false)
 
-    /// Shutdown's part (after tasks were cancelled): drives the remaining work until `deadline` if no
-    /// `blockOn` is in progress, and marks the runtime terminated once none is. Returns whether all work
-    /// finished by the deadline. With `wait`, a shutdown that must leave the termination to a `blockOn`
-    /// still in progress waits for it until the deadline.
+    /// Shutdown's part (after tasks were cancelled): drives the remaining work until `deadline` if the core
+    /// is free and the runtime not yet terminated, and marks the runtime terminated once no `blockOn` is in
+    /// progress. With `wait`, returns whether, by the deadline, the runtime has terminated AND every spawned
+    /// task has finished: a `blockOn` that returns (and so terminates the runtime) while spawned tasks still
+    /// unwind leaves them to the drainer thread, and a second shutdown after one that timed out finds them
+    /// there; both wait for them rather than report success. Without `wait`, returns false.
     func shutdown(deadline: UInt64, wait: Bool) -> Bool {
         terminationPending.store(true, ordering: .sequentiallyConsistent)
-        let drained = drainForShutdown(deadline: deadline)
-        if shared.activeBlockOns.load(ordering: .sequentiallyConsistent) == 0 {
-            finishTermination()
-            return drained
-        }
+        _ = drainForShutdown(deadline: deadline)
+        if shared.activeBlockOns.load(ordering: .sequentiallyConsistent) == 0 { finishTermination() }
         guard wait else { return false }
         return shared.terminatedEvent.wait(timeout: Runtime.timeLeft(until: deadline))
+            && shared.tasksDoneAfterShutdown.wait(timeout: Runtime.timeLeft(until: deadline))
     }
 
     /// The last `blockOn` in progress returned (`Runtime.blockOn`): finishes a shutdown that left the
@@ -250,7 +250,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
 
     /// Runs queued jobs until the runtime has no alive task or `deadline` passes (used by shutdown when
     /// the core is free). Returns whether everything finished: false too when the core is held (a `blockOn`
-    /// drives; see `shutdown(deadline:wait:)`). The deadline is checked before every job, so a task that
+    /// drives; see `shutdown(deadline:wait:)`) or the runtime has already terminated. The deadline is checked before every job, so a task that
     /// ignores cancellation and keeps yielding (or re-arming timers) cannot hold the caller past it; what is
     /// left goes to the inject queue, which the post-termination drainer thread runs (`shutdownBackground`,
     /// with a deadline of 0, runs nothing here).
@@ -258,6 +258,10 @@ final class CurrentThreadScheduler: @unchecked Sendable {
         guard coreHeld.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
         else { return false }
         defer { releaseCore() }
+        // Once terminated, the drainer thread runs what is left: driving here as well would run the runtime's
+        // jobs on two threads at once, and park jobs in the local queue that nobody drives any more. The
+        // core (taken above, and by `finishTermination` before it claims) orders this read.
+        if terminationClaimed.load(ordering: .relaxed) { return false }
         let context = ThreadContext(shared: shared, worker: nil, currentThread: self, role: .currentThreadDriver)
         return ThreadContext.with(context) {
             var finished = true

@@ -62,6 +62,11 @@ final class Shared: @unchecked Sendable {
     /// (HomeReturns.swift). Set when the runtime is installed as the global executor (tests set it too).
     let returnsStolenTasksHome = Atomic<Bool>(false)
     let terminatedEvent = OneShotEvent()
+    /// Set once shutdown has begun and no spawned task (none in the registry) is alive: by shutdown if none
+    /// is when it has cancelled them, else by the last one to finish (`Runtime._finishTask`; the registry's
+    /// shard locks order each finisher's count after the previous ones, so the last sees zero). A
+    /// current-thread runtime's shutdown waits for it: its termination does not (CurrentThread.swift).
+    let tasksDoneAfterShutdown = OneShotEvent()
     /// A parker to unpark once the runtime has terminated, besides `terminatedEvent`: the main thread's,
     /// when `runMain` waits for termination while it keeps running MainActor jobs (Runtime+Main.swift). It is
     /// unparked after `terminated` is stored, so a loop that reads `terminated` before parking cannot sleep
