@@ -530,6 +530,32 @@ struct LocalSetMisuseTests {
         #expect(stderrText(result).contains("blockInPlace called inside a LocalSet"))
     }
 
+    @Test("a task the drainer runs after termination can use the free spawn: it gets a cancelled task")
+    func spawnOnDrainer() async {
+        await #expect(processExitsWith: .success) {
+            let r = Runtime.currentThread()
+            let outcome = Recorder<String>()
+            r.blockOn {
+                spawn {
+                    // Ignores cancellation until the runtime has terminated, so it ends on the drainer.
+                    while !r.isShutDown { await Task.yield() }
+                    for _ in 0..<100 { await Task.yield() }
+                    let h = spawn { 1 }
+                    let text: String
+                    do { text = "value \(try await h.value)" } catch { text = "\(error)" }
+                    outcome.append("\(currentThreadName()): \(text)")
+                }
+                await Task.yield()
+            }
+            r.shutdownBackground()
+            let limit = Platform.monotonicNanos() + 20_000_000_000
+            while outcome.all.isEmpty && Platform.monotonicNanos() < limit { sched_yield() }
+            let text = outcome.all.first ?? "no outcome"
+            print(text)
+            exit(text == "kyoto-drain: \(JoinError.cancelled)" ? 0 : 1)
+        }
+    }
+
     @Test("blockInPlace inside a LocalSet traps")
     func blockInPlaceInLocalSet() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

@@ -168,7 +168,14 @@ final class Shared: @unchecked Sendable {
     }
 
     private func drain() {
+        // Installed for the jobs, as on every runtime thread: code they run finds its runtime (`Runtime.current`,
+        // the free `spawn`, which then gives a task cancelled before it starts, instead of trapping as if
+        // called outside any runtime), and the cooperative budget and spin policy see the drainer.
         let context = ThreadContext(shared: self, worker: nil, currentThread: nil, role: .drain)
+        ThreadContext.with(context) { drainLoop(context) }
+    }
+
+    private func drainLoop(_ context: ThreadContext) {
         while true {
             timers.drainAll { disposeAfterTermination($0, deadline: $1) }
             while let job = inject.pop() { run(job, context: context) }
