@@ -488,22 +488,13 @@ struct LocalSetMisuseTests {
         #expect(stderrText(result).contains("LocalSet.runUntil called while the set is already running"))
     }
 
-    @Test("shutdown(timeout:) from a blockInPlace closure on the runtime traps")
-    func shutdownFromBlockInPlace() async {
-        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            let r = Runtime.multiThread(workers: 2)
-            _ = r.blockOn { blockInPlace { r.shutdown(timeout: .seconds(1)) } }
-        }
-        #expect(stderrText(result).contains("shutdown(timeout:) called from a blockInPlace closure on this runtime"))
-    }
-
     @Test("shutdown(timeout:) from a LocalSet's task traps (multi-thread)")
     func shutdownFromLocalSetMultiThread() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let r = Runtime.multiThread(workers: 2)
             _ = r.blockOn { await LocalSet().runUntil { _ in r.shutdown(timeout: .seconds(1)) } }
         }
-        #expect(stderrText(result).contains("shutdown(timeout:) called from a LocalSet's task"))
+        #expect(stderrText(result).contains("shutdown(timeout:) called from a LocalSet's task under this runtime's blockOn"))
     }
 
     @Test("shutdown(timeout:) from a LocalSet's task traps (current-thread)")
@@ -554,6 +545,34 @@ struct LocalSetMisuseTests {
             print(text)
             exit(text == "kyoto-drain: \(JoinError.cancelled)" ? 0 : 1)
         }
+    }
+
+    @Test("shutdown(timeout:) from a task the drainer runs after termination traps")
+    func shutdownFromDrainer() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.currentThread()
+            r.blockOn {
+                spawn {
+                    while !r.isShutDown { await Task.yield() }
+                    for _ in 0..<100 { await Task.yield() }
+                    r.shutdown(timeout: .seconds(1))
+                }
+                await Task.yield()
+            }
+            r.shutdownBackground()
+            let limit = Platform.monotonicNanos() + 20_000_000_000
+            while Platform.monotonicNanos() < limit { sched_yield() }
+        }
+        #expect(stderrText(result).contains("shutdown(timeout:) called from a task finishing after this runtime shut down"))
+    }
+
+    @Test("shutdown(timeout:) of another runtime from a LocalSet's task does not trap")
+    func shutdownOtherRuntimeFromLocalSet() {
+        let r = Runtime.multiThread(workers: 1)
+        let other = Runtime.multiThread(workers: 1)
+        let done = r.blockOn { await LocalSet().runUntil { _ in other.shutdown(timeout: .seconds(5)) } }
+        #expect(done)
+        r.shutdown(timeout: .seconds(5))
     }
 
     @Test("blockInPlace inside a LocalSet traps")

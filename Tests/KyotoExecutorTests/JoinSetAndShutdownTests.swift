@@ -209,14 +209,15 @@ struct ShutdownTests {
     }
 
     @Test("current-thread shutdown(timeout:) during a blockOn is false while a spawned task still unwinds; a second one waits for it")
-    func shutdownDuringBlockOnWaitsForTasks() async {
+    func shutdownDuringBlockOnWaitsForTasks() {
         // The blockOn returns as soon as shutdown begins, which terminates the runtime and leaves the spawned
         // task (it ignores cancellation until `stop`) to the drainer thread: termination alone used to make
-        // shutdown report that everything had finished.
+        // shutdown report that everything had finished. Plain threads throughout: nothing here may wait for
+        // Swift's cooperative pool, which other tests keep busy.
         let r = makeRuntime(.currentThread)
         let stop = TestCounter()
         let started = TestCounter()
-        async let blockOnReturned: Void? = onThread(seconds: 30) {
+        let thread = Platform.spawnThread(stackSize: nil) {
             r.blockOn {
                 spawn {
                     started.increment()
@@ -225,15 +226,47 @@ struct ShutdownTests {
                 while !r.isShutDown { await Task.yield() }
             }
         }
-        let limit = Platform.monotonicNanos() + 10_000_000_000
+        let limit = Platform.monotonicNanos() + 20_000_000_000
         while started.current == 0 && Platform.monotonicNanos() < limit { sched_yield() }
-        let first = await onThread(seconds: 20) { r.shutdown(timeout: .milliseconds(300)) }
+        guard started.current > 0 else {
+            // Shutting down now could race the blockOn's start (which traps on a shut-down runtime).
+            Issue.record("the spawned task did not start within 20 s")
+            thread.detach()
+            return
+        }
+        let first = r.shutdown(timeout: .milliseconds(300))
         #expect(first == false, "shutdown reported success while a spawned task was still running")
         stop.increment()
-        let second = await onThread(seconds: 20) { r.shutdown(timeout: .seconds(10)) }
+        let second = r.shutdown(timeout: .seconds(10))
         #expect(second == true)
         #expect(r.metrics.aliveTasks == 0)
-        #expect(await blockOnReturned != nil)
+        thread.join()
+    }
+
+    @Test("current-thread shutdown(timeout:) counts a task spawned after it began: true only once none is alive")
+    func shutdownWaitsForTaskSpawnedAfterIt() {
+        // No spawned task is alive when shutdown begins; the blockOn body then spawns one, cancelled before it
+        // starts but alive until the drainer has run it. Shutdown must see the count rise again (a one-shot
+        // "none alive" signal raised at the start would report success with the task still queued).
+        let r = makeRuntime(.currentThread)
+        let inBody = TestCounter()
+        let thread = Platform.spawnThread(stackSize: nil) {
+            r.blockOn {
+                inBody.increment()
+                while !r.isShutDown { await Task.yield() }
+                spawn { 1 }
+            }
+        }
+        let limit = Platform.monotonicNanos() + 20_000_000_000
+        while inBody.current == 0 && Platform.monotonicNanos() < limit { sched_yield() }
+        guard inBody.current > 0 else {
+            Issue.record("the blockOn body did not start within 20 s")
+            thread.detach()
+            return
+        }
+        #expect(r.shutdown(timeout: .seconds(10)))
+        #expect(r.metrics.aliveTasks == 0)
+        thread.join()
     }
 
     @Test("current-thread shutdownBackground() returns at once while a task ignores cancellation and keeps yielding")

@@ -321,7 +321,7 @@ public final class Runtime: TaskExecutor, Sendable {
         // After shutdown began, the last task to finish wakes the workers so they can exit. The registry
         // lock `finish` took orders this read after `beginShutdown`'s store for every task it cancelled.
         if shared.isClosed && shared.registry.aliveCount == 0 {
-            shared.tasksDoneAfterShutdown.set()
+            shared.spawnedTasksMayBeDone()
             wakeAll()
         }
     }
@@ -347,8 +347,6 @@ public final class Runtime: TaskExecutor, Sendable {
         // Sequentially consistent: pairs with the load in `TaskRegistry.link` (see TaskRegistry.swift).
         shared.closed.store(true, ordering: .sequentiallyConsistent)
         shared.registry.cancelAll()
-        // The registry's locks order this count after every finisher that read `closed` as false.
-        if shared.registry.aliveCount == 0 { shared.tasksDoneAfterShutdown.set() }
         wakeAll()
     }
 
@@ -356,10 +354,11 @@ public final class Runtime: TaskExecutor, Sendable {
     /// threads to finish the jobs that unwind them. Returns true if everything finished in time; otherwise
     /// the remaining work finishes in the background. Tasks spawned afterwards are cancelled before they
     /// run. A ``blockOn(_:)`` in progress on another thread is not cancelled: the runtime keeps running its
-    /// body (its sleeps end on time) and terminates once it has returned. Traps when called from a runtime
-    /// thread, from this runtime's `spawnBlocking` or `blockInPlace` closure (it would wait for itself), or
-    /// from a LocalSet's task (it would block the thread driving the set): use ``shutdownBackground()``
-    /// there.
+    /// body (its sleeps end on time) and terminates once it has returned. Traps where it would wait for
+    /// itself: on a runtime thread, in this runtime's `spawnBlocking` closure, in a task this runtime's
+    /// drainer runs after shutdown, in a LocalSet's task under this runtime's `blockOn`. Use
+    /// ``shutdownBackground()`` there. (From a `blockInPlace` closure it waits for the calling task if that
+    /// task was started with `spawn`: until its timeout.)
     ///
     /// Work that still reaches a terminated runtime (tasks that prefer it but were not spawned by it, or
     /// every plain task while it is installed as the global executor) runs on a short-lived drainer thread;
@@ -380,15 +379,16 @@ public final class Runtime: TaskExecutor, Sendable {
             "BUG DETECTED: shutdown(timeout:) called from this runtime's spawnBlocking closure would wait for "
                 + "itself (the closure's task is one of those it waits for); use shutdownBackground()")
         kyotoPrecondition(
-            !(ThreadContext.current.map { $0.role == .blockInPlace && $0.shared === shared } ?? false),
-            "BUG DETECTED: shutdown(timeout:) called from a blockInPlace closure on this runtime would wait for "
-                + "itself (the calling task is one of those it waits for); use shutdownBackground()")
-        // A LocalSet's task blocking the thread that drives the set: the set (and a blockOn waiting on it)
-        // could not unwind, so the call would wait out its whole timeout.
+            !(ThreadContext.current.map { $0.role == .drain && $0.shared === shared } ?? false),
+            "BUG DETECTED: shutdown(timeout:) called from a task finishing after this runtime shut down (on its "
+                + "drainer thread) would wait for itself and stall the drainer; use shutdownBackground()")
+        // A LocalSet's task under one of this runtime's `blockOn`s (the thread's context is this runtime's):
+        // the set, and so that `blockOn`, cannot finish while the call blocks their thread, and shutdown
+        // waits for the `blockOn`.
         kyotoPrecondition(
-            kyoto_local_set_depth() == 0,
-            "BUG DETECTED: shutdown(timeout:) called from a LocalSet's task would block the thread driving the "
-                + "set; use shutdownBackground()")
+            kyoto_local_set_depth() == 0 || ThreadContext.current?.shared !== shared,
+            "BUG DETECTED: shutdown(timeout:) called from a LocalSet's task under this runtime's blockOn would "
+                + "wait for itself; use shutdownBackground()")
         return shutdown(timeout: timeout) { [shared] deadline in
             shared.terminatedEvent.wait(timeout: Runtime.timeLeft(until: deadline))
         }

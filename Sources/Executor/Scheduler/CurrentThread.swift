@@ -103,7 +103,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
         if shared.activeBlockOns.load(ordering: .sequentiallyConsistent) == 0 { finishTermination() }
         guard wait else { return false }
         return shared.terminatedEvent.wait(timeout: Runtime.timeLeft(until: deadline))
-            && shared.tasksDoneAfterShutdown.wait(timeout: Runtime.timeLeft(until: deadline))
+            && shared.waitForSpawnedTasks(deadline: deadline)
     }
 
     /// The last `blockOn` in progress returned (`Runtime.blockOn`): finishes a shutdown that left the

@@ -62,11 +62,34 @@ final class Shared: @unchecked Sendable {
     /// (HomeReturns.swift). Set when the runtime is installed as the global executor (tests set it too).
     let returnsStolenTasksHome = Atomic<Bool>(false)
     let terminatedEvent = OneShotEvent()
-    /// Set once shutdown has begun and no spawned task (none in the registry) is alive: by shutdown if none
-    /// is when it has cancelled them, else by the last one to finish (`Runtime._finishTask`; the registry's
-    /// shard locks order each finisher's count after the previous ones, so the last sees zero). A
-    /// current-thread runtime's shutdown waits for it: its termination does not (CurrentThread.swift).
-    let tasksDoneAfterShutdown = OneShotEvent()
+    /// Parkers of current-thread shutdowns waiting until no spawned task (none in the registry) is alive
+    /// (`waitForSpawnedTasks`; its termination does not wait for them, see CurrentThread.swift). After
+    /// shutdown began, a task that finishes and then counts zero alive unparks them all
+    /// (`spawnedTasksMayBeDone`). Not a one-shot event: a task spawned after shutdown (cancelled, but alive
+    /// until it unwinds) makes the count rise again.
+    private let spawnedTasksWaiters = CheckedMutex<[Parker]>([])
+
+    /// Waits until no spawned task is alive or the monotonic `deadline` passes; returns whether none is.
+    func waitForSpawnedTasks(deadline: UInt64) -> Bool {
+        let parker = Parker()
+        spawnedTasksWaiters.withLock { $0.append(parker) }
+        defer { spawnedTasksWaiters.withLock { list in list.removeAll { $0 === parker } } }
+        while true {
+            // Registered first, then counted: a finisher whose zero count came before the registration
+            // decremented before it took the waiters' lock, so this count (under the registry's shard locks)
+            // sees it; one that came after unparks this parker (a wake-up before the park is kept).
+            if registry.aliveCount == 0 { return true }
+            let now = Platform.monotonicNanos()
+            if now >= deadline { return false }
+            parker.park(timeoutNanos: deadline - now)
+        }
+    }
+
+    /// A spawned task finished after shutdown began and counted none alive: wakes `waitForSpawnedTasks`.
+    func spawnedTasksMayBeDone() {
+        let waiters = spawnedTasksWaiters.withLock { $0 }
+        for p in waiters { p.unpark() }
+    }
     /// A parker to unpark once the runtime has terminated, besides `terminatedEvent`: the main thread's,
     /// when `runMain` waits for termination while it keeps running MainActor jobs (Runtime+Main.swift). It is
     /// unparked after `terminated` is stored, so a loop that reads `terminated` before parking cannot sleep
