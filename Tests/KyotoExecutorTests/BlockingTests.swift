@@ -128,6 +128,29 @@ struct BlockingPoolTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("an idle pool thread woken early (a stale unpark) stays for the rest of its keep-alive")
+    func earlyWakeupKeepsThread() {
+        // A notify that loses the race with a time-out leaves a token in the thread's parker, which ends its
+        // next idle park at once; the thread used to take that for a time-out and exit.
+        var c = Runtime.Configuration()
+        c.workerThreads = 1
+        c.blockingKeepAlive = .seconds(30)
+        let r = Runtime(c)
+        let v = r.blockOn { () async -> Int in (try? await spawnBlocking { 3 }.value) ?? 0 }
+        #expect(v == 3)
+        var limit = Platform.monotonicNanos() + 10_000_000_000
+        while r.metrics.idleBlockingThreads < 1 && Platform.monotonicNanos() < limit { sched_yield() }
+        #expect(r.metrics.idleBlockingThreads == 1)
+        r.blockingPool.wakeIdleThreadsForTesting()
+        limit = Platform.monotonicNanos() + 10_000_000_000
+        while r.blockingPool.earlyWakeups < 1 && r.metrics.blockingThreads > 0 && Platform.monotonicNanos() < limit {
+            sched_yield()
+        }
+        #expect(r.metrics.blockingThreads == 1, "the idle thread exited on an early wake-up")
+        #expect(r.metrics.idleBlockingThreads == 1)
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("a thrown error reaches JoinHandle.value unchanged")
     func errorUnchanged() {
         struct Failure: Error, Equatable { let code: Int }

@@ -15,8 +15,9 @@
 //   thread limit, count a new thread and start it after unlocking.
 // - thread loop: lock; pop a job if any (then unlock and run it); else if shut down, exit; else push itself
 //   on the idle stack, unlock, and park with the keep-alive timeout. After waking: lock; if it is no longer
-//   on the idle stack, somebody notified it: loop; if it still is, it timed out: remove itself and exit
-//   (if the queue is empty; otherwise loop).
+//   on the idle stack, somebody notified it: loop; if it still is and the keep-alive has run out, it timed
+//   out: remove itself and exit (if the queue is empty; otherwise loop); if it still is but the keep-alive
+//   has not run out, the wake-up was a stale token (see `waitWhileIdle`): park again for the rest.
 // - shutdown: lock; set the flag, take the queued jobs (they are cancelled: never run), take the idle
 //   threads; unlock; cancel the jobs, unpark the idle threads so they exit. Running jobs finish; the
 //   runtime's shutdown waits for `threads == 0` up to its timeout.
@@ -80,6 +81,9 @@ final class BlockingPool: Sendable {
         var exiting = 0
         var nextThreadNumber = 0
         var isShutdown = false
+        /// Wake-ups of idle threads that were still on the idle stack before their keep-alive ran out (for
+        /// tests; see `threadLoop`).
+        var earlyWakeups = 0
 
         /// The calling thread decided to exit: it stops counting as one that takes jobs (see `threads`).
         mutating func retire() {
@@ -165,21 +169,54 @@ final class BlockingPool: Sendable {
             case .exit:
                 return
             case .wait:
-                parker.park(timeoutNanos: keepAliveNanos)
-                let stillIdle = synced.withLock { s -> Bool in
-                    guard let i = s.idle.firstIndex(where: { $0 === parker }) else { return false }
-                    // Timed out (nobody popped us): leave unless work arrived meanwhile.
-                    s.idle.remove(at: i)
-                    if s.queue.isEmpty || s.isShutdown {
-                        s.retire()
-                        return true
-                    }
-                    return false
-                }
-                if stillIdle { return }
+                if waitWhileIdle(parker) { return }
             }
         }
     }
+
+    /// Parks an idle thread (on the idle stack) until it is popped or its keep-alive runs out. Returns true
+    /// if the thread must exit (it has left the thread count), false if it should look for work again.
+    ///
+    /// A wake-up that finds the thread still on the idle stack before the keep-alive has run out is not a
+    /// time-out: a notify that lost the race with an earlier time-out (it popped the thread after the thread
+    /// had woken, and unparked it after the thread had gone on to run the job) leaves a token behind, which
+    /// ends the next park at once. Such a wake-up waits on for what is left of the keep-alive.
+    private func waitWhileIdle(_ parker: Parker) -> Bool {
+        let idleSince = Platform.monotonicNanos()
+        while true {
+            let waited = Platform.monotonicNanos() &- idleSince
+            parker.park(timeoutNanos: waited >= keepAliveNanos ? 0 : keepAliveNanos - waited)
+            enum Woke { case popped, early, timedOut(exit: Bool) }
+            let woke = synced.withLock { s -> Woke in
+                guard let i = s.idle.firstIndex(where: { $0 === parker }) else { return .popped }
+                if Platform.monotonicNanos() &- idleSince < keepAliveNanos {
+                    s.earlyWakeups += 1
+                    return .early
+                }
+                // Timed out (nobody popped us): leave unless work arrived meanwhile.
+                s.idle.remove(at: i)
+                if s.queue.isEmpty || s.isShutdown {
+                    s.retire()
+                    return .timedOut(exit: true)
+                }
+                return .timedOut(exit: false)
+            }
+            switch woke {
+            case .popped: return false
+            case .early: continue
+            case .timedOut(let exit): return exit
+            }
+        }
+    }
+
+    /// Wakes every idle thread without taking it off the idle stack, as a stale unpark would (for tests).
+    func wakeIdleThreadsForTesting() {
+        let idle = synced.withLock { $0.idle }
+        for p in idle { p.unpark() }
+    }
+
+    /// How many early wake-ups idle threads have had (for tests).
+    var earlyWakeups: Int { synced.withLock { $0.earlyWakeups } }
 
     private func threadExited() {
         let last = synced.withLock { s -> Bool in
