@@ -11,6 +11,31 @@ import Glibc
 
 @Suite("JoinSet")
 struct JoinSetTests {
+    @Test("a result next() handed out is not kept by the set (its deinit runs when the caller drops it)")
+    func joinedResultNotRetained() async {
+        let r = Runtime.multiThread(workers: 2)
+        let freed = TestCounter()
+        let outcome = await blockOnThread(r, seconds: 30, "joined result") { () async throws -> (Int, Int) in
+            let set = JoinSet<DeinitProbe>()
+            for _ in 0..<3 { set.spawn { DeinitProbe { _ = freed.increment() } } }
+            // All three finished and buffered, so taking one leaves the others behind it.
+            let limit = Platform.monotonicNanos() + 10_000_000_000
+            while set.bufferedCount < 3 && Platform.monotonicNanos() < limit { await Task.yield() }
+            let buffered = set.bufferedCount
+            do {
+                _ = try await set.next()  // dropped at once
+            }
+            let afterOne = freed.current
+            while try await set.next() != nil {}
+            return (buffered, afterOne)
+        }
+        if let (buffered, afterOne) = outcome {
+            #expect(buffered == 3)
+            #expect(afterOne == 1, "the set kept a result it had handed out")
+        }
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("results come out in completion order, then nil", arguments: bothFlavors)
     func completionOrder(_ flavor: Runtime.Configuration.Flavor) throws {
         let r = makeRuntime(flavor)

@@ -11,6 +11,11 @@ import Synchronization
 /// their jobs on it, and so do their child tasks, `async let`s, task-group children and default-actor calls.
 /// After ``installAsGlobalExecutor()``, plain `Task {}` and `Task.detached {}` run on it too.
 ///
+/// Lifetime: every task that prefers the runtime keeps it alive (Swift retains a task's executor
+/// preference), so releasing your last reference does not shut down a runtime whose tasks are still alive,
+/// unlike dropping a Tokio `Runtime`: call ``shutdown(timeout:)`` or ``shutdownBackground()``. A runtime
+/// released with no task left shuts itself down.
+///
 /// ```swift
 /// let runtime = Runtime.multiThread(workers: 4)
 /// let sum = runtime.blockOn {
@@ -390,7 +395,10 @@ public final class Runtime: TaskExecutor, Sendable {
             "BUG DETECTED: shutdown(timeout:) called from a LocalSet's task under this runtime's blockOn would "
                 + "wait for itself; use shutdownBackground()")
         return shutdown(timeout: timeout) { [shared] deadline in
+            // Terminated, and no spawned task left: one spawned from outside after the last worker's exit
+            // check is cancelled but still alive until the drainer has run it.
             shared.terminatedEvent.wait(timeout: Runtime.timeLeft(until: deadline))
+                && shared.waitForSpawnedTasks(deadline: deadline)
         }
     }
 

@@ -388,6 +388,10 @@ final class Worker: @unchecked Sendable {
                     homeReturns.homeWakes()
                     continue
                 }
+                // Wake the others to look again: one may have parked because its own exit check saw a job in
+                // the inject queue (a plain task resumed from outside after shutdown) that this worker then
+                // ran. Nothing else wakes it: that job's task is not a spawned one, so its end wakes nobody.
+                withScheduler { $0.wakeAll() }
                 return .exited
             }
             park()

@@ -62,8 +62,10 @@ final class Shared: @unchecked Sendable {
     /// (HomeReturns.swift). Set when the runtime is installed as the global executor (tests set it too).
     let returnsStolenTasksHome = Atomic<Bool>(false)
     let terminatedEvent = OneShotEvent()
-    /// Parkers of current-thread shutdowns waiting until no spawned task (none in the registry) is alive
-    /// (`waitForSpawnedTasks`; its termination does not wait for them, see CurrentThread.swift). After
+    /// Parkers of shutdowns waiting until no spawned task (none in the registry) is alive
+    /// (`waitForSpawnedTasks`: termination alone does not mean that: a current-thread runtime terminates when
+    /// its last `blockOn` returns, see CurrentThread.swift, and a task spawned from outside after the last
+    /// worker's exit check is left to the drainer). After
     /// shutdown began, a task that finishes and then counts zero alive unparks them all
     /// (`spawnedTasksMayBeDone`). Not a one-shot event: a task spawned after shutdown (cancelled, but alive
     /// until it unwinds) makes the count rise again.
@@ -166,7 +168,9 @@ final class Shared: @unchecked Sendable {
         // the tasks they belong to were cancelled by shutdown or belong to code outside the runtime's tasks).
         terminatedEvent.set()
         terminationWaker.withLock { $0 }?.unpark()
-        if !inject.isEmpty || timers.nextDeadline != nil { ensureDrainer() }
+        // Sequentially consistent (`hasWorkSeqCst`): the load half of the store-buffering pair above; a
+        // relaxed read could be ordered before the store.
+        if inject.hasWorkSeqCst || timers.nextDeadline != nil { ensureDrainer() }
     }
 
     /// Called after pushing to the inject queue from outside the runtime's threads.

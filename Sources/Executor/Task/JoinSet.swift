@@ -20,7 +20,11 @@ import Synchronization
 public final class JoinSet<T: Sendable>: Sendable {
     private struct State: ~Copyable {
         var running: [UInt64: JoinHandle<T>] = [:]
-        var completed: [(UInt64, Result<T, any Error>)] = []
+        /// Results not yet joined, oldest at `completedHead`. A joined entry is set to nil as it is taken (the
+        /// set keeps no copy of a result it handed out, whose deinit could otherwise run later under the
+        /// lock), and the joined prefix is dropped once it is most of the array, so a set that never quite
+        /// catches up with its tasks does not grow without bound.
+        var completed: [(UInt64, Result<T, any Error>)?] = []
         var completedHead = 0
         var waiter: (token: UInt64, continuation: CheckedContinuation<Wait, Never>)?
         var unjoined = 0
@@ -104,10 +108,14 @@ public final class JoinSet<T: Sendable>: Sendable {
             await withCheckedContinuation { (c: CheckedContinuation<Wait, Never>) in
                 let immediate = state.withLock { s -> Wait? in
                     if s.completedHead < s.completed.count {
-                        let r = s.completed[s.completedHead].1
+                        let r = s.completed[s.completedHead].take()!.1
                         s.completedHead += 1
                         if s.completedHead == s.completed.count {
                             s.completed.removeAll(keepingCapacity: true)
+                            s.completedHead = 0
+                        } else if s.completedHead >= 64 && s.completedHead * 2 >= s.completed.count {
+                            // Only nils before the head: dropping them runs no deinit.
+                            s.completed.removeFirst(s.completedHead)
                             s.completedHead = 0
                         }
                         s.unjoined -= 1
@@ -153,6 +161,9 @@ public final class JoinSet<T: Sendable>: Sendable {
         case .cancelled: throw CancellationError()
         }
     }
+
+    /// Results finished and not yet joined (for tests).
+    var bufferedCount: Int { state.withLock { $0.completed.count - $0.completedHead } }
 
     /// Whether a `next()` is waiting (for tests).
     var hasWaiter: Bool { state.withLock { $0.waiter != nil } }
