@@ -294,6 +294,30 @@ struct ShutdownTests {
         thread.join()
     }
 
+    @Test("a task the stop hook starts as a worker exits still runs (it used to land in the stopped worker's queue)")
+    func stopHookWorkRuns() {
+        final class RuntimeBox: @unchecked Sendable { var runtime: Runtime? }
+        let box = RuntimeBox()
+        let ran = TestCounter()
+        let started = TestCounter()
+        var c = Runtime.Configuration()
+        c.workerThreads = 2
+        c.onThreadStop = {
+            guard currentThreadName().hasPrefix("kyoto-worker"), let r = box.runtime, started.increment() == 1
+            else { return }
+            Task(executorPreference: r) { ran.increment() }
+        }
+        let r = Runtime(c)
+        box.runtime = r
+        r.blockOn { await Task.yield() }
+        r.shutdown(timeout: .seconds(5))
+        let limit = Platform.monotonicNanos() + 10_000_000_000
+        while ran.current == 0 && Platform.monotonicNanos() < limit { sched_yield() }
+        #expect(started.current >= 1, "no worker ran its stop hook")
+        #expect(ran.current == 1, "the task started by the stop hook never ran")
+        box.runtime = nil
+    }
+
     @Test("current-thread shutdownBackground() returns at once while a task ignores cancellation and keeps yielding")
     func shutdownBackgroundWithYieldLoop() async {
         let stop = TestCounter()
@@ -539,6 +563,39 @@ struct SleepAfterTerminationTests {
 
 @Suite("Cooperative budget")
 struct BudgetTests {
+    actor Spinner {
+        func spin(until stop: FlagBox, limit: UInt64) async {
+            while !stop.flag.load(ordering: .acquiring) && Platform.monotonicNanos() < limit { await consumeBudget() }
+        }
+    }
+
+    @Test("budget yields of two tasks on one actor let the worker's other work run")
+    func actorBudgetYieldsLetWorkerRun() async {
+        // Both tasks keep the actor busy and never suspend except through the budget. A yield deferred to
+        // the end of the job never comes: the actor's drain is the job, and it keeps handing the actor from
+        // one task to the other. The timer below then waits for the spinners' own time limit.
+        let r = Runtime.multiThread(workers: 1)
+        let stop = FlagBox()
+        let limitNanos: UInt64 = 4_000_000_000
+        let stoppedEarly = await blockOnThread(r, seconds: 30, "actor budget yields") { () async -> Bool in
+            let start = Platform.monotonicNanos()
+            let spinner = Spinner()
+            let a = spawn { await spinner.spin(until: stop, limit: start + limitNanos) }
+            let b = spawn { await spinner.spin(until: stop, limit: start + limitNanos) }
+            let stopper = spawn {
+                try? await Task.sleep(for: .milliseconds(10))
+                stop.flag.store(true, ordering: .releasing)
+                return Platform.monotonicNanos() - start
+            }
+            let stoppedAt = (try? await stopper.value) ?? limitNanos
+            _ = try? await a.value
+            _ = try? await b.value
+            return stoppedAt < limitNanos / 2
+        }
+        #expect(stoppedEarly == true, "the timer waited for the actor's tasks to give up")
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("a fresh job has budget; the 128th consumeBudget forces a yield")
     func budgetRunsOut() {
         let r = Runtime.multiThread(workers: 1)

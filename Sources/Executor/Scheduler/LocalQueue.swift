@@ -73,10 +73,12 @@ final class LocalQueue: @unchecked Sendable {
 
     /// Number of queued jobs (approximate when read by another thread).
     var count: Int {
-        // Relaxed: a statistic; no memory is read through it.
+        // Relaxed: a statistic; no memory is read through it. Read by another thread, `tail` may be older
+        // than `head` (the owner popped past it since): the difference then wraps, and reads as empty.
         let (_, real) = LocalQueue.unpack(head.load(ordering: .relaxed))
         let t = tail.load(ordering: .relaxed)
-        return Int(t &- real)
+        let n = t &- real
+        return n > LocalQueue.capacity ? 0 : Int(n)
     }
 
     /// Free slots, as seen by the owner. Owner only.

@@ -353,6 +353,13 @@ final class Worker: @unchecked Sendable {
             busyStart = Platform.monotonicNanos()
             refreshReturnsStolenTasksHome()
             let outcome = runLoop(context)
+            if outcome == .exited {
+                // The worker has stopped: work the stop hook schedules must not land in its queues, which
+                // nobody runs any more. As a former worker, the thread schedules remotely (the inject queue,
+                // which the other workers or, after termination, the drainer run).
+                context.worker = nil
+                context.role = .blockInPlace
+            }
             shared.configuration.onThreadStop?()
             return outcome
         }
@@ -614,9 +621,12 @@ final class Worker: @unchecked Sendable {
         }
         if isDriver {
             // Sequentially consistent: see TimerQueue.swift. Timers that remain are driven by the next
-            // worker to park (this one, after the work it woke for; Tokio hands its driver on the same
-            // way), so a long job here delays them until then.
+            // worker to park (Tokio hands its driver on the same way). A worker that parked meanwhile lost
+            // the election to this one and sleeps without a timeout, and a timer inserted meanwhile woke
+            // this (already awake) driver: wake a parked worker so that it takes the role over, rather than
+            // leave the timers to this worker's next park, after however long a job it runs now.
             scheduler.timeDriver.store(-1, ordering: .sequentiallyConsistent)
+            if shared.timers.nextDeadline != nil { scheduler.notifyParked() }
         }
         shared.configuration.onThreadUnpark?()
         refreshReturnsStolenTasksHome()

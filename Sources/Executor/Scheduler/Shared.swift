@@ -227,7 +227,8 @@ final class ThreadContext {
         case currentThreadDriver
         /// A blocking-pool thread.
         case blocking
-        /// A former worker running a `blockInPlace` closure (its worker moved to another thread).
+        /// A former worker: running a `blockInPlace` closure (its worker moved to another thread), or running
+        /// the stop hook after its worker stopped.
         case blockInPlace
         /// The post-shutdown drainer.
         case drain
