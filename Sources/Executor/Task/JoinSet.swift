@@ -165,6 +165,9 @@ public final class JoinSet<T: Sendable>: Sendable {
     /// Results finished and not yet joined (for tests).
     var bufferedCount: Int { state.withLock { $0.completed.count - $0.completedHead } }
 
+    /// Results the set still holds, joined or not (for tests: it must hold no joined one).
+    var heldResultCount: Int { state.withLock { s in s.completed.reduce(0) { $0 + ($1 == nil ? 0 : 1) } } }
+
     /// Whether a `next()` is waiting (for tests).
     var hasWaiter: Bool { state.withLock { $0.waiter != nil } }
 
