@@ -54,8 +54,7 @@ struct BlockingPoolTests {
         c.onThreadStop = {
             guard currentThreadName().hasPrefix("kyoto-blocking-") else { return }
             inStopHook.flag.store(true, ordering: .releasing)
-            let limit = Platform.monotonicNanos() + 10_000_000_000
-            while !release.flag.load(ordering: .acquiring) && Platform.monotonicNanos() < limit { sched_yield() }
+            spinWhile(seconds: 10) { !release.flag.load(ordering: .acquiring) }
         }
         do {
             let r = Runtime(c)
@@ -64,15 +63,12 @@ struct BlockingPoolTests {
             weak.value = r.shared
             // Released here: the runtime's deinit shuts the pool down, and the idle pool thread exits.
         }
-        var deadline = Platform.monotonicNanos() + 10_000_000_000
-        while !inStopHook.flag.load(ordering: .acquiring) && Platform.monotonicNanos() < deadline { sched_yield() }
-        let entered = inStopHook.flag.load(ordering: .acquiring)
+        let entered = spinWhile(seconds: 10) { !inStopHook.flag.load(ordering: .acquiring) }
         #expect(entered, "the pool thread never ran its stop hook")
         #expect(weak.value != nil, "the runtime's shared state was freed while a pool thread still used it")
         release.flag.store(true, ordering: .releasing)
-        deadline = Platform.monotonicNanos() + 10_000_000_000
-        while weak.value != nil && Platform.monotonicNanos() < deadline { sched_yield() }
-        #expect(weak.value == nil, "the runtime's shared state was never freed")
+        let freed = spinWhile(seconds: 10) { weak.value != nil }
+        #expect(freed, "the runtime's shared state was never freed")
     }
 
     @Test("a blocking job aborted before its wrapper task first ran never runs, even once a thread takes it")
@@ -88,8 +84,7 @@ struct BlockingPoolTests {
         let gate = FlagBox()
         let outcome = r.blockOn { () async -> String in
             let first = spawnBlocking {
-                let limit = Platform.monotonicNanos() + 10_000_000_000
-                while !gate.flag.load(ordering: .acquiring) && Platform.monotonicNanos() < limit { sched_yield() }
+                spinWhile(seconds: 10) { !gate.flag.load(ordering: .acquiring) }
             }
             let second = spawnBlocking { ran.flag.store(true, ordering: .releasing) }
             second.abort()
@@ -122,8 +117,7 @@ struct BlockingPoolTests {
         r.blockOn {
             for _ in 0..<10 { _ = spawnBlocking { DeinitProbe { _ = freed.increment() } } }
         }
-        let limit = Platform.monotonicNanos() + 10_000_000_000
-        while freed.current < 10 && Platform.monotonicNanos() < limit { sched_yield() }
+        spinWhile(seconds: 10) { freed.current < 10 }
         #expect(freed.current == 10, "\(freed.current) of 10 results freed")
         r.shutdown(timeout: .seconds(5))
     }
@@ -138,14 +132,10 @@ struct BlockingPoolTests {
         let r = Runtime(c)
         let v = r.blockOn { () async -> Int in (try? await spawnBlocking { 3 }.value) ?? 0 }
         #expect(v == 3)
-        var limit = Platform.monotonicNanos() + 10_000_000_000
-        while r.metrics.idleBlockingThreads < 1 && Platform.monotonicNanos() < limit { sched_yield() }
+        spinWhile(seconds: 10) { r.metrics.idleBlockingThreads < 1 }
         #expect(r.metrics.idleBlockingThreads == 1)
         r.blockingPool.wakeIdleThreadsForTesting()
-        limit = Platform.monotonicNanos() + 10_000_000_000
-        while r.blockingPool.earlyWakeups < 1 && r.metrics.blockingThreads > 0 && Platform.monotonicNanos() < limit {
-            sched_yield()
-        }
+        spinWhile(seconds: 10) { r.blockingPool.earlyWakeups < 1 && r.metrics.blockingThreads > 0 }
         #expect(r.metrics.blockingThreads == 1, "the idle thread exited on an early wake-up")
         #expect(r.metrics.idleBlockingThreads == 1)
         r.shutdown(timeout: .seconds(5))
@@ -433,8 +423,7 @@ struct BlockInPlaceTests {
             #expect(sum == 45 + 10 * round)
             if round < 3 {
                 let target = round + 1
-                let deadline = Platform.monotonicNanos() + 10_000_000_000
-                while calls.current < target && Platform.monotonicNanos() < deadline { sched_yield() }
+                spinWhile(seconds: 10) { calls.current < target }
                 #expect(calls.current >= target, "the worker did not park within 10 s")
             }
         }

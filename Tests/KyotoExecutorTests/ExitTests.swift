@@ -539,8 +539,7 @@ struct LocalSetMisuseTests {
                 await Task.yield()
             }
             r.shutdownBackground()
-            let limit = Platform.monotonicNanos() + 20_000_000_000
-            while outcome.all.isEmpty && Platform.monotonicNanos() < limit { sched_yield() }
+            spinWhile(seconds: 20) { outcome.all.isEmpty }
             let text = outcome.all.first ?? "no outcome"
             print(text)
             exit(text == "kyoto-drain: \(JoinError.cancelled)" ? 0 : 1)

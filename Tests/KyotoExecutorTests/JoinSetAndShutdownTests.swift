@@ -253,9 +253,7 @@ struct ShutdownTests {
                 while !r.isShutDown { await Task.yield() }
             }
         }
-        let limit = Platform.monotonicNanos() + 20_000_000_000
-        while started.current == 0 && Platform.monotonicNanos() < limit { sched_yield() }
-        guard started.current > 0 else {
+        guard spinWhile(seconds: 20, { started.current == 0 }) else {
             // Shutting down now could race the blockOn's start (which traps on a shut-down runtime).
             Issue.record("the spawned task did not start within 20 s")
             thread.detach()
@@ -284,9 +282,7 @@ struct ShutdownTests {
                 spawn { 1 }
             }
         }
-        let limit = Platform.monotonicNanos() + 20_000_000_000
-        while inBody.current == 0 && Platform.monotonicNanos() < limit { sched_yield() }
-        guard inBody.current > 0 else {
+        guard spinWhile(seconds: 20, { inBody.current == 0 }) else {
             Issue.record("the blockOn body did not start within 20 s")
             thread.detach()
             return
@@ -313,8 +309,7 @@ struct ShutdownTests {
         box.runtime = r
         r.blockOn { await Task.yield() }
         r.shutdown(timeout: .seconds(5))
-        let limit = Platform.monotonicNanos() + 10_000_000_000
-        while ran.current == 0 && Platform.monotonicNanos() < limit { sched_yield() }
+        spinWhile(seconds: 10) { ran.current == 0 }
         #expect(started.current >= 1, "no worker ran its stop hook")
         #expect(ran.current == 1, "the task started by the stop hook never ran")
         box.runtime = nil

@@ -27,6 +27,27 @@ private final class FakeJobs {
 
 @Suite("Queues")
 struct QueueTests {
+    @Test("FIFO: order kept, nothing handed out is still stored, never quite emptied stays bounded")
+    func fifoOrderAndStorage() {
+        var q = FIFO<Int>()
+        var next = 0
+        var expected = 0
+        // Two in, one out, 1,000 times: the queue is never emptied.
+        for _ in 0..<1000 {
+            q.push(next); next += 1
+            q.push(next); next += 1
+            #expect(q.pop() == expected)
+            expected += 1
+            #expect(q.storedCount == q.count)
+        }
+        #expect(q.count == 1000)
+        while let v = q.pop() {
+            #expect(v == expected)
+            expected += 1
+        }
+        #expect(expected == 2000 && q.isEmpty && q.storedCount == 0)
+    }
+
     @Test("256 jobs fit; the 257th overflows once: the oldest 128 plus the new job go to the inject queue")
     func overflowMovesOldestHalfAndNewJob() {
         let fake = FakeJobs(257)

@@ -376,12 +376,10 @@ struct RuntimeTests {
                 })
             }
             // The last task sits in this worker's LIFO slot, which is not stealable: it runs here afterwards.
-            let deadline = Platform.monotonicNanos() + 20_000_000_000
-            while ran.current < n - 1 && Platform.monotonicNanos() < deadline { sched_yield() }
+            spinWhile(seconds: 20) { ran.current < n - 1 }
             return handles
         }
-        let deadline = Platform.monotonicNanos() + 20_000_000_000
-        while !handles.allSatisfy({ $0.isFinished }) && Platform.monotonicNanos() < deadline { sched_yield() }
+        spinWhile(seconds: 20) { !handles.allSatisfy({ $0.isFinished }) }
         #expect(ran.current == n)
         #expect(awayFromSpawner.current >= n - 1)
         let allFinished = handles.allSatisfy { $0.isFinished }
@@ -437,8 +435,7 @@ struct HomeReturnsTests {
             }
             return returns
         }
-        let deadline = Platform.monotonicNanos() + 20_000_000_000
-        while freed.current < n && Platform.monotonicNanos() < deadline { sched_yield() }
+        spinWhile(seconds: 20) { freed.current < n }
         let result = (onSpawner.current, freed.current, returns?.acceptedCount ?? 0, returns?.acceptedBatches ?? 0)
         r.shutdown(timeout: .seconds(5))
         return result
@@ -493,8 +490,7 @@ struct HomeReturnsTests {
                     return 1
                 }()
                 async let b: Int = 2
-                let deadline = Platform.monotonicNanos() + 10_000_000_000
-                while !first.flag.load(ordering: .acquiring) && Platform.monotonicNanos() < deadline { sched_yield() }
+                spinWhile(seconds: 10) { !first.flag.load(ordering: .acquiring) }
                 // Observe after every suspension point, so that no move of the parent goes uncounted.
                 let groupSum = await withTaskGroup(of: Int.self) { group in
                     for i in 0..<4 { group.addTask { i } }
@@ -541,16 +537,13 @@ struct HomeReturnsTests {
             // here, before this worker runs out of work.
             Task(executorPreference: r) {
                 spinning.flag.store(true, ordering: .releasing)
-                let limit = Platform.monotonicNanos() + 20_000_000_000
-                while !release.flag.load(ordering: .acquiring) && Platform.monotonicNanos() < limit { sched_yield() }
+                spinWhile(seconds: 20) { !release.flag.load(ordering: .acquiring) }
             }
             Task(executorPreference: r) {}
-            let deadline = Platform.monotonicNanos() + 20_000_000_000
-            while !spinning.flag.load(ordering: .acquiring) && Platform.monotonicNanos() < deadline { sched_yield() }
+            spinWhile(seconds: 20) { !spinning.flag.load(ordering: .acquiring) }
         }
         // This thread's blockOn returned: the spawner's worker runs out of work and releases the returned result.
-        let deadline = Platform.monotonicNanos() + 5_000_000_000
-        while followUps.current < 1 && Platform.monotonicNanos() < deadline { sched_yield() }
+        spinWhile(seconds: 5) { followUps.current < 1 }
         let beforeRelease = followUps.current
         release.flag.store(true, ordering: .releasing)
         #expect(beforeRelease == 1, "the task started by a released result's deinit waited for another worker")

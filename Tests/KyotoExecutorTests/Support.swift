@@ -316,3 +316,15 @@ func makeRuntime(_ flavor: Runtime.Configuration.Flavor, workers: Int = 2) -> Ru
     if flavor == .multiThread { c.workerThreads = workers }
     return Runtime(c)
 }
+
+/// Spins on the calling thread (yielding the CPU each time) while `condition` holds, for at most `seconds`;
+/// returns whether it stopped holding in time. For synchronous tests that wait for an event with a bound.
+@discardableResult
+func spinWhile(seconds: Int, _ condition: () -> Bool) -> Bool {
+    let deadline = Platform.monotonicNanos() + UInt64(seconds) * 1_000_000_000
+    while condition() {
+        if Platform.monotonicNanos() >= deadline { return false }
+        sched_yield()
+    }
+    return true
+}

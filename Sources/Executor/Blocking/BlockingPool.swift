@@ -70,7 +70,7 @@ final class BlockingJob: Sendable {
 
 final class BlockingPool: Sendable {
     private struct Synced: ~Copyable {
-        var queue = JobFIFO()
+        var queue = FIFO<BlockingJob>()
         var idle: [Parker] = []
         /// Threads that take jobs: started, and not yet decided to exit. `submit` starts a thread only while
         /// this is below the limit, so a thread leaves this count in the same critical section in which it
@@ -245,28 +245,5 @@ final class BlockingPool: Sendable {
     /// alive until it has finished.
     var counts: (threads: Int, idle: Int, queued: Int) {
         synced.withLock { ($0.threads + $0.exiting, $0.idle.count, $0.queue.count) }
-    }
-}
-
-/// A FIFO of blocking jobs (amortised O(1) push and pop).
-struct JobFIFO {
-    private var items: [BlockingJob?] = []
-    private var head = 0
-
-    var count: Int { items.count - head }
-    var isEmpty: Bool { count == 0 }
-
-    mutating func push(_ job: BlockingJob) { items.append(job) }
-
-    mutating func pop() -> BlockingJob? {
-        guard head < items.count else { return nil }
-        let job = items[head]
-        items[head] = nil
-        head += 1
-        if head > 64 && head * 2 > items.count {
-            items.removeFirst(head)
-            head = 0
-        }
-        return job
     }
 }

@@ -165,7 +165,7 @@ public func blockInPlace<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T 
             fatalError(
                 "BUG DETECTED: blockInPlace called on the main thread, which runs the MainActor under runMain; "
                     + "use spawnBlocking instead")
-        case .blocking, .blockInPlace, .drain:
+        case .blocking, .formerWorker, .drain:
             break
         }
     }

@@ -211,3 +211,23 @@ final class Parker: @unchecked Sendable {
         }
     }
 }
+
+/// Threads waiting for some condition, each on its own `Parker`; whoever changes the condition wakes them
+/// all, and each re-checks. The waiting protocol (no lost wake-up): `insert` the parker, THEN check the
+/// condition, and park only if it does not hold; a changer makes the condition true, THEN calls
+/// `unparkAll`. The lock orders the two: a changer that took it before the insert changed the condition
+/// before the waiter's check; one that took it after finds the parker, and an unpark before the park makes
+/// the park return at once.
+final class ParkerSet: Sendable {
+    private let parkers = CheckedMutex<[Parker]>([])
+
+    func insert(_ parker: Parker) { parkers.withLock { $0.append(parker) } }
+
+    func remove(_ parker: Parker) { parkers.withLock { list in list.removeAll { $0 === parker } } }
+
+    /// Unparks every parker in the set (after unlocking).
+    func unparkAll() {
+        let all = parkers.withLock { $0 }
+        for p in all { p.unpark() }
+    }
+}

@@ -35,7 +35,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     // MARK: Atomics and locks (any thread)
     private let coreHeld = Atomic<Bool>(false)
     /// Parkers of `blockOn` callers waiting for the core.
-    private let waiters = CheckedMutex<[Parker]>([])
+    private let waiters = ParkerSet()
     private let globalQueueInterval: UInt32
     private let eventInterval: Int
 
@@ -99,7 +99,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     /// there; both wait for them rather than report success. Without `wait`, returns false.
     func shutdown(deadline: UInt64, wait: Bool) -> Bool {
         terminationPending.store(true, ordering: .sequentiallyConsistent)
-        _ = drainForShutdown(deadline: deadline)
+        drainForShutdown(deadline: deadline)
         if shared.activeBlockOns.load(ordering: .sequentiallyConsistent) == 0 { finishTermination() }
         guard wait else { return false }
         return shared.terminatedEvent.wait(timeout: Runtime.timeLeft(until: deadline))
@@ -142,11 +142,11 @@ final class CurrentThreadScheduler: @unchecked Sendable {
                 releaseCore()
                 return
             }
-            waiters.withLock { $0.append(callerParker) }
+            waiters.insert(callerParker)
             // Re-check after registering: the core may have been released, or our work finished, before
             // we were on the list.
             if isDone() || !coreHeld.load(ordering: .acquiring) {
-                waiters.withLock { list in list.removeAll { $0 === callerParker } }
+                waiters.remove(callerParker)
                 continue
             }
             // LocalSets under this blockOn run on this thread, core or not (Tokio: a `block_on` waiting for
@@ -154,19 +154,18 @@ final class CurrentThreadScheduler: @unchecked Sendable {
             // one started here would otherwise wait for the core, and deadlock if the holder waits on it.
             // Their jobs wake `callerParker` (the driver's `alsoWake`), so none is missed before the park.
             if let localDriver, localDriver.runPending() > 0 {
-                waiters.withLock { list in list.removeAll { $0 === callerParker } }
+                waiters.remove(callerParker)
                 continue
             }
             callerParker.park()
-            waiters.withLock { list in list.removeAll { $0 === callerParker } }
+            waiters.remove(callerParker)
         }
     }
 
     private func releaseCore() {
         // Releasing: pairs with the acquiring CAS of the next holder.
         coreHeld.store(false, ordering: .releasing)
-        let toWake = waiters.withLock { $0 }
-        for p in toWake { p.unpark() }
+        waiters.unparkAll()
     }
 
     private func runWithCore(localDriver: LocalDriver?, until isDone: () -> Bool) {
@@ -249,28 +248,25 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     }
 
     /// Runs queued jobs until the runtime has no alive task or `deadline` passes (used by shutdown when
-    /// the core is free). Returns whether everything finished: false too when the core is held (a `blockOn`
-    /// drives; see `shutdown(deadline:wait:)`) or the runtime has already terminated. The deadline is checked before every job, so a task that
-    /// ignores cancellation and keeps yielding (or re-arming timers) cannot hold the caller past it; what is
-    /// left goes to the inject queue, which the post-termination drainer thread runs (`shutdownBackground`,
-    /// with a deadline of 0, runs nothing here).
-    func drainForShutdown(deadline: UInt64) -> Bool {
+    /// the core is free). Does nothing when the core is held (a `blockOn` drives; see
+    /// `shutdown(deadline:wait:)`) or the runtime has already terminated; whether the work finished is for
+    /// the caller to wait for. The deadline is checked before every job, so a task that ignores cancellation
+    /// and keeps yielding (or re-arming timers) cannot hold the caller past it; what is left goes to the
+    /// inject queue, which the post-termination drainer thread runs (`shutdownBackground`, with a deadline of
+    /// 0, runs nothing here).
+    func drainForShutdown(deadline: UInt64) {
         guard coreHeld.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
-        else { return false }
+        else { return }
         defer { releaseCore() }
         // Once terminated, the drainer thread runs what is left: driving here as well would run the runtime's
         // jobs on two threads at once, and park jobs in the local queue that nobody drives any more. The
         // core (taken above, and by `finishTermination` before it claims) orders this read.
-        if terminationClaimed.load(ordering: .relaxed) { return false }
+        if terminationClaimed.load(ordering: .relaxed) { return }
         let context = ThreadContext(shared: shared, worker: nil, currentThread: self, role: .currentThreadDriver)
-        return ThreadContext.with(context) {
-            var finished = true
+        ThreadContext.with(context) {
             while true {
                 let now = Platform.monotonicNanos()
-                if now >= deadline {
-                    finished = false
-                    break
-                }
+                if now >= deadline { break }
                 if let job = popLocal() ?? shared.inject.pop() {
                     shared.run(job, context: context)
                     continue
@@ -282,7 +278,6 @@ final class CurrentThreadScheduler: @unchecked Sendable {
             }
             // Anything left locally goes to the inject queue, which the drainer empties after termination.
             while let job = popLocal() { shared.inject.push(job) }
-            return finished
         }
     }
 }

@@ -137,8 +137,9 @@ final class HomeReturns: @unchecked Sendable {
         if !homeAwake.load(ordering: .acquiring) { drain() }
     }
 
+    /// Releases a retained task reference stored as address bits.
     @inline(__always)
-    private static func release(bits: UInt) {
+    static func release(bits: UInt) {
         Unmanaged<AnyObject>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!).release()
     }
 

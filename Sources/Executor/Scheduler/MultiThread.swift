@@ -69,7 +69,7 @@ final class MultiThreadScheduler: Sendable {
     func handOff(_ worker: Worker, from context: ThreadContext) {
         kyotoPrecondition(context.worker === worker, "BUG DETECTED: handing off a worker this thread does not hold")
         context.worker = nil
-        context.role = .blockInPlace
+        context.role = .formerWorker
         let name = "\(shared.configuration.threadName)-\(worker.index)"
         // Thread creation orders everything this thread wrote to the worker before the new thread reads it.
         let thread = Platform.spawnThread(name: name, stackSize: shared.configuration.threadStackSize) { [self] in
@@ -263,9 +263,7 @@ final class Worker: @unchecked Sendable {
         slotStash.deinitialize(count: slotStashCount)
         slotStash.deallocate()
         // The run loop hands every held reference over before it parks or exits; none is left here.
-        for i in 0..<outgoingCount {
-            Unmanaged<AnyObject>.fromOpaque(UnsafeRawPointer(bitPattern: outgoing[i])!).release()
-        }
+        for i in 0..<outgoingCount { HomeReturns.release(bits: outgoing[i]) }
         outgoing.deallocate()
     }
 
@@ -358,7 +356,7 @@ final class Worker: @unchecked Sendable {
                 // nobody runs any more. As a former worker, the thread schedules remotely (the inject queue,
                 // which the other workers or, after termination, the drainer run).
                 context.worker = nil
-                context.role = .blockInPlace
+                context.role = .formerWorker
             }
             shared.configuration.onThreadStop?()
             return outcome

@@ -62,24 +62,21 @@ final class Shared: @unchecked Sendable {
     /// (HomeReturns.swift). Set when the runtime is installed as the global executor (tests set it too).
     let returnsStolenTasksHome = Atomic<Bool>(false)
     let terminatedEvent = OneShotEvent()
-    /// Parkers of shutdowns waiting until no spawned task (none in the registry) is alive
-    /// (`waitForSpawnedTasks`: termination alone does not mean that: a current-thread runtime terminates when
-    /// its last `blockOn` returns, see CurrentThread.swift, and a task spawned from outside after the last
-    /// worker's exit check is left to the drainer). After
-    /// shutdown began, a task that finishes and then counts zero alive unparks them all
-    /// (`spawnedTasksMayBeDone`). Not a one-shot event: a task spawned after shutdown (cancelled, but alive
-    /// until it unwinds) makes the count rise again.
-    private let spawnedTasksWaiters = CheckedMutex<[Parker]>([])
+    /// Shutdowns waiting until no spawned task (none in the registry) is alive (`waitForSpawnedTasks`).
+    /// Termination alone does not mean that: a current-thread runtime terminates when its last `blockOn`
+    /// returns (CurrentThread.swift), and a task spawned from outside after the last worker's exit check is
+    /// left to the drainer. The condition is re-checked, not latched: a task spawned after shutdown began
+    /// (cancelled, but alive until it unwinds) makes the count rise again.
+    private let spawnedTasksWaiters = ParkerSet()
 
     /// Waits until no spawned task is alive or the monotonic `deadline` passes; returns whether none is.
     func waitForSpawnedTasks(deadline: UInt64) -> Bool {
         let parker = Parker()
-        spawnedTasksWaiters.withLock { $0.append(parker) }
-        defer { spawnedTasksWaiters.withLock { list in list.removeAll { $0 === parker } } }
+        spawnedTasksWaiters.insert(parker)
+        defer { spawnedTasksWaiters.remove(parker) }
         while true {
-            // Registered first, then counted: a finisher whose zero count came before the registration
-            // decremented before it took the waiters' lock, so this count (under the registry's shard locks)
-            // sees it; one that came after unparks this parker (a wake-up before the park is kept).
+            // The ParkerSet protocol: inserted first, then counted. A finisher decrements under a shard
+            // lock before it counts and calls `spawnedTasksMayBeDone`, and this count takes every shard lock.
             if registry.aliveCount == 0 { return true }
             let now = Platform.monotonicNanos()
             if now >= deadline { return false }
@@ -87,11 +84,10 @@ final class Shared: @unchecked Sendable {
         }
     }
 
-    /// A spawned task finished after shutdown began and counted none alive: wakes `waitForSpawnedTasks`.
-    func spawnedTasksMayBeDone() {
-        let waiters = spawnedTasksWaiters.withLock { $0 }
-        for p in waiters { p.unpark() }
-    }
+    /// A spawned task finished after shutdown began and counted none alive (`Runtime._finishTask`): wakes
+    /// `waitForSpawnedTasks`.
+    func spawnedTasksMayBeDone() { spawnedTasksWaiters.unparkAll() }
+
     /// A parker to unpark once the runtime has terminated, besides `terminatedEvent`: the main thread's,
     /// when `runMain` waits for termination while it keeps running MainActor jobs (Runtime+Main.swift). It is
     /// unparked after `terminated` is stored, so a loop that reads `terminated` before parking cannot sleep
@@ -228,8 +224,8 @@ final class ThreadContext {
         /// A blocking-pool thread.
         case blocking
         /// A former worker: running a `blockInPlace` closure (its worker moved to another thread), or running
-        /// the stop hook after its worker stopped.
-        case blockInPlace
+        /// the stop hook after its worker stopped. It holds no worker, so it schedules remotely.
+        case formerWorker
         /// The post-shutdown drainer.
         case drain
         /// A thread running a LocalSet's jobs (the `blockOn` thread of a multi-thread runtime).

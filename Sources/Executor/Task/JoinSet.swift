@@ -20,12 +20,10 @@ import Synchronization
 public final class JoinSet<T: Sendable>: Sendable {
     private struct State: ~Copyable {
         var running: [UInt64: JoinHandle<T>] = [:]
-        /// Results not yet joined, oldest at `completedHead`. A joined entry is set to nil as it is taken (the
-        /// set keeps no copy of a result it handed out, whose deinit could otherwise run later under the
-        /// lock), and the joined prefix is dropped once it is most of the array, so a set that never quite
-        /// catches up with its tasks does not grow without bound.
-        var completed: [(UInt64, Result<T, any Error>)?] = []
-        var completedHead = 0
+        /// Results not yet joined, in completion order. A FIFO keeps no copy of a result it handed out (its
+        /// deinit could otherwise run later, under the lock) and does not grow without bound while the set
+        /// never quite catches up with its tasks.
+        var completed = FIFO<(UInt64, Result<T, any Error>)>()
         var waiter: (token: UInt64, continuation: CheckedContinuation<Wait, Never>)?
         var unjoined = 0
     }
@@ -94,7 +92,7 @@ public final class JoinSet<T: Sendable>: Sendable {
                 s.unjoined -= 1
                 return w.continuation
             }
-            s.completed.append((id, result))
+            s.completed.push((id, result))
             return nil
         }
         waiter?.resume(returning: .result(result))
@@ -107,17 +105,7 @@ public final class JoinSet<T: Sendable>: Sendable {
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Wait, Never>) in
                 let immediate = state.withLock { s -> Wait? in
-                    if s.completedHead < s.completed.count {
-                        let r = s.completed[s.completedHead].take()!.1
-                        s.completedHead += 1
-                        if s.completedHead == s.completed.count {
-                            s.completed.removeAll(keepingCapacity: true)
-                            s.completedHead = 0
-                        } else if s.completedHead >= 64 && s.completedHead * 2 >= s.completed.count {
-                            // Only nils before the head: dropping them runs no deinit.
-                            s.completed.removeFirst(s.completedHead)
-                            s.completedHead = 0
-                        }
+                    if let (_, r) = s.completed.pop() {
                         s.unjoined -= 1
                         return .result(r)
                     }
@@ -163,10 +151,10 @@ public final class JoinSet<T: Sendable>: Sendable {
     }
 
     /// Results finished and not yet joined (for tests).
-    var bufferedCount: Int { state.withLock { $0.completed.count - $0.completedHead } }
+    var bufferedCount: Int { state.withLock { $0.completed.count } }
 
     /// Results the set still holds, joined or not (for tests: it must hold no joined one).
-    var heldResultCount: Int { state.withLock { s in s.completed.reduce(0) { $0 + ($1 == nil ? 0 : 1) } } }
+    var heldResultCount: Int { state.withLock { $0.completed.storedCount } }
 
     /// Whether a `next()` is waiting (for tests).
     var hasWaiter: Bool { state.withLock { $0.waiter != nil } }
