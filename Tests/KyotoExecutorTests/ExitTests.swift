@@ -112,6 +112,7 @@ struct MisuseTests {
     @Test("two tasks awaiting one JoinSet's next() at once traps")
     func joinSetTwoWaiters() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)  // a missed trap would leave the yield loop or the second next() waiting for ever
             let r = Runtime.multiThread(workers: 2)
             r.blockOn {
                 let set = JoinSet<Int>()
@@ -429,7 +430,22 @@ struct LocalSetMisuseTests {
             let set = LocalSet()
             _ = await set.spawnLocal { 1 }
         }
-        #expect(stderrText(result).contains("called on a LocalSet that is not running; call it inside runUntil"))
+        #expect(
+            stderrText(result).contains(
+                "spawnLocal (or another LocalSet method) called on a LocalSet that is not running; call it inside runUntil"
+            ))
+    }
+
+    @Test("any isolated call on a set that is not running traps")
+    func isolatedCallOutside() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let set = LocalSet()
+            _ = await set.pendingTaskCount
+        }
+        #expect(
+            stderrText(result).contains(
+                "spawnLocal (or another LocalSet method) called on a LocalSet that is not running; call it inside runUntil"
+            ))
     }
 
     @Test("blockOn from a LocalSet's task traps")
@@ -504,7 +520,7 @@ struct LocalSetMisuseTests {
             _ = r.blockOn { await LocalSet().runUntil { _ in r.shutdown(timeout: .seconds(1)) } }
         }
         // The core holder runs the set here: the runtime-thread check comes first.
-        #expect(stderrText(result).contains("BUG DETECTED: shutdown(timeout:) called"))
+        #expect(stderrText(result).contains("BUG DETECTED: shutdown(timeout:) called from a Kyoto runtime thread would wait for itself"))
     }
 
     @Test("blockInPlace in a LocalSet under a blockOn called from a blocking closure traps")

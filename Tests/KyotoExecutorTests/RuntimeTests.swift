@@ -90,7 +90,8 @@ struct RuntimeTests {
         let r = makeRuntime(flavor)
         let ran = TestCounter()
         let outcome = r.blockOn { () async -> String in
-            // Hold the worker(s) so the spawned task cannot start before abort().
+            // Deterministic on both flavors: a spawn from a worker lands in that worker's LIFO slot, which no
+            // other worker can take, and this body does not suspend before abort().
             let handle = spawn { ran.increment() }
             handle.abort()
             do {
@@ -100,12 +101,8 @@ struct RuntimeTests {
                 return e == .cancelled ? "cancelled" : "other"
             } catch { return "other" }
         }
-        // On the multi-thread flavor the other worker may have started it before abort(); then the body ran.
-        if outcome == "cancelled" {
-            #expect(ran.current == 0)
-        } else {
-            #expect(ran.current == 1)
-        }
+        #expect(outcome == "cancelled")
+        #expect(ran.current == 0)
         r.shutdown(timeout: .seconds(5))
     }
 
@@ -527,11 +524,17 @@ struct HomeReturnsTests {
         let followUps = TestCounter()
         let spinning = FlagBox()
         let release = FlagBox()
-        r.blockOn {
+        // Where the spawner ran, where the spawned task ran, and where its result was released.
+        let threads = Recorder<String>()
+        let spawnerThread = r.blockOn { () -> String in
             // Queue order afterwards: [spawned, spinner], with the empty task in the LIFO slot. The other
             // worker steals from the front: it runs the spawned task (returned to this worker), then spins.
             spawn {
-                DeinitProbe { Task(executorPreference: r) { _ = followUps.increment() } }
+                threads.append("ran on \(currentThreadName())")
+                return DeinitProbe {
+                    threads.append("released on \(currentThreadName())")
+                    Task(executorPreference: r) { _ = followUps.increment() }
+                }
             }
             // Plain tasks, not `spawn`: a spawn's stash refill may release returned results (trivial ones) right
             // here, before this worker runs out of work.
@@ -541,12 +544,17 @@ struct HomeReturnsTests {
             }
             Task(executorPreference: r) {}
             spinWhile(seconds: 20) { !spinning.flag.load(ordering: .acquiring) }
+            return currentThreadName()
         }
         // This thread's blockOn returned: the spawner's worker runs out of work and releases the returned result.
         spinWhile(seconds: 5) { followUps.current < 1 }
         let beforeRelease = followUps.current
         release.flag.store(true, ordering: .releasing)
         #expect(beforeRelease == 1, "the task started by a released result's deinit waited for another worker")
+        // The scenario itself: the task ran on the other worker and its result was released at home.
+        let seen = threads.all
+        #expect(seen.count == 2 && seen[0] != "ran on \(spawnerThread)", "the scenario did not arise: \(seen)")
+        #expect(seen.last == "released on \(spawnerThread)", "the result was not released at home: \(seen)")
         r.shutdown(timeout: .seconds(5))
     }
 
