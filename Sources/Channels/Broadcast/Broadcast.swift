@@ -120,7 +120,8 @@ public enum Broadcast {
         public var isClosed: Bool { !storage.isSenderAlive }
 
         /// Returns an iterator over the values. It throws `.lagged(n)` when values were missed and
-        /// can be called again afterwards; it ends at `.closed` and when the task is cancelled.
+        /// can be called again afterwards; it ends at `.closed`, and when the task is cancelled while it
+        /// waits for a value (values already available are still delivered).
         public func makeAsyncIterator() -> Iterator {
             Iterator(receiver: self)
         }
@@ -129,8 +130,20 @@ public enum Broadcast {
         public struct Iterator: AsyncIteratorProtocol, Sendable {
             let receiver: Receiver<Element>
 
-            /// The next value; `nil` at the end or on cancellation; throws `.lagged(n)`.
+            /// The next value; `nil` at the end or when cancelled while waiting; throws `.lagged(n)`.
             public mutating func next() async throws(RecvError) -> Element? {
+                try await Iterator.receiveNext(receiver)
+            }
+
+            /// ``next()`` on the caller's isolation: a `for await` loop in an actor (or on the MainActor, or
+            /// in a LocalSet) receives a ready value without an executor hop.
+            public mutating func next(isolation actor: isolated (any Actor)?) async throws(RecvError) -> Element? {
+                try await Iterator.receiveNext(receiver)
+            }
+
+            private static nonisolated(nonsending) func receiveNext(_ receiver: Receiver<Element>) async throws(RecvError)
+                -> Element?
+            {
                 do {
                     return try await receiver.recv()
                 } catch {

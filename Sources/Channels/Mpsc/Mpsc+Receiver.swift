@@ -31,7 +31,7 @@ extension Mpsc {
         }
 
         /// Waits for at least one message and returns up to `limit` of them, oldest first. Returns
-        /// an empty array only at the end of the stream, or at once if `limit` is 0.
+        /// an empty array only at the end of the stream, or at once if `limit` is 0. Traps if `limit` is negative.
         @inlinable
         public nonisolated(nonsending) func recv(many limit: Int) async throws(CancellationError) -> [Element] {
             var output: [Element] = []
@@ -40,7 +40,8 @@ extension Mpsc {
         }
 
         /// Appends up to `limit` messages to `buffer`, waiting for at least one; returns how many
-        /// were appended (0 only at the end of the stream, or at once if `limit` is 0).
+        /// were appended (0 only at the end of the stream, or at once if `limit` is 0). Traps if `limit` is
+        /// negative.
         @inlinable
         public nonisolated(nonsending) func recvMany(into buffer: inout [Element], limit: Int) async throws(CancellationError) -> Int {
             try await core.receiveMany(into: &buffer, limit: limit)
@@ -71,14 +72,14 @@ extension Mpsc {
         @inlinable
         public var count: Int { core.count }
 
-        /// Returns an iterator that receives messages until the end of the stream (or until the
-        /// iterating task is cancelled).
+        /// Returns an iterator that receives messages until the end of the stream, or until the iterating
+        /// task is cancelled while it waits for one (messages already buffered are still delivered).
         @inlinable
         public func makeAsyncIterator() -> Iterator {
             Iterator(core: core, owner: self)
         }
 
-        /// Receives messages one by one; ends at the end of the stream or when the task is cancelled.
+        /// Receives messages one by one; see `makeAsyncIterator()`.
         public struct Iterator: AsyncIteratorProtocol, Sendable {
             @usableFromInline
             let core: MpscChannel<Element, BoundedPermits>
@@ -91,9 +92,17 @@ extension Mpsc {
                 self.owner = owner
             }
 
-            /// Receives the next message, or `nil` at the end of the stream or on cancellation.
+            /// Receives the next message, or `nil` at the end of the stream or when the task is cancelled
+            /// while it waits (a buffered message is still returned to a cancelled task).
             @inlinable
             public mutating func next() async -> Element? {
+                try? await core.receive()
+            }
+
+            /// ``next()`` on the caller's isolation: a `for await` loop in an actor (or on the MainActor, or
+            /// in a LocalSet) receives a ready message without an executor hop.
+            @inlinable
+            public mutating func next(isolation actor: isolated (any Actor)?) async -> Element? {
                 try? await core.receive()
             }
         }
@@ -123,7 +132,7 @@ extension Mpsc {
         }
 
         /// Waits for at least one message and returns up to `limit` of them, oldest first. Returns
-        /// an empty array only at the end of the stream, or at once if `limit` is 0.
+        /// an empty array only at the end of the stream, or at once if `limit` is 0. Traps if `limit` is negative.
         @inlinable
         public nonisolated(nonsending) func recv(many limit: Int) async throws(CancellationError) -> [Element] {
             var output: [Element] = []
@@ -132,7 +141,8 @@ extension Mpsc {
         }
 
         /// Appends up to `limit` messages to `buffer`, waiting for at least one; returns how many
-        /// were appended (0 only at the end of the stream, or at once if `limit` is 0).
+        /// were appended (0 only at the end of the stream, or at once if `limit` is 0). Traps if `limit` is
+        /// negative.
         @inlinable
         public nonisolated(nonsending) func recvMany(into buffer: inout [Element], limit: Int) async throws(CancellationError) -> Int {
             try await core.receiveMany(into: &buffer, limit: limit)
@@ -163,14 +173,14 @@ extension Mpsc {
         @inlinable
         public var count: Int { core.count }
 
-        /// Returns an iterator that receives messages until the end of the stream (or until the
-        /// iterating task is cancelled).
+        /// Returns an iterator that receives messages until the end of the stream, or until the iterating
+        /// task is cancelled while it waits for one (messages already buffered are still delivered).
         @inlinable
         public func makeAsyncIterator() -> Iterator {
             Iterator(core: core, owner: self)
         }
 
-        /// Receives messages one by one; ends at the end of the stream or when the task is cancelled.
+        /// Receives messages one by one; see `makeAsyncIterator()`.
         public struct Iterator: AsyncIteratorProtocol, Sendable {
             @usableFromInline
             let core: MpscChannel<Element, UnboundedPermits>
@@ -183,9 +193,17 @@ extension Mpsc {
                 self.owner = owner
             }
 
-            /// Receives the next message, or `nil` at the end of the stream or on cancellation.
+            /// Receives the next message, or `nil` at the end of the stream or when the task is cancelled
+            /// while it waits (a buffered message is still returned to a cancelled task).
             @inlinable
             public mutating func next() async -> Element? {
+                try? await core.receive()
+            }
+
+            /// ``next()`` on the caller's isolation: a `for await` loop in an actor (or on the MainActor, or
+            /// in a LocalSet) receives a ready message without an executor hop.
+            @inlinable
+            public mutating func next(isolation actor: isolated (any Actor)?) async -> Element? {
                 try? await core.receive()
             }
         }

@@ -226,6 +226,8 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
     /// appended (0 only at the end of the stream or when `limit` is 0).
     @inlinable
     nonisolated(nonsending) func receiveMany(into output: inout [Element], limit: Int) async throws(CancellationError) -> Int {
+        // A negative limit would otherwise return 0, which callers read as the end of the stream.
+        kyotoPrecondition(limit >= 0, "BUG DETECTED: an mpsc receive of many messages was given a negative limit (\(limit))")
         guard limit > 0 else { return 0 }
         let id: UInt64
         switch state.withLock({ $0.receiveMany(into: &output, limit: limit) }) {
@@ -243,9 +245,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         case .element(let element):
             output.append(element)
             var count = 1
-            if limit > 1, case .received(let more) = state.withLock({ $0.receiveMany(into: &output, limit: limit - 1) }) {
-                count += more
-            }
+            if limit > 1 { count += state.withLock { $0.takeBuffered(into: &output, limit: limit - 1) } }
             permits.release(count)
             return count
         case .closed:
@@ -297,7 +297,11 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
     @usableFromInline
     func dropReceiver() {
         let action = state.withLock { $0.dropReceiver() }
+        let dropped = action.droppedCount
         finishClose(action)
+        // The dropped messages' slots are free again (as Tokio's receiver drop adds a permit per message), so
+        // `Sender.capacity` reads the full capacity, not the capacity minus what was buffered at the drop.
+        permits.release(dropped)
     }
 
     @usableFromInline

@@ -59,6 +59,12 @@ struct MpscStateMachine<Element: Sendable>: ~Copyable {
     var buffer: RingBuffer<Element>
     @usableFromInline
     var parkedReceiver: (id: UInt64, continuation: ReceiverContinuation)?
+    /// The id `receive()`/`receiveMany` handed to a receive that has not parked yet (it parks next, under a
+    /// separate lock section). With `parkedReceiver`, it makes "a receive is in progress" visible for the
+    /// whole wait, so a second, overlapping receive traps instead of overwriting the first one's parked
+    /// continuation (which then would never be resumed).
+    @usableFromInline
+    var unparkedReceiveID: UInt64?
     @usableFromInline
     var senderCount = 1
     @usableFromInline
@@ -182,10 +188,12 @@ struct MpscStateMachine<Element: Sendable>: ~Copyable {
         if let element = buffer.popFirst() { return .element(element) }
         if isFinished { return .closed }
         kyotoPrecondition(
-            parkedReceiver == nil,
+            parkedReceiver == nil && unparkedReceiveID == nil,
             "BUG DETECTED: two tasks are receiving from the same mpsc receiver at once; it has a single consumer"
         )
-        return .suspend(id: makeID())
+        let id = makeID()
+        unparkedReceiveID = id
+        return .suspend(id: id)
     }
 
     @usableFromInline
@@ -196,6 +204,18 @@ struct MpscStateMachine<Element: Sendable>: ~Copyable {
         case closed
         /// Nothing to take yet: park with this id.
         case suspend(id: UInt64)
+    }
+
+    /// Appends up to `limit` buffered messages to `output` and returns how many; never waits or ends the
+    /// stream (the rest of a `receiveMany` whose first message was handed over to its parked receiver).
+    @inlinable
+    mutating func takeBuffered(into output: inout [Element], limit: Int) -> Int {
+        var taken = 0
+        while taken < limit, let element = buffer.popFirst() {
+            output.append(element)
+            taken += 1
+        }
+        return taken
     }
 
     /// Appends up to `limit` buffered messages to `output`, or reports the end, or hands out an id.
@@ -209,10 +229,12 @@ struct MpscStateMachine<Element: Sendable>: ~Copyable {
         if taken > 0 { return .received(count: taken) }
         if isFinished { return .closed }
         kyotoPrecondition(
-            parkedReceiver == nil,
+            parkedReceiver == nil && unparkedReceiveID == nil,
             "BUG DETECTED: two tasks are receiving from the same mpsc receiver at once; it has a single consumer"
         )
-        return .suspend(id: makeID())
+        let id = makeID()
+        unparkedReceiveID = id
+        return .suspend(id: id)
     }
 
     @usableFromInline
@@ -226,6 +248,11 @@ struct MpscStateMachine<Element: Sendable>: ~Copyable {
     /// Parks the receiver that got `id` from `receive()`, unless it can complete right away.
     @inlinable
     mutating func park(id: UInt64, continuation: ReceiverContinuation, isCancelled: Bool) -> ParkAction {
+        kyotoPrecondition(
+            unparkedReceiveID == id,
+            "BUG DETECTED: two tasks are receiving from the same mpsc receiver at once; it has a single consumer"
+        )
+        unparkedReceiveID = nil
         if let element = buffer.popFirst() { return .resume(continuation, .element(element)) }
         if isFinished { return .resume(continuation, .closed) }
         if isCancelled { return .resume(continuation, .cancelled) }

@@ -59,6 +59,12 @@ struct OneshotStateMachine<Value: Sendable> {
     var completed = false
     @usableFromInline
     var parkedReceiver: (id: UInt64, continuation: ReceiverContinuation)?
+    /// The id `receive()` handed to an await that has not parked yet (it parks next, under a separate lock
+    /// section). With `parkedReceiver`, it makes "the receiver is being awaited" visible for the whole wait,
+    /// so a second, overlapping await traps instead of overwriting the first one's parked continuation
+    /// (never resumed then) or being told `.closed` after the first one took the value.
+    @usableFromInline
+    var unparkedReceiveID: UInt64?
     @usableFromInline
     var closedWaiters: [(id: UInt64, continuation: ClosedContinuation)] = []
     @usableFromInline
@@ -163,7 +169,7 @@ struct OneshotStateMachine<Value: Sendable> {
             "BUG DETECTED: a Oneshot.Receiver was awaited again after it already produced its result"
         )
         kyotoPrecondition(
-            parkedReceiver == nil,
+            parkedReceiver == nil && unparkedReceiveID == nil,
             "BUG DETECTED: two tasks are awaiting the same Oneshot.Receiver at once"
         )
         if let value = slot {
@@ -175,7 +181,9 @@ struct OneshotStateMachine<Value: Sendable> {
             completed = true
             return .closed
         }
-        return .suspend(id: makeID())
+        let id = makeID()
+        unparkedReceiveID = id
+        return .suspend(id: id)
     }
 
     @usableFromInline
@@ -186,6 +194,11 @@ struct OneshotStateMachine<Value: Sendable> {
 
     @inlinable
     mutating func park(id: UInt64, continuation: ReceiverContinuation, isCancelled: Bool) -> ParkAction {
+        kyotoPrecondition(
+            unparkedReceiveID == id,
+            "BUG DETECTED: two tasks are awaiting the same Oneshot.Receiver at once"
+        )
+        unparkedReceiveID = nil
         if let value = slot {
             slot = nil
             completed = true

@@ -44,7 +44,8 @@ public enum Watch {
 
         /// Modifies the value in place and notifies the receivers, even without receivers.
         ///
-        /// `body` runs while the channel is locked: it must not use this channel.
+        /// `body` runs while the channel is locked: it must not use this channel (that traps, naming the mistake,
+        /// rather than deadlock), nor may the deinit of a value it replaces.
         public func sendModify(_ body: (inout Value) -> Void) {
             _ = storage.sendIfModified { value in
                 body(&value)
@@ -55,7 +56,8 @@ public enum Watch {
         /// Modifies the value in place; notifies the receivers only if `body` returns `true`
         /// (otherwise the change is silent). Returns what `body` returned.
         ///
-        /// `body` runs while the channel is locked: it must not use this channel.
+        /// `body` runs while the channel is locked: it must not use this channel (that traps, naming the mistake,
+        /// rather than deadlock), nor may the deinit of a value it replaces.
         @discardableResult
         public func sendIfModified(_ body: (inout Value) -> Bool) -> Bool {
             storage.sendIfModified(body)
@@ -115,9 +117,11 @@ public enum Watch {
         /// A copy of the current value, marking it seen.
         public func borrowAndUpdate() -> Value { storage.borrowAndUpdate(id) }
 
-        /// Waits until `predicate` holds for the current value (checked first, even if seen),
-        /// marks that value seen and returns it. Intermediate values may be skipped. Throws
-        /// `.closed` when the sender is gone and the predicate is false for the last value.
+        /// Waits until `predicate` holds for the current value (checked first, even if seen) and
+        /// returns that value. Every value the predicate was given is marked seen, including the ones it
+        /// rejected, so after a cancelled or failed wait ``changed()`` does not report them again.
+        /// Intermediate values may be skipped. Throws `.closed` when the sender is gone and the predicate
+        /// is false for the last value.
         public nonisolated(nonsending) func wait(for predicate: (Value) -> Bool) async throws(RecvError) -> Value {
             try await storage.wait(id, for: predicate)
         }
@@ -134,7 +138,8 @@ public enum Watch {
         }
 
         /// The values of every later change, as an asynchronous sequence. It yields the value each
-        /// time `changed()` would return, and ends when the sender is gone or the task is cancelled.
+        /// time `changed()` would return, and ends when the sender is gone or the task is cancelled while
+        /// it waits for a change.
         public var changes: Changes { Changes(receiver: self) }
 
         /// An asynchronous sequence of the values of successive changes; see `changes`.
@@ -150,8 +155,15 @@ public enum Watch {
             public struct Iterator: AsyncIteratorProtocol, Sendable {
                 let receiver: Receiver<Value>
 
-                /// The value of the next change; `nil` once the sender is gone or on cancellation.
+                /// The value of the next change; `nil` once the sender is gone or when cancelled while
+                /// waiting.
                 public mutating func next() async -> Value? {
+                    try? await receiver.storage.changed(receiver.id)
+                }
+
+                /// ``next()`` on the caller's isolation: a `for await` loop in an actor (or on the MainActor,
+                /// or in a LocalSet) takes a ready change without an executor hop.
+                public mutating func next(isolation actor: isolated (any Actor)?) async -> Value? {
                     try? await receiver.storage.changed(receiver.id)
                 }
             }

@@ -4,13 +4,37 @@
 import KyotoExecutor
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 final class WatchStorage<Value: Sendable>: Sendable {
     typealias WaiterContinuation = UnsafeContinuation<Bool, Never>
 
+    /// The channel's state. Its own code takes the lock through `locked`; tests read it directly.
     let state: CheckedMutex<WatchStateMachine<Value>>
+
+    /// The thread running a `sendModify`/`sendIfModified` body under the lock, or 0. Relaxed accesses: a
+    /// thread finds its own id here only if it stored it itself (nobody else stores it), and its own store
+    /// is visible to it in program order; another thread's id, stale or not, never equals the reader's.
+    private let modifyingThread = Atomic<UInt>(0)
 
     init(initial: Value) {
         self.state = CheckedMutex(WatchStateMachine(initial: initial))
+    }
+
+    /// The calling thread's identity.
+    private static var currentThread: UInt { UInt(bitPattern: Int(bitPattern: pthread_self())) }
+
+    /// Takes the channel's lock, trapping first if this thread already holds it to run a modify closure:
+    /// the lock is not recursive, and the thread would otherwise wait for itself for ever.
+    private func locked<R>(_ body: (inout sending WatchStateMachine<Value>) -> sending R) -> sending R {
+        // Relaxed: see `modifyingThread`.
+        kyotoPrecondition(
+            modifyingThread.load(ordering: .relaxed) != WatchStorage.currentThread,
+            "BUG DETECTED: a watch channel was used inside its own sendModify/sendIfModified closure (which runs "
+                + "under the channel's lock), directly or through a deinit or cancellation handler it triggered")
+        return state.withLock(body)
     }
 
     private func wake(_ waiters: [WaiterContinuation]) {
@@ -20,7 +44,7 @@ final class WatchStorage<Value: Sendable>: Sendable {
     // MARK: Sender side
 
     func send(_ value: Value) throws(SendError<Value>) {
-        switch state.withLock({ $0.send(value) }) {
+        switch locked({ $0.send(value) }) {
         case .wake(let displaced, let waiters):
             wake(waiters)
             // Released here, after unlocking (its deinit may lock this channel again).
@@ -30,28 +54,34 @@ final class WatchStorage<Value: Sendable>: Sendable {
     }
 
     func sendReplace(_ value: Value) -> Value {
-        let (old, waiters) = state.withLock { $0.sendReplace(value) }
+        let (old, waiters) = locked { $0.sendReplace(value) }
         wake(waiters)
         return old
     }
 
     func sendIfModified(_ body: (inout Value) -> Bool) -> Bool {
-        let (modified, waiters) = state.withLock { $0.sendIfModified(body) }
+        let (modified, waiters) = locked { machine in
+            // `body` runs under the lock: mark this thread so that any use of this channel from inside it
+            // traps instead of deadlocking (see `locked`). Relaxed: see `modifyingThread`.
+            modifyingThread.store(WatchStorage.currentThread, ordering: .relaxed)
+            defer { modifyingThread.store(0, ordering: .relaxed) }
+            return machine.sendIfModified(body)
+        }
         wake(waiters)
         return modified
     }
 
     func dropSender() {
-        wake(state.withLock { $0.dropSender() })
+        wake(locked { $0.dropSender() })
     }
 
-    var current: Value { state.withLock { $0.value } }
-    var receiverCount: Int { state.withLock { $0.receiverCount } }
-    var isSenderAlive: Bool { state.withLock { $0.senderAlive } }
+    var current: Value { locked { $0.value } }
+    var receiverCount: Int { locked { $0.receiverCount } }
+    var isSenderAlive: Bool { locked { $0.senderAlive } }
 
     nonisolated(nonsending) func waitClosed() async throws(CancellationError) {
         let id: UInt64
-        switch state.withLock({ $0.waitClosed() }) {
+        switch locked({ $0.waitClosed() }) {
         case .closed:
             await consumeBudget()
             return
@@ -60,13 +90,13 @@ final class WatchStorage<Value: Sendable>: Sendable {
         }
         let closed = await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: WaiterContinuation) in
-                let immediate = state.withLock {
+                let immediate = locked {
                     $0.parkClosedWaiter(id: id, continuation: continuation, isCancelled: Task.isCancelled)
                 }
                 if let immediate { continuation.resume(returning: immediate) }
             }
         } onCancel: {
-            state.withLock { $0.cancelClosedWaiter(id: id) }?.resume(returning: false)
+            locked { $0.cancelClosedWaiter(id: id) }?.resume(returning: false)
         }
         if !closed { throw CancellationError() }
     }
@@ -74,15 +104,15 @@ final class WatchStorage<Value: Sendable>: Sendable {
     // MARK: Receiver side
 
     func subscribe(seenVersion: UInt64? = nil) -> UInt64 {
-        state.withLock { $0.subscribe(seenVersion: seenVersion) }
+        locked { $0.subscribe(seenVersion: seenVersion) }
     }
 
     func unsubscribe(_ receiver: UInt64) {
-        wake(state.withLock { $0.unsubscribe(receiver) })
+        wake(locked { $0.unsubscribe(receiver) })
     }
 
     func seenVersion(of receiver: UInt64) -> UInt64 {
-        state.withLock { $0.seenVersion(of: receiver) }
+        locked { $0.seenVersion(of: receiver) }
     }
 
     /// Waits for a version newer than the seen one, marks it seen and returns its value.
@@ -90,7 +120,7 @@ final class WatchStorage<Value: Sendable>: Sendable {
         var suspended = false
         while true {
             let waiter: UInt64
-            switch state.withLock({ $0.changed(receiver) }) {
+            switch locked({ $0.changed(receiver) }) {
             case .changed(let value):
                 if !suspended { await consumeBudget() }
                 return value
@@ -108,13 +138,16 @@ final class WatchStorage<Value: Sendable>: Sendable {
         }
     }
 
-    /// Waits until `predicate` holds for the current value; marks that version seen.
+    /// Waits until `predicate` holds for the current value; marks every version it checked seen.
     nonisolated(nonsending) func wait(_ receiver: UInt64, for predicate: (Value) -> Bool) async throws(Watch.RecvError) -> Value {
         var suspended = false
         while true {
-            let snapshot = state.withLock { $0.snapshot() }
-            if predicate(snapshot.value) {
-                state.withLock { $0.markSeen(receiver, version: snapshot.version) }
+            let snapshot = locked { $0.snapshot() }
+            let holds = predicate(snapshot.value)
+            // Every value the predicate saw is marked seen, whatever it answered (as Tokio's `wait_for`): after
+            // a cancelled or closed wait, `changed()` does not report a value the predicate already rejected.
+            locked { $0.markSeen(receiver, version: snapshot.version) }
+            if holds {
                 if !suspended { await consumeBudget() }
                 return snapshot.value
             }
@@ -122,7 +155,7 @@ final class WatchStorage<Value: Sendable>: Sendable {
                 if !suspended { await consumeBudget() }
                 throw .closed
             }
-            let waiter = state.withLock { $0.makeWaiterID() }
+            let waiter = locked { $0.makeWaiterID() }
             suspended = true
             let woken = await park(waiter: waiter) { machine, continuation, isCancelled in
                 machine.parkUntilNewer(
@@ -136,22 +169,23 @@ final class WatchStorage<Value: Sendable>: Sendable {
         }
     }
 
-    private func park(
+    /// Parks until woken or cancelled, on the caller's executor (no hop before the registration).
+    private nonisolated(nonsending) func park(
         waiter: UInt64,
         _ register: (inout WatchStateMachine<Value>, WaiterContinuation, Bool) -> Bool?
     ) async -> Bool {
         await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: WaiterContinuation) in
-                let immediate = state.withLock { register(&$0, continuation, Task.isCancelled) }
+                let immediate = locked { register(&$0, continuation, Task.isCancelled) }
                 if let immediate { continuation.resume(returning: immediate) }
             }
         } onCancel: {
-            state.withLock { $0.cancelWaiter(waiter) }?.resume(returning: false)
+            locked { $0.cancelWaiter(waiter) }?.resume(returning: false)
         }
     }
 
-    func hasChanged(_ receiver: UInt64) -> Bool? { state.withLock { $0.hasChanged(receiver) } }
-    func borrowAndUpdate(_ receiver: UInt64) -> Value { state.withLock { $0.borrowAndUpdate(receiver) } }
-    func markChanged(_ receiver: UInt64) { state.withLock { $0.markChanged(receiver) } }
-    func markUnchanged(_ receiver: UInt64) { state.withLock { $0.markUnchanged(receiver) } }
+    func hasChanged(_ receiver: UInt64) -> Bool? { locked { $0.hasChanged(receiver) } }
+    func borrowAndUpdate(_ receiver: UInt64) -> Value { locked { $0.borrowAndUpdate(receiver) } }
+    func markChanged(_ receiver: UInt64) { locked { $0.markChanged(receiver) } }
+    func markUnchanged(_ receiver: UInt64) { locked { $0.markUnchanged(receiver) } }
 }
