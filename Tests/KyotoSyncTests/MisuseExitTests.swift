@@ -26,7 +26,7 @@ struct MisuseExitTests {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             AsyncSemaphore(permits: 1).addPermits(AsyncSemaphore.maxPermits)
         }
-        #expect(stderr(result).contains("BUG DETECTED: released"))
+        #expect(stderr(result).contains("BUG DETECTED: addPermits(\(AsyncSemaphore.maxPermits)) with 1 permits free"))
     }
 
     @Test("a negative initial permit count traps")

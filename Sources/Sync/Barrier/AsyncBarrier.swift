@@ -42,7 +42,14 @@ public final class AsyncBarrier: Sendable {
     ///
     /// Throws `CancellationError` if the task is cancelled while waiting; its arrival is then withdrawn.
     @discardableResult
-    public func wait() async throws(CancellationError) -> Bool {
+    public nonisolated(nonsending) func wait() async throws(CancellationError) -> Bool {
+        // The last arrival leads without a continuation (one resumed inside its own closure still sends the
+        // task back through its executor's queue: inside an actor, one enqueue more per call).
+        if let followers = synced.withLock({ $0.arriveIfLast() }) {
+            for follower in followers { follower.resume(returning: .follower) }
+            await consumeBudget()
+            return true
+        }
         let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
         let outcome = await withTaskCancellationHandler {
             await withUnsafeContinuation { (waker: Waker) in

@@ -48,6 +48,14 @@ package struct BarrierStateMachine<Waker> {
         return .suspend
     }
 
+    /// A task arrives and completes the party: returns the followers to resume (the caller leads), or nil if
+    /// the caller would have to wait (nothing changed; call `arrive`).
+    package mutating func arriveIfLast() -> [Waker]? {
+        guard waiters.count + 1 == count else { return nil }
+        generation &+= 1
+        return waiters.removeAll().map(\.payload)
+    }
+
     /// Withdraws a cancelled waiter; returns its waker, or nil when it was already released.
     package mutating func cancel(_ id: UInt64) -> Waker? {
         waiters.remove(id)

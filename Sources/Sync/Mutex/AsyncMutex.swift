@@ -14,12 +14,13 @@ import Synchronization
 
 /// An asynchronous mutual-exclusion lock that owns the value it protects.
 ///
-/// Waiting callers are served in first-come, first-served order. On a multi-thread runtime a caller that
-/// finds the lock held first re-checks it for a few microseconds (the holder is often about to unlock on
-/// another worker) and joins the queue only then, so a caller arriving in that window may get the lock
-/// first; from the moment a caller queues, nobody overtakes it. A task waiting for the lock that is
-/// cancelled throws `CancellationError`, loses its place and leaves the lock untouched. Locking a free
-/// mutex succeeds even in a cancelled task, so cleanup code can still lock.
+/// Waiting callers are served in first-come, first-served order. Except where one thread runs every task (a
+/// current-thread or one-worker runtime, a LocalSet), a caller that finds the lock held first re-checks it
+/// for a few microseconds (the holder is often about to unlock on another worker) and joins the queue only
+/// then, so a caller arriving in that window may get the lock first; from the moment a caller queues, nobody
+/// overtakes it. A task waiting for the lock that is cancelled throws `CancellationError`, loses its place
+/// and leaves the lock untouched. Locking a free mutex succeeds even in a cancelled task, so cleanup code can
+/// still lock.
 ///
 /// ```swift
 /// let counter = AsyncMutex(0)

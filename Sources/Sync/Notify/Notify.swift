@@ -59,7 +59,7 @@ public final class Notify: Sendable {
     ///
     /// Throws `CancellationError` if the task is cancelled while waiting; a `notifyOne` that picked this
     /// task at that moment passes on to the next waiter (or is stored).
-    public func notified() async throws(CancellationError) {
+    public nonisolated(nonsending) func notified() async throws(CancellationError) {
         try await wait(nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue, since: nil)
     }
 
@@ -103,7 +103,14 @@ public final class Notify: Sendable {
     /// Waiter `id` (a `Notified` made at `generation`, or, with nil, one made now) waits until notified.
     /// Registered inside the continuation's closure; a notifier or the cancellation handler resumes it after
     /// unlocking.
-    fileprivate func wait(_ id: UInt64, since generation: UInt64?) async throws(CancellationError) {
+    fileprivate nonisolated(nonsending) func wait(_ id: UInt64, since generation: UInt64?) async throws(CancellationError) {
+        // Already notified (a stored permit, a notification that came first): return without a continuation.
+        // A continuation resumed inside its own closure still sends the task back through its executor's
+        // queue, which inside an actor is one enqueue more per call.
+        if let outcome = synced.withLock({ $0.takeReady(id: id, since: generation) }) {
+            try await finish(.notified(outcome))
+            return
+        }
         let reason = await withTaskCancellationHandler {
             await withUnsafeContinuation { (waker: Waker) in
                 let action = synced.withLock {
@@ -124,7 +131,7 @@ public final class Notify: Sendable {
     /// After a wait: spends budget for a notification that did not suspend (a consumed permit), or, when
     /// the task was cancelled as a `notifyOne`/`notifyLast` picked it, passes the notification on the same
     /// way and throws.
-    private func finish(_ reason: WakeReason) async throws(CancellationError) {
+    private nonisolated(nonsending) func finish(_ reason: WakeReason) async throws(CancellationError) {
         switch reason {
         case .notified(.consumedPermit):
             await consumeBudget()
@@ -210,7 +217,7 @@ public struct Notified: ~Copyable, Sendable {
     ///
     /// Throws `CancellationError` if the task is cancelled while waiting; a `notifyOne` that picked it at
     /// that moment passes on to the next waiter (or is stored).
-    public consuming func wait() async throws(CancellationError) {
+    public consuming nonisolated(nonsending) func wait() async throws(CancellationError) {
         let wasNotified = phase == .notified
         phase = .finished
         if wasNotified {

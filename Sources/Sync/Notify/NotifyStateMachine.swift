@@ -80,6 +80,12 @@ package struct NotifyStateMachine<Waker> {
         return nil
     }
 
+    /// A waiter about to wait takes the notification it already has, if any, without registering (the
+    /// caller then returns without suspending, and without a continuation's executor hop); nil: call `wait`.
+    package mutating func takeReady(id: UInt64, since created: UInt64?) -> Outcome? {
+        pending(id: id, since: created ?? generation)
+    }
+
     /// What `wait` decided.
     package enum WaitAction: Equatable {
         /// Already notified: return without waiting.

@@ -23,9 +23,12 @@ import Synchronization
 
 /// A cell that is initialised at most once, asynchronously, by the first caller that succeeds.
 ///
-/// Concurrent `getOrInit` callers run one initializer at a time, in arrival order; the others wait and
-/// receive the same value. If an initializer throws (for instance because its task was cancelled), the
-/// next waiting caller runs its own.
+/// Concurrent `getOrInit` callers run one initializer at a time, in the order they queued; the others wait
+/// and receive the same value. If an initializer throws (for instance because its task was cancelled), the
+/// next waiting caller runs its own. Except where one thread runs every task (a current-thread or one-worker
+/// runtime, a LocalSet), a caller that finds an initializer running first re-checks for a few microseconds
+/// before it queues, so a caller arriving in that window may go first; from the moment a caller queues,
+/// nobody overtakes it.
 public final class AsyncOnceCell<Value: Sendable>: Sendable {
     /// Why `set` failed; carries the rejected value back.
     public enum SetError: Error {

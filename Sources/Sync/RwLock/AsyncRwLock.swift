@@ -13,10 +13,12 @@ import Synchronization
 
 /// An asynchronous reader-writer lock that owns the value it protects.
 ///
-/// Many readers or one writer hold the lock at a time. Waiters are served in arrival order, and a
-/// waiting writer makes later readers wait behind it, so writers are never starved. Re-acquiring a
-/// read lock while a writer waits therefore deadlocks. A waiting task that is cancelled throws
-/// `CancellationError` and loses its place.
+/// Many readers or one writer hold the lock at a time. Waiters are served in the order they queued, and a
+/// waiting writer makes later readers wait behind it, so writers are never starved. Except where one thread
+/// runs every task (a current-thread or one-worker runtime, a LocalSet), a reader that finds the lock held
+/// first re-checks it for a few microseconds before it queues (writers queue at once), so a writer arriving
+/// in that window may queue, and be served, first. Re-acquiring a read lock while a writer waits therefore
+/// deadlocks. A waiting task that is cancelled throws `CancellationError` and loses its place.
 public final class AsyncRwLock<Value> {
     /// The default number of concurrent readers (Tokio's `u32::MAX >> 3`).
     public static var defaultMaxReaders: Int { Int(UInt32.max >> 3) }

@@ -5,10 +5,13 @@
 
 /// A fair asynchronous counting semaphore.
 ///
-/// `acquire(n)` waits in first-come, first-served order, and a large request at the head of the queue is
-/// never overtaken by smaller ones. After `close()`, every waiting and later acquisition fails with
-/// `ClosedError` even when permits are free. A waiting task that is cancelled throws `CancellationError`
-/// and returns any permits already set aside for it.
+/// `acquire(n)` waits in first-come, first-served order from the moment it queues, and a large request at the
+/// head of the queue is never overtaken by smaller ones. Except where one thread runs every task (a
+/// current-thread or one- worker runtime, a LocalSet), an `acquire(1)` that finds no permit first re-checks
+/// for a few microseconds before it queues, so a caller arriving in that window may queue first. After
+/// `close()`, every waiting and later acquisition fails with `ClosedError` even when permits are free. A
+/// waiting task that is cancelled throws `CancellationError` and returns any permits already set aside for
+/// it.
 public final class AsyncSemaphore: Sendable {
     /// The most permits a semaphore can hold.
     public static var maxPermits: Int { BatchSemaphore.maxPermits }
@@ -100,9 +103,10 @@ public final class AsyncSemaphore: Sendable {
         return try body()
     }
 
-    /// Adds `n` permits; waiting tasks are served first. Traps if the total would exceed `maxPermits`.
+    /// Adds `n` permits; waiting tasks are served first. Traps if `n` is negative or the total would exceed
+    /// `maxPermits`.
     public func addPermits(_ n: Int) {
-        core.release(n)
+        core.release(n, adding: true)
     }
 
     /// Removes up to `n` free permits permanently and returns how many were removed.

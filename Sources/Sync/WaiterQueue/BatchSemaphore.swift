@@ -212,12 +212,17 @@ package final class BatchSemaphore: Sendable {
     /// The cold half of `checkRequest`, kept out of line so the check inlines into the fast path.
     @inline(never)
     private func impossibleRequest(_ n: Int, _ operation: StaticString) -> Never {
+        if n < 0 { bugDetected("\(operation)(\(n)): cannot request a negative number of permits") }
         bugDetected("\(operation)(\(n)) can never succeed: this semaphore holds at most \(permitLimit) permits")
     }
 
     @inline(__always)
     private func tryAcquireFast(_ n: Int) -> TryAcquireResult {
-        // Relaxed: this load only seeds the CAS loop; the successful exchange does the synchronising.
+        // Relaxed: this load only seeds the CAS loop; the successful exchange does the synchronising. The
+        // `.closed` answer (and `n == 0`) returns after this load alone: it publishes nothing, and a caller
+        // that then reads state written before `close()` under a lock (AsyncOnceCell's value) is ordered by
+        // coherence: had its lock come first in the lock's order, this load would happen before the store of
+        // CLOSED it read from, which cannot be.
         var current = PermitWord(raw: word.load(ordering: .relaxed))
         while true {
             let (result, next) = current.acquiring(n)
@@ -355,10 +360,16 @@ package final class BatchSemaphore: Sendable {
 
     /// Returns `n` permits. Queued waiters are served first, oldest first; only leftovers become free.
     ///
-    /// Returning more permits than the semaphore's limit allows is a bug and traps.
+    /// Returning more permits than the semaphore's limit allows is a bug and traps. `adding`: the call is a
+    /// public `addPermits(n)` (new permits, not returned ones), which the trap messages then name.
     @usableFromInline
-    package func release(_ n: Int) {
-        if n < 0 { bugDetected("release(\(n)): cannot release a negative number of permits") }
+    package func release(_ n: Int, adding: Bool = false) {
+        if n < 0 {
+            bugDetected(
+                adding
+                    ? "addPermits(\(n)): cannot add a negative number of permits"
+                    : "release(\(n)): cannot release a negative number of permits")
+        }
         if n == 0 { return }
         // Relaxed: seeds the CAS loop below.
         var current = PermitWord(raw: word.load(ordering: .relaxed))
@@ -366,9 +377,9 @@ package final class BatchSemaphore: Sendable {
             let (action, next) = current.releasing(n, limit: permitLimit)
             switch action {
             case .exceedsLimit:
-                bugDetected(overLimitMessage(n, free: current.permits))
+                bugDetected(overLimitMessage(n, free: current.permits, adding: adding))
             case .takeLock:
-                releaseSlow(n)
+                releaseSlow(n, adding: adding)
                 return
             case .released:
                 // Releasing: publishes the caller's writes made while holding the permits.
@@ -382,19 +393,23 @@ package final class BatchSemaphore: Sendable {
         }
     }
 
-    private func overLimitMessage(_ n: Int, free: Int) -> String {
-        "released \(n) permits while \(free) were free, exceeding the limit of \(permitLimit): "
+    private func overLimitMessage(_ n: Int, free: Int, adding: Bool) -> String {
+        if adding {
+            return "addPermits(\(n)) with \(free) permits free (or set aside for waiters) would exceed the "
+                + "semaphore's limit of \(permitLimit) permits"
+        }
+        return "released \(n) permits while \(free) were free, exceeding the limit of \(permitLimit): "
             + "permits were released more often than they were acquired"
     }
 
-    private func releaseSlow(_ n: Int) {
+    private func releaseSlow(_ n: Int, adding: Bool) {
         let wake: BatchSemaphoreStateMachine<Waker>.WakeList? = synced.withLock { machine in
             // Relaxed: seeds the CAS loop; the lock orders us after every queue change.
             var current = PermitWord(raw: word.load(ordering: .relaxed))
             while !current.isQueued {
                 // The queue drained between the fast attempt and taking the lock: plain release.
                 let (action, next) = current.releasing(n, limit: permitLimit)
-                if action == .exceedsLimit { bugDetected(overLimitMessage(n, free: current.permits)) }
+                if action == .exceedsLimit { bugDetected(overLimitMessage(n, free: current.permits, adding: adding)) }
                 // Releasing: as in `release`. Pairs with the acquiring CAS in `tryAcquireFast`/`register`.
                 let (exchanged, original) = word.weakCompareExchange(
                     expected: current.raw, desired: next!.raw, successOrdering: .releasing,
@@ -403,7 +418,7 @@ package final class BatchSemaphore: Sendable {
                 current = PermitWord(raw: original)
             }
             if n > permitLimit - machine.heldByQueue {
-                bugDetected(overLimitMessage(n, free: machine.heldByQueue))
+                bugDetected(overLimitMessage(n, free: machine.heldByQueue, adding: adding))
             }
             let action = machine.release(n)
             if let leftover = action.leftover { updateLocked { $0.queueEmptied(returning: leftover) } }
