@@ -1,5 +1,6 @@
 // JoinSet, shutdown and the cooperative budget.
 
+import Dispatch
 import Synchronization
 import Testing
 
@@ -35,6 +36,22 @@ struct JoinSetTests {
             #expect(stillBuffered == 2)
             #expect(held == 2, "the set still holds a result it handed out")
         }
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("next() in an actor, on finished results and on an empty set, never leaves the actor's executor")
+    func readyNextStaysOnActor() {
+        // A continuation resumed inside its own closure sends an actor's task back through the actor's
+        // executor: one more enqueue per next() when the result was already there.
+        let r = Runtime.multiThread(workers: 2)
+        let extraEnqueues = r.blockOn { () async -> Int in
+            let set = JoinSet<Int>()
+            for i in 0..<2 { set.spawn { i } }
+            let limit = Platform.monotonicNanos() + 10_000_000_000
+            while set.bufferedCount < 2 && Platform.monotonicNanos() < limit { await Task.yield() }
+            return await JoinSetActor().drain(set)
+        }
+        #expect(extraEnqueues == 0)
         r.shutdown(timeout: .seconds(5))
     }
 
@@ -674,5 +691,32 @@ final class ContinuationSlot: Sendable {
             sched_yield()
         }
         return nil
+    }
+}
+
+/// A serial executor that counts the jobs enqueued on it (it runs them on a serial Dispatch queue).
+private final class CountingSerialExecutor: SerialExecutor, Sendable {
+    let enqueued = Atomic<Int>(0)
+    private let queue = DispatchQueue(label: "counting-serial-executor")
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        // Relaxed: read by this executor's own jobs, which its queue orders after the enqueue.
+        enqueued.add(1, ordering: .relaxed)
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedSerialExecutor()) }
+    }
+}
+
+/// An actor on a `CountingSerialExecutor`.
+private actor JoinSetActor {
+    private let executor = CountingSerialExecutor()
+
+    nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    /// Joins everything in `set` and returns how many jobs were enqueued on this actor meanwhile.
+    func drain(_ set: JoinSet<Int>) async -> Int {
+        let before = executor.enqueued.load(ordering: .relaxed)
+        while (try? await set.next()) != nil {}
+        return executor.enqueued.load(ordering: .relaxed) - before
     }
 }

@@ -101,6 +101,16 @@ public final class JoinSet<T: Sendable>: Sendable {
     /// Waits for the next result (see the file comment on cancellation). A `cancellable` wait ends with
     /// `.cancelled` when the waiting task is cancelled.
     private nonisolated(nonsending) func waitNext(cancellable: Bool) async -> Wait {
+        // A result already waiting (or nothing left to join) is returned without a continuation: one resumed
+        // inside its own closure still sends the task back through its executor's queue (an extra job run).
+        let ready = state.withLock { s -> Wait? in
+            if let (_, r) = s.completed.pop() {
+                s.unjoined -= 1
+                return .result(r)
+            }
+            return s.unjoined == 0 ? .empty : nil
+        }
+        if let ready { return ready }
         let token = tokens.wrappingAdd(1, ordering: .relaxed).newValue
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Wait, Never>) in
