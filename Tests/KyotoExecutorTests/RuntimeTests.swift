@@ -25,11 +25,41 @@ struct RuntimeTests {
     }
 
     @Test("default worker count follows the CPUs available to the process")
-    func defaultWorkerCount() {
+    func defaultWorkerCount() throws {
+        // Worked out here independently of the runtime: the CPUs this process may run on (its affinity, as
+        // the kernel reports it), capped by a cgroup v2 CPU quota if one is set.
+        let status = try #require(readFile("/proc/self/status"))
+        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") })
+        var allowed = 0
+        for range in line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces)
+            .split(separator: ",")
+        {
+            let bounds = range.split(separator: "-").compactMap { Int($0) }
+            allowed += bounds.count == 2 ? bounds[1] - bounds[0] + 1 : 1
+        }
+        var expected = allowed
+        if let cpuMax = readFile("/sys/fs/cgroup/cpu.max") {
+            let fields = cpuMax.split(whereSeparator: \.isWhitespace)
+            if fields.count == 2, let quota = Double(fields[0]), let period = Double(fields[1]) {
+                expected = min(expected, max(1, Int((quota / period).rounded(.up))))
+            }
+        }
         let r = Runtime()
-        #expect(r.workerCount == Platform.availableParallelism())
-        #expect(r.workerCount >= 1)
+        #expect(r.workerCount == expected, "Cpus_allowed_list: \(line)")
         r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("cgroup CPU quotas round up to whole CPUs; unlimited or malformed ones are ignored")
+    func cgroupQuotaParsing() {
+        #expect(Platform.cpuQuota(cgroupV2: "max 100000\n") == nil)
+        #expect(Platform.cpuQuota(cgroupV2: "200000 100000\n") == 2)
+        #expect(Platform.cpuQuota(cgroupV2: "150000 100000") == 2)
+        #expect(Platform.cpuQuota(cgroupV2: "50000 100000\n") == 1)
+        #expect(Platform.cpuQuota(cgroupV2: "garbage") == nil)
+        #expect(Platform.cpuQuota(cgroupV2: "0 100000") == nil)
+        #expect(Platform.cpuQuota(cgroupV1Quota: "-1\n", period: "100000\n") == nil)
+        #expect(Platform.cpuQuota(cgroupV1Quota: "250000\n", period: "100000\n") == 3)
+        #expect(Platform.cpuQuota(cgroupV1Quota: "x", period: "100000") == nil)
     }
 
     @Test("worker threads are named <threadName>-N", arguments: [0, 1])

@@ -289,6 +289,13 @@ func readFile(_ path: String) -> String? {
     return String(decoding: buffer[0..<n], as: UTF8.self)
 }
 
+/// The seed for a randomised test: `KYOTO_TEST_SEED` if set (to replay a failure), else a fresh one. Tests
+/// print it in every failure message.
+func testSeed() -> UInt64 {
+    if let text = getenv("KYOTO_TEST_SEED").map({ String(cString: $0) }), let seed = UInt64(text) { return seed }
+    return UInt64.random(in: 1...UInt64.max)
+}
+
 /// A small deterministic PRNG (SplitMix64) for seeded stress tests.
 struct SeededRandom: RandomNumberGenerator {
     var state: UInt64

@@ -23,23 +23,32 @@ enum Platform {
 
     /// cgroup CPU limit rounded up to whole CPUs, or nil when unlimited or unreadable.
     private static func cgroupCPUQuota() -> Int? {
-        if let text = readSmallFile("/sys/fs/cgroup/cpu.max") {
-            let parts = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
-            if parts.count >= 2, parts[0] != "max", let quota = Double(parts[0]), let period = Double(parts[1]),
-                period > 0
-            {
-                return max(1, Int((quota / period).rounded(.up)))
-            }
-            return nil
-        }
+        if let text = readSmallFile("/sys/fs/cgroup/cpu.max") { return cpuQuota(cgroupV2: text) }
         if let q = readSmallFile("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
-            let p = readSmallFile("/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
-            let quota = Double(q.trimmingWhitespace()), let period = Double(p.trimmingWhitespace()),
-            quota > 0, period > 0
+            let p = readSmallFile("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
         {
-            return max(1, Int((quota / period).rounded(.up)))
+            return cpuQuota(cgroupV1Quota: q, period: p)
         }
         return nil
+    }
+
+    /// The CPU limit of a cgroup v2 `cpu.max` ("<quota> <period>" or "max <period>"), rounded up to whole
+    /// CPUs; nil when unlimited or malformed.
+    static func cpuQuota(cgroupV2 text: String) -> Int? {
+        let parts = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard parts.count >= 2, parts[0] != "max", let quota = Double(parts[0]), let period = Double(parts[1]),
+            quota > 0, period > 0
+        else { return nil }
+        return max(1, Int((quota / period).rounded(.up)))
+    }
+
+    /// The CPU limit of cgroup v1's `cpu.cfs_quota_us` and `cpu.cfs_period_us` (a quota of -1: unlimited),
+    /// rounded up to whole CPUs; nil when unlimited or malformed.
+    static func cpuQuota(cgroupV1Quota q: String, period p: String) -> Int? {
+        guard let quota = Double(q.trimmingWhitespace()), let period = Double(p.trimmingWhitespace()),
+            quota > 0, period > 0
+        else { return nil }
+        return max(1, Int((quota / period).rounded(.up)))
     }
 
     private static func readSmallFile(_ path: String) -> String? {
