@@ -138,33 +138,50 @@ func mpscMachineDropReceiver() {
 
 @Test("mpsc machine: a parked receiver gets the next message handed over, not buffered")
 func mpscMachineHandOver() async {
-    let (outcome, pushAction): (Int?, String) = await withCheckedContinuation { done in
-        Task {
-            var machine = MpscStateMachine<Int>(initialBufferCapacity: 1)
-            guard case .suspend(let id) = machine.receive() else { fatalError("expected suspend") }
-            let outcome = await withUnsafeContinuation { (continuation: MpscStateMachine<Int>.ReceiverContinuation) in
-                guard case .none = machine.park(id: id, continuation: continuation, isCancelled: false) else {
-                    fatalError("expected park")
-                }
-                let parkedNow = machine.hasParkedReceiver
-                #expect(parkedNow)
-                let stale = machine.cancelReceive(id: id &+ 1)
-                #expect(stale == nil, "a stale id must not remove the waiter")
-                let action = machine.push(7, reserved: false)
-                #expect(machine.buffer.count == 0)
-                let parkedAfter = machine.hasParkedReceiver
-                #expect(!parkedAfter)
-                if case .resumeReceiver(let parked, let element) = action {
-                    parked.resume(returning: .element(element))
-                }
-            }
-            if case .element(let value) = outcome { done.resume(returning: (value, "resumeReceiver")) } else {
-                done.resume(returning: (nil, "other"))
-            }
+    var machine = MpscStateMachine<Int>(initialBufferCapacity: 1)
+    guard case .suspend(let id) = machine.receive() else {
+        Issue.record("expected suspend")
+        return
+    }
+    // Every path below resumes the continuation exactly once, so a wrong action fails the test instead
+    // of leaving it suspended.
+    var pushAction = "push not reached"
+    let outcome = await withUnsafeContinuation { (continuation: MpscStateMachine<Int>.ReceiverContinuation) in
+        if case .resume(let immediate, let outcome) = machine.park(id: id, continuation: continuation, isCancelled: false) {
+            Issue.record("expected park, got an immediate \(outcome)")
+            immediate.resume(returning: outcome)
+            return
+        }
+        let parkedNow = machine.hasParkedReceiver
+        #expect(parkedNow)
+        if let stale = machine.cancelReceive(id: id &+ 1) {
+            Issue.record("a stale id must not remove the waiter")
+            stale.resume(returning: .cancelled)
+            return
+        }
+        let action = machine.push(7, reserved: false)
+        #expect(machine.buffer.count == 0)
+        let parkedAfter = machine.hasParkedReceiver
+        #expect(!parkedAfter)
+        switch action {
+        case .resumeReceiver(let parked, let element):
+            pushAction = "resumeReceiver(\(element))"
+            parked.resume(returning: .element(element))
+        case .none:
+            // Buffered instead of handed over: the receiver is still parked; take it back and end it.
+            pushAction = "none"
+            (machine.cancelReceive(id: id) ?? continuation).resume(returning: .cancelled)
+        case .reject(let element):
+            pushAction = "reject(\(element))"
+            (machine.cancelReceive(id: id) ?? continuation).resume(returning: .cancelled)
         }
     }
-    #expect(outcome == 7)
-    #expect(pushAction == "resumeReceiver")
+    #expect(pushAction == "resumeReceiver(7)")
+    if case .element(let value) = outcome {
+        #expect(value == 7)
+    } else {
+        Issue.record("expected element(7), got \(outcome)")
+    }
 }
 
 @Test("mpsc machine: parking after cancellation resumes at once with cancelled and leaves no waiter")
@@ -175,14 +192,20 @@ func mpscMachineParkCancelled() async {
         return
     }
     var parked = false
+    var stillParked = false
     let outcome = await withUnsafeContinuation { (continuation: MpscStateMachine<Int>.ReceiverContinuation) in
         switch machine.park(id: id, continuation: continuation, isCancelled: true) {
-        case .resume(let continuation, let outcome): continuation.resume(returning: outcome)
-        case .none: parked = true
+        case .resume(let continuation, let outcome):
+            stillParked = machine.hasParkedReceiver
+            continuation.resume(returning: outcome)
+        case .none:
+            // Parked despite the cancellation: take the waiter back so the test fails instead of hanging.
+            parked = true
+            stillParked = machine.hasParkedReceiver
+            (machine.cancelReceive(id: id) ?? continuation).resume(returning: .cancelled)
         }
     }
-    #expect(!parked)
-    let stillParked = machine.hasParkedReceiver
+    #expect(!parked, "park must not park a cancelled receiver")
     #expect(!stillParked)
     if case .cancelled = outcome {} else { Issue.record("expected cancelled, got \(outcome)") }
 }
@@ -260,7 +283,11 @@ func broadcastMachineLag() {
     let receiver = machine.subscribe()
     #expect(describe(machine.tryReceive(receiver)) == "empty")
     for value in 1...4 {
-        if case .wake(_, let receivers, _) = machine.send(value) { #expect(receivers == 1) }
+        if case .wake(_, let receivers, _) = machine.send(value) {
+            #expect(receivers == 1)
+        } else {
+            Issue.record("send \(value) with one receiver must store and wake")
+        }
     }
     #expect(describe(machine.tryReceive(receiver)) == "value(1)")
     _ = machine.send(5)
