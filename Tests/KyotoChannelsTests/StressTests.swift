@@ -32,7 +32,8 @@ struct StressTests {
                         var rng = SplitMix64(seed: seed &+ UInt64(producer))
                         var sent = Array(repeating: false, count: perProducer)
                         var next = 0
-                        while next < perProducer {
+                        // A cancelled producer (the deadline passed) stops starting chunks.
+                        while next < perProducer && !Task.isCancelled {
                             let start = next
                             let end = min(perProducer, start + Int.random(in: 1...2_000, using: &rng))
                             let chunk = Task { () -> (delivered: [Int], failed: Int?) in
@@ -42,7 +43,10 @@ struct StressTests {
                                         try await tx.send(producer << 32 | sequence)
                                         delivered.append(sequence)
                                     } catch {
-                                        #expect(error == .cancelled(producer << 32 | sequence))
+                                        #expect(
+                                            error == .cancelled(producer << 32 | sequence),
+                                            "producer \(producer) sequence \(sequence); seed \(seed)"
+                                        )
                                         return (delivered, sequence)
                                     }
                                 }
@@ -52,7 +56,13 @@ struct StressTests {
                                 for _ in 0..<Int.random(in: 0..<64, using: &rng) { await Task.yield() }
                                 chunk.cancel()
                             }
-                            let (delivered, failed) = await chunk.value
+                            // The chunk is an unstructured task: cancel it with this producer (on the
+                            // deadline), or a chunk blocked in send would outlive the test.
+                            let (delivered, failed) = await withTaskCancellationHandler {
+                                await chunk.value
+                            } onCancel: {
+                                chunk.cancel()
+                            }
                             for sequence in delivered { sent[sequence] = true }
                             // A failed sequence number is skipped: it was not sent.
                             next = failed.map { $0 + 1 } ?? end

@@ -27,24 +27,61 @@ func waitUntil(
 }
 
 /// Runs `body`, cancelling it and recording an issue if it does not finish within `seconds`.
+///
+/// The body runs in its own unstructured task, raced against a timer: on the deadline this returns nil
+/// at once (after cancelling the body's task) even if the body ignores the cancellation, so a hung body
+/// fails the test instead of hanging it. A body that does not finish is left behind, suspended.
 func withDeadline<T: Sendable>(
     seconds: Double,
     _ what: String,
     sourceLocation: SourceLocation = #_sourceLocation,
     _ body: @escaping @Sendable () async -> T
 ) async -> T? {
-    await withTaskGroup(of: T?.self) { group in
-        group.addTask { await body() }
-        group.addTask {
-            try? await Task.sleep(for: .seconds(seconds))
-            return nil
+    let race = DeadlineRace<T>()
+    let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+        race.start(continuation, seconds: seconds, body)
+    }
+    if outcome == nil {
+        Issue.record("deadline of \(seconds) s exceeded: \(what)", sourceLocation: sourceLocation)
+    }
+    return outcome
+}
+
+/// First-one-wins between a body and a timer: whichever finishes first resumes the continuation (once)
+/// and cancels the other.
+private final class DeadlineRace<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T?, Never>?
+        var body: Task<Void, Never>?
+        var timer: Task<Void, Never>?
+    }
+
+    private let state = CheckedMutex(State())
+
+    func start(_ continuation: CheckedContinuation<T?, Never>, seconds: Double, _ body: @escaping @Sendable () async -> T) {
+        // Both tasks are created under the lock, so `finish` (which takes it) always sees them.
+        state.withLock { state in
+            state.continuation = continuation
+            state.timer = Task {
+                try? await Task.sleep(for: .seconds(seconds))
+                self.finish(nil)
+            }
+            state.body = Task {
+                let value = await body()
+                self.finish(value)
+            }
         }
-        let first = await group.next()!
-        if first == nil {
-            Issue.record("deadline of \(seconds) s exceeded: \(what)", sourceLocation: sourceLocation)
+    }
+
+    /// `value` is the body's result, or nil when the timer fired first.
+    private func finish(_ value: T?) {
+        let (continuation, other) = state.withLock { state in
+            defer { state.continuation = nil }
+            return (state.continuation, value == nil ? state.body : state.timer)
         }
-        group.cancelAll()
-        return first ?? nil
+        guard let continuation else { return }
+        other?.cancel()
+        continuation.resume(returning: value)
     }
 }
 
