@@ -1,7 +1,7 @@
 // Behaviour of the mpsc channels: the Tokio cases (tokio-semantics.md §7.1, §7.2, §8) plus
 // cancellation and permit accounting.
 
-import Synchronization
+import KyotoSync
 import Testing
 
 @testable import KyotoChannels
@@ -100,8 +100,7 @@ struct MpscTests {
         await waitUntil("receiver parked") { rx.core.state.withLock { $0.hasParkedReceiver } }
         try tx.send(1)
         let received = try await receiving.value
-        #expect(received.first == 1)
-        #expect(received.count >= 1)
+        #expect(received == [1], "exactly one message was sent")
     }
 
     @Test("waiting senders are served in the order they started waiting (T7.6)")
@@ -111,14 +110,17 @@ struct MpscTests {
         var senders: [Task<Void, any Error>] = []
         for value in 1...3 {
             senders.append(Task { try await tx.send(value) })
-            await waitUntil("sender \(value) waiting") {
-                tx.core.waitingForCapacity.load(ordering: .relaxed) == value
-            }
-            // It is counted just before it queues in the semaphore; let it finish queueing.
-            await yieldABit()
+            await waitUntil("sender \(value) queued for capacity") { tx.core.queuedForCapacity == value }
         }
         var received: [Int] = []
-        for _ in 0...3 { received.append(try await rx.recv()!) }
+        for index in 0...3 {
+            // Bounded: a permit handed to the wrong sender (or lost) fails the test instead of hanging it.
+            guard let message = await withDeadline(seconds: 10, "message \(index)", { try? await rx.recv() }) ?? nil else {
+                Issue.record("recv \(index) returned no message; received so far: \(received)")
+                return
+            }
+            received.append(message)
+        }
         #expect(received == [0, 1, 2, 3])
         for sender in senders { try await sender.value }
     }
@@ -154,8 +156,7 @@ struct MpscTests {
                 return error
             }
         }
-        await waitUntil("sender waiting") { tx.core.waitingForCapacity.load(ordering: .relaxed) == 1 }
-        await yieldABit()
+        await waitUntil("sender queued for capacity") { tx.core.queuedForCapacity == 1 }
         _ = consume rx
         let error = await sending.value
         #expect(error == .closed(2))
@@ -223,8 +224,7 @@ struct MpscTests {
                 return error
             }
         }
-        await waitUntil("sender waiting") { tx.core.waitingForCapacity.load(ordering: .relaxed) == 1 }
-        await yieldABit()
+        await waitUntil("sender queued for capacity") { tx.core.queuedForCapacity == 1 }
         sending.cancel()
         let error = await sending.value
         #expect(error == .cancelled(2))
@@ -246,11 +246,13 @@ struct MpscTests {
                 return error
             }
         }
-        await waitUntil("reserver waiting") { tx.core.waitingForCapacity.load(ordering: .relaxed) == 1 }
-        await yieldABit()
+        await waitUntil("reserver queued for capacity") { tx.core.queuedForCapacity == 1 }
         reserving.cancel()
         let error = await reserving.value
-        #expect(error == .cancelled || error == nil)
+        // The only slot is held, so the queued reserve cannot be granted: nil would mean a second permit.
+        #expect(error == .cancelled)
+        #expect(tx.core.queuedForCapacity == 0)
+        #expect(tx.capacity == 0)
         _ = consume held
         #expect(tx.capacity == 1)
         _ = rx
@@ -272,7 +274,7 @@ struct MpscTests {
     }
 }
 
-/// Gives other tasks a chance to run (used only where the test then checks a condition).
-func yieldABit() async {
-    for _ in 0..<50 { await Task.yield() }
+extension MpscChannel where Permits == BoundedPermits {
+    /// The senders and reservers queued in the bounded channel's semaphore, waiting for capacity.
+    var queuedForCapacity: Int { permits.semaphore.queuedWaiterCount }
 }
