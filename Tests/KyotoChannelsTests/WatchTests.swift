@@ -52,8 +52,11 @@ struct WatchTests {
         let (tx, rx) = Watch.channel(initial: 3)
         #expect(try await rx.wait { $0 == 3 } == 3)
         let waiting = Task { try await rx.wait { $0 == 6 } }
+        // Parked first, so the sends below exercise the wake-and-recheck path, not the first check.
+        await waitUntil("wait(for:) parked") { rx.storage.state.withLock { $0.waiterCount == 1 } }
         for value in 4...6 { try tx.send(value) }
-        #expect(try await waiting.value == 6)
+        let matched = await withDeadline(seconds: 10, "wait(for:) woken by the sends") { try? await waiting.value }
+        #expect(matched == 6)
         #expect(try rx.hasChanged() == false)
         try tx.send(2)
         _ = consume tx
@@ -132,12 +135,23 @@ struct WatchTests {
     @Test("send drops the value it displaces after unlocking: that value's deinit may use the channel")
     func sendDropsDisplacedValueOutsideLock() async throws {
         let hook = DeinitHook()
+        let runs = DropCounter()
         let (tx, rx) = Watch.channel(initial: CallsOnDeinit(hook))
-        hook.action.withLock { $0 = { _ = tx.borrow() } }
+        hook.action.withLock {
+            $0 = {
+                runs.increment()
+                _ = tx.borrow()
+            }
+        }
         // On its own thread, so a send that deadlocks on its own lock fails the test instead of hanging it.
         let finished = DispatchSemaphore(value: 0)
+        let sendFailed = Mutex(false)
         Thread.detachNewThread {
-            try? tx.send(CallsOnDeinit(hook))
+            do {
+                try tx.send(CallsOnDeinit(hook))
+            } catch {
+                sendFailed.withLock { $0 = true }
+            }
             finished.signal()
         }
         guard finished.wait(timeout: .now() + 10) == .success else {
@@ -148,6 +162,9 @@ struct WatchTests {
             return
         }
         hook.action.withLock { $0 = nil }
+        // A failed send hands its own value back (whose deinit also runs the hook), so check it first.
+        #expect(!sendFailed.withLock { $0 }, "send with a live receiver must succeed")
+        #expect(runs.value == 1, "the displaced initial value must be released by send, exactly once")
         _ = rx.borrow()
     }
 }
