@@ -1,4 +1,5 @@
-// Misuse traps, pinned: each runs in a child process that must exit with a failure.
+// Misuse traps, pinned: each runs in a child process that must exit with a failure and print the
+// message naming the mistake.
 
 import Testing
 
@@ -8,41 +9,74 @@ import Testing
 struct ExitTests {
     @Test("a bounded mpsc channel with capacity 0 traps")
     func mpscCapacityZero() async {
-        await #expect(processExitsWith: .failure) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             _ = Mpsc.channel(of: Int.self, capacity: 0)
         }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: Mpsc.channel(of:capacity:) requires a capacity of at least 1, got 0"))
     }
 
     @Test("a broadcast channel with capacity 0 traps")
     func broadcastCapacityZero() async {
-        await #expect(processExitsWith: .failure) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             _ = Broadcast.channel(of: Int.self, capacity: 0)
         }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: Broadcast.channel(of:capacity:) requires a capacity of at least 1, got 0"))
+    }
+
+    @Test("a broadcast channel whose capacity cannot be rounded up to a power of two traps")
+    func broadcastCapacityTooLarge() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = Broadcast.channel(of: Int.self, capacity: Int.max)
+        }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: Broadcast.channel(of:capacity:) capacity \(Int.max) is too large"))
     }
 
     @Test("a second oneshot send traps")
     func oneshotSecondSend() async {
-        await #expect(processExitsWith: .failure) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let (tx, rx) = Oneshot.channel(of: Int.self)
             try? tx.send(1)
             try? tx.send(2)
             _ = rx
         }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: Oneshot.Sender.send(_:) was called a second time; a oneshot channel carries one value"))
     }
 
     @Test("awaiting a oneshot receiver again after it produced its value traps")
     func oneshotAwaitAfterCompletion() async {
-        await #expect(processExitsWith: .failure) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)  // a hang instead of the trap ends the child without the message
             let (tx, rx) = Oneshot.channel(of: Int.self)
             try? tx.send(1)
             _ = try? await rx.value
             _ = try? await rx.value
         }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: a Oneshot.Receiver was awaited again after it already produced its result"))
+    }
+
+    @Test("two tasks awaiting one oneshot receiver at once traps")
+    func oneshotConcurrentAwait() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)
+            let (tx, rx) = Oneshot.channel(of: Int.self)
+            let first = Task { try await rx.value }
+            while !rx.storage.state.withLock({ $0.hasParkedReceiver }) { await Task.yield() }
+            _ = try? await rx.value
+            _ = first
+            _ = tx
+        }
+        #expect(stderrText(result).contains("BUG DETECTED: two tasks are awaiting the same Oneshot.Receiver at once"))
     }
 
     @Test("two tasks receiving from one mpsc receiver at once traps")
     func mpscConcurrentReceive() async {
-        await #expect(processExitsWith: .failure) {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)
             let (tx, rx) = Mpsc.unboundedChannel(of: Int.self)
             let first = Task { try await rx.recv() }
             while !rx.core.state.withLock({ $0.hasParkedReceiver }) { await Task.yield() }
@@ -50,7 +84,28 @@ struct ExitTests {
             _ = first
             _ = tx
         }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: two tasks are receiving from the same mpsc receiver at once; it has a single consumer"))
     }
+
+    @Test("recv(many:) while another task is parked in recv traps")
+    func mpscConcurrentReceiveMany() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)
+            let (tx, rx) = Mpsc.channel(of: Int.self, capacity: 4)
+            let first = Task { try await rx.recv() }
+            while !rx.core.state.withLock({ $0.hasParkedReceiver }) { await Task.yield() }
+            _ = try? await rx.recv(many: 4)
+            _ = first
+            _ = tx
+        }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: two tasks are receiving from the same mpsc receiver at once; it has a single consumer"))
+    }
+}
+
+private func stderrText(_ result: ExitTest.Result?) -> String {
+    String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
 }
 
 #if canImport(Glibc)
