@@ -18,7 +18,53 @@ struct MisuseExitTests {
             let semaphore = AsyncSemaphore(permits: 1)
             _ = try await semaphore.acquire(AsyncSemaphore.maxPermits + 1)
         }
-        #expect(stderr(result).contains("BUG DETECTED: acquire(\(AsyncSemaphore.maxPermits + 1)) can never succeed"))
+        #expect(stderr(result).contains(
+            "BUG DETECTED: acquire(\(AsyncSemaphore.maxPermits + 1)) can never succeed: "
+                + "this semaphore holds at most \(AsyncSemaphore.maxPermits) permits"))
+    }
+
+    @Test("acquiring a negative number of permits traps")
+    func acquireNegative() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let semaphore = AsyncSemaphore(permits: 1)
+            _ = try await semaphore.acquire(-1)
+        }
+        #expect(stderr(result).contains("BUG DETECTED: acquire(-1): cannot request a negative number of permits"))
+    }
+
+    @Test("tryAcquire of more than maxPermits traps")
+    func tryAcquireBeyondMax() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let semaphore = AsyncSemaphore(permits: 1)
+            _ = try? semaphore.tryAcquire(AsyncSemaphore.maxPermits + 1)
+        }
+        #expect(stderr(result).contains(
+            "BUG DETECTED: tryAcquire(\(AsyncSemaphore.maxPermits + 1)) can never succeed: "
+                + "this semaphore holds at most \(AsyncSemaphore.maxPermits) permits"))
+    }
+
+    @Test("tryAcquire of a negative number of permits traps")
+    func tryAcquireNegative() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = try AsyncSemaphore(permits: 1).tryAcquire(-1)
+        }
+        #expect(stderr(result).contains("BUG DETECTED: tryAcquire(-1): cannot request a negative number of permits"))
+    }
+
+    @Test("forgetting a negative number of permits traps")
+    func forgetNegative() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            AsyncSemaphore(permits: 1).forgetPermits(-1)
+        }
+        #expect(stderr(result).contains("BUG DETECTED: forgetPermits(-1): cannot forget a negative number of permits"))
+    }
+
+    @Test("adding a negative number of permits traps")
+    func addPermitsNegative() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            AsyncSemaphore(permits: 1).addPermits(-1)
+        }
+        #expect(stderr(result).contains("BUG DETECTED: addPermits(-1): cannot add a negative number of permits"))
     }
 
     @Test("adding permits beyond maxPermits traps")
@@ -26,7 +72,9 @@ struct MisuseExitTests {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             AsyncSemaphore(permits: 1).addPermits(AsyncSemaphore.maxPermits)
         }
-        #expect(stderr(result).contains("BUG DETECTED: addPermits(\(AsyncSemaphore.maxPermits)) with 1 permits free"))
+        #expect(stderr(result).contains(
+            "BUG DETECTED: addPermits(\(AsyncSemaphore.maxPermits)) with 1 permits free (or set aside for waiters) "
+                + "would exceed the semaphore's limit of \(AsyncSemaphore.maxPermits) permits"))
     }
 
     @Test("a negative initial permit count traps")

@@ -1,6 +1,10 @@
 @testable import KyotoSync
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Misuse of the package-level semaphore core, which the mpsc channel and the locks build on.
 @Suite("BatchSemaphore misuse traps", .enabled(if: exitTestsEnabled, "exit tests are skipped under sanitizers"))
 struct PackageMisuseExitTests {
@@ -16,6 +20,7 @@ struct PackageMisuseExitTests {
     @Test("releasing beyond the limit while waiters are queued traps too")
     func releaseBeyondLimitWithWaiters() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)  // a hang instead of the trap ends the child without the message
             let semaphore = BatchSemaphore(permits: 1, limit: 2)
             let waiter = Task { try await semaphore.acquire(2) }
             while semaphore.queuedWaiterCount == 0 { await Task.yield() }

@@ -112,7 +112,8 @@ public final class AsyncSemaphore: Sendable {
     /// Removes up to `n` free permits permanently and returns how many were removed.
     @discardableResult
     public func forgetPermits(_ n: Int) -> Int {
-        core.forget(n)
+        if n < 0 { bugDetected("forgetPermits(\(n)): cannot forget a negative number of permits") }
+        return core.forget(n)
     }
 
     /// The number of free permits. Zero while tasks are waiting.
