@@ -37,9 +37,12 @@ struct AsyncOnceCellTests {
         }
         #expect(await waitUntil { failing.queuedWaiterCount == 1 })
         let second = Task { try await cell.getOrInit { "second" } }
+        // Queued behind the running initializer, so its failure hands the turn to a waiting caller.
+        #expect(await waitUntil { cell.queuedWaiterCount == 1 })
         failing.addPermits(1)
         await #expect(throws: InitFailed.self) { try await first.value }
-        #expect(try await second.value == "second" && cell.get() == "second")
+        #expect(try await boundedValue(of: second, "the waiting caller runs its initializer") == "second")
+        #expect(cell.get() == "second")
     }
 
     @Test("cancelling the initializing task lets the waiting caller initialise (Tokio T6.33)")
@@ -49,9 +52,11 @@ struct AsyncOnceCellTests {
         let first = Task { try await cell.getOrInit { try await never.acquire().count } }
         #expect(await waitUntil { never.queuedWaiterCount == 1 })
         let second = Task { try await cell.getOrInit { 2 } }
+        #expect(await waitUntil { cell.queuedWaiterCount == 1 })
         first.cancel()
         await #expect(throws: CancellationError.self) { try await first.value }
-        #expect(try await second.value == 2 && cell.get() == 2)
+        #expect(try await boundedValue(of: second, "the waiting caller runs its initializer") == 2)
+        #expect(cell.get() == 2)
     }
 
     @Test("set fails while initializing and when already set (Tokio T6.34)")
@@ -95,8 +100,13 @@ struct AsyncOnceCellTests {
         let initializing = Task { try await cell.getOrInit { try await release.acquire().count } }
         #expect(await waitUntil { release.queuedWaiterCount == 1 })
         let waiting = Task { try await cell.getOrInit { 7 } }
+        // Cancelled while queued, not before it started waiting (which would fail at once without queueing).
+        #expect(await waitUntil { cell.queuedWaiterCount == 1 })
         waiting.cancel()
-        await #expect(throws: CancellationError.self) { try await waiting.value }
+        await #expect(throws: CancellationError.self) {
+            _ = try await boundedValue(of: waiting, "the cancelled waiter leaves the queue")
+        }
+        #expect(cell.queuedWaiterCount == 0)
         release.addPermits(1)
         #expect(try await initializing.value == 1)
     }

@@ -46,6 +46,22 @@ func finishes(within timeout: Duration, _ body: @escaping @Sendable () async -> 
     }
 }
 
+/// Awaits `task`'s value, or records an issue and returns nil if it does not finish within `timeout`: a
+/// wake-up that goes to the wrong waiter, or is lost, then fails the test instead of hanging it. Rethrows the
+/// task's error.
+func boundedValue<Success: Sendable>(
+    of task: Task<Success, any Error>,
+    within timeout: Duration = .seconds(10),
+    _ what: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) async throws -> Success? {
+    guard await finishes(within: timeout, { _ = await task.result }) else {
+        Issue.record("timed out waiting for: \(what)", sourceLocation: sourceLocation)
+        return nil
+    }
+    return try await task.value
+}
+
 /// First-one-wins between a body and a timer.
 private final class Race: Sendable {
     private struct State {

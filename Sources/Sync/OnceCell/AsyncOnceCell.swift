@@ -59,6 +59,10 @@ public final class AsyncOnceCell<Value: Sendable>: Sendable {
     /// Whether the cell holds a value.
     public var isInitialized: Bool { self.get() != nil }
 
+    /// The number of `getOrInit` callers queued behind a running initializer (takes a lock; for tests and
+    /// diagnostics).
+    package var queuedWaiterCount: Int { initPermit.queuedWaiterCount }
+
     /// Stores `value` if the cell is empty and no initializer is running.
     public func set(_ value: Value) throws(SetError) {
         switch initPermit.tryAcquire(1) {
