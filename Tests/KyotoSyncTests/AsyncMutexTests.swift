@@ -11,7 +11,7 @@ struct AsyncMutexTests {
         #expect(await waitUntil { mutex.queuedWaiterCount == 1 })
         held.value = 10
         _ = consume held
-        try await waiter.value
+        _ = try await boundedValue(of: waiter, "dropping the guard hands the lock to the waiter")
         #expect(try await mutex.withLock { $0 } == 11)
     }
 

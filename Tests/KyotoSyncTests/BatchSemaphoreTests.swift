@@ -34,12 +34,12 @@ struct BatchSemaphoreTests {
         #expect(semaphore.tryAcquire(1) == .noPermits)
 
         semaphore.release(1)
-        try await five.value
+        _ = try await boundedValue(of: five, "the head request of 5 is granted")
         #expect(semaphore.queuedWaiterCount == 1)
         semaphore.release(1)
         #expect(semaphore.availablePermits == 0 && semaphore.queuedWaiterCount == 1 && log.values == ["five"])
         semaphore.release(2)
-        try await three.value
+        _ = try await boundedValue(of: three, "the request of 3 is granted")
         #expect(log.values == ["five", "three"] && semaphore.availablePermits == 0)
     }
 
@@ -96,9 +96,9 @@ struct BatchSemaphoreTests {
         tasks[1].cancel()
         await #expect(throws: AcquireError.cancelled) { try await tasks[1].value }
         semaphore.release(1)
-        try await tasks[0].value
+        _ = try await boundedValue(of: tasks[0], "the first waiter is granted")
         semaphore.release(1)
-        try await tasks[2].value
+        _ = try await boundedValue(of: tasks[2], "the third waiter is granted after the middle one left")
         #expect(log.values == [0, 2] && semaphore.availablePermits == 0)
     }
 

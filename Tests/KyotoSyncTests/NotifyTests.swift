@@ -40,10 +40,10 @@ struct NotifyTests {
         waiters[0].cancel()
         await #expect(throws: CancellationError.self) { try await waiters[0].value }
         notify.notifyOne()
-        try await waiters[1].value
+        _ = try await boundedValue(of: waiters[1], "notifyOne wakes the oldest remaining waiter")
         #expect(log.values == [1] && notify.queuedWaiterCount == 1)
         notify.notifyOne()
-        try await waiters[2].value
+        _ = try await boundedValue(of: waiters[2], "notifyOne wakes the last waiter")
         #expect(log.values == [1, 2])
     }
 
@@ -55,10 +55,10 @@ struct NotifyTests {
         let second = Task { try await notify.notified() }
         #expect(await waitUntil { notify.queuedWaiterCount == 2 })
         notify.notifyLast()
-        try await second.value
+        _ = try await boundedValue(of: second, "notifyLast wakes the newest waiter")
         #expect(notify.queuedWaiterCount == 1)
         notify.notifyOne()
-        try await first.value
+        _ = try await boundedValue(of: first, "notifyOne wakes the remaining waiter")
     }
 
     @Test("notifyWaiters wakes every current waiter and stores no permit (Tokio T6.25, T6.27)")
@@ -105,7 +105,11 @@ struct NotifyTests {
             var notified = notify.makeNotified()
             notified.enable()
             notify.notifyWaiters()
-            try? await notified.wait()
+            do {
+                try await notified.wait()
+            } catch {
+                Issue.record("wait threw \(error)")
+            }
         }
         #expect(finished)
         #expect(notify.queuedWaiterCount == 0)
