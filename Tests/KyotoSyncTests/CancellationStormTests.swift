@@ -155,23 +155,70 @@ struct CancellationStormTests {
         let sizes = (0..<Self.waiters).map { _ in Int.random(in: 0...capacity, using: &rng) }
         var plans = Self.plans(seed: seed, count: Self.waiters)
         for index in plans.indices { plans[index].hold += sizes[index] << 8 }
-        let closer = Task {
-            // Close part-way through the storm; later acquisitions fail with .closed.
-            while semaphore.queuedWaiterCount < 100 && !Task.isCancelled { await Task.yield() }
-            semaphore.close()
-        }
-        let (finished, _) = await Self.runStorm(seed: seed, plans: plans) { plan in
+        let closedFailures = AtomicCounter()
+        let cancelledFailures = AtomicCounter()
+        let closer = Task { () -> Int? in
+            // Part-way through the storm (once a waiter queues), take every permit: while the closer holds
+            // them no storm task is granted, so the tasks still arriving queue up. Close once 100 are queued
+            // (or after 10 s if fewer remain), so close() always meets queued waiters, which fail with .closed
+            // like every later acquisition; then give the permits back. Returns the queue depth at close, or
+            // nil if the storm ended first.
+            while semaphore.queuedWaiterCount == 0 {
+                if Task.isCancelled { return nil }
+                await Task.yield()
+            }
             do {
+                try await semaphore.acquire(capacity)
+            } catch {
+                return nil
+            }
+            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            var depth = semaphore.queuedWaiterCount
+            while depth < 100 && ContinuousClock.now < deadline && !Task.isCancelled {
+                await Task.yield()
+                depth = semaphore.queuedWaiterCount
+            }
+            semaphore.close()
+            semaphore.release(capacity)
+            return depth
+        }
+        let (finished, completed) = await Self.runStorm(seed: seed, plans: plans) { plan in
+            do throws(AcquireError) {
                 try await semaphore.acquire(plan.hold >> 8)
                 for _ in 0..<(plan.hold & 0xFF) { await Task.yield() }
                 semaphore.release(plan.hold >> 8)
                 return true
+            } catch .closed {
+                closedFailures.add()
+                return false
             } catch {
+                cancelledFailures.add()
                 return false
             }
         }
+        // Read before the closer is cancelled: a close that only came after the storm must not count.
+        let closedBeforeStormEnded = semaphore.isClosed
         closer.cancel()
+        let depthAtClose = await closer.value
         #expect(finished, "waiters hung; seed \(seed)")
+        #expect(closedBeforeStormEnded, "the storm ended before close() ran; seed \(seed)")
+        #expect(
+            (depthAtClose ?? 0) > 0,
+            "close() met no queued waiter (queue depth at close: \(String(describing: depthAtClose))); seed \(seed)"
+        )
+        #expect(
+            closedFailures.value > 0,
+            "no acquisition failed with .closed (queue depth at close: \(String(describing: depthAtClose))); seed \(seed)"
+        )
+        if finished {
+            #expect(
+                completed + closedFailures.value + cancelledFailures.value == Self.waiters,
+                """
+                completed \(completed), closed \(closedFailures.value) and cancelled \(cancelledFailures.value) \
+                do not add up to \(Self.waiters) tasks; seed \(seed)
+                """
+            )
+        }
         #expect(semaphore.availablePermits == capacity, "permits lost or duplicated; seed \(seed)")
         #expect(semaphore.queuedWaiterCount == 0, "seed \(seed)")
     }
