@@ -69,6 +69,36 @@ struct MisuseTests {
         #expect(stderrText(result).contains("threadStackSize must be greater than 0"))
     }
 
+    @Test("more workers than the scheduler can count traps naming the field")
+    func tooManyWorkers() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = Runtime.multiThread(workers: 70_000)
+        }
+        #expect(stderrText(result).contains("workerThreads must be at most 65535 (got 70000)"))
+    }
+
+    @Test("a threadStackSize below the platform's minimum traps naming the field")
+    func tinyStackSize() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            var c = Runtime.Configuration()
+            c.threadStackSize = 1_000
+            _ = Runtime(c)
+        }
+        #expect(stderrText(result).contains("threadStackSize must be at least"))
+        #expect(stderrText(result).contains("(got 1000)"))
+    }
+
+    @Test("a thread the OS refuses to start traps naming the stack size to check")
+    func threadRefused() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            var c = Runtime.Configuration()
+            c.threadStackSize = 1 << 46  // 64 TiB: no room to map it
+            _ = Runtime(c)
+        }
+        #expect(stderrText(result).contains("Kyoto could not start an OS thread: pthread_create returned"))
+        #expect(stderrText(result).contains("check Runtime.Configuration.threadStackSize"))
+    }
+
     @Test("negative blockingKeepAlive traps naming the field")
     func negativeKeepAlive() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

@@ -77,6 +77,9 @@ enum Platform {
     /// The kernel thread id of the calling thread.
     static func currentThreadID() -> Int64 { kyoto_gettid() }
 
+    /// The smallest stack a thread may be given (PTHREAD_STACK_MIN).
+    static var minimumThreadStackSize: Int { max(16_384, sysconf(Int32(_SC_THREAD_STACK_MIN))) }
+
     /// Whether the calling thread is the process's main thread (its thread id is the process id).
     static var isProcessMainThread: Bool { kyoto_gettid() == Int64(getpid()) }
 
@@ -107,7 +110,10 @@ enum Platform {
         } else {
             rc = kyoto_thread_create(&handle, UInt64(stackSize ?? 0), nil, entry, box)
         }
-        kyotoPrecondition(rc == 0, "BUG DETECTED: Kyoto could not start an OS thread (pthread_create returned \(rc))")
+        kyotoPrecondition(
+            rc == 0,
+            "Kyoto could not start an OS thread: pthread_create returned \(rc) (\(String(cString: strerror(rc)))); "
+                + "check Runtime.Configuration.threadStackSize and the process's thread and memory limits")
         return OSThread(handle: handle)
     }
 }

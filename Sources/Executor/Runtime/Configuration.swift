@@ -17,13 +17,14 @@ extension Runtime {
 
         /// Which scheduler runs the jobs. Default `.multiThread`.
         public var flavor: Flavor
-        /// Number of worker threads for `.multiThread`; nil means the CPUs available to this process
-        /// (affinity mask and cgroup quota). Ignored by `.currentThread`.
+        /// Number of worker threads for `.multiThread`, from 1 to ``maxWorkerThreads``; nil means the CPUs
+        /// available to this process (affinity mask and cgroup quota). Ignored by `.currentThread`.
         public var workerThreads: Int?
         /// Worker threads are named `<threadName>-N` (Linux keeps the first 15 bytes). Default
         /// `"kyoto-worker"`.
         public var threadName: String
-        /// Stack size of runtime threads in bytes; nil means the platform default.
+        /// Stack size of runtime threads in bytes, at least the platform's minimum (PTHREAD_STACK_MIN); nil
+        /// means the platform default.
         public var threadStackSize: Int?
         /// Upper bound of the blocking pool's threads. Default 512; must be greater than 0.
         public var maxBlockingThreads: Int
@@ -79,10 +80,16 @@ extension Runtime {
             startPaused = false
         }
 
+        /// The most worker threads a runtime can have (the scheduler's idle state counts them in 16 bits).
+        public static let maxWorkerThreads = 65_535
+
         /// Traps with a message naming the first invalid field.
         func validate() {
             if let n = workerThreads {
                 kyotoPrecondition(n > 0, "Runtime.Configuration.workerThreads must be greater than 0 (got \(n))")
+                kyotoPrecondition(
+                    n <= Configuration.maxWorkerThreads,
+                    "Runtime.Configuration.workerThreads must be at most \(Configuration.maxWorkerThreads) (got \(n))")
             }
             if let n = globalQueueInterval {
                 kyotoPrecondition(n > 0, "Runtime.Configuration.globalQueueInterval must be greater than 0 (got \(n))")
@@ -93,6 +100,12 @@ extension Runtime {
                 "Runtime.Configuration.maxBlockingThreads must be greater than 0 (got \(maxBlockingThreads))")
             if let n = threadStackSize {
                 kyotoPrecondition(n > 0, "Runtime.Configuration.threadStackSize must be greater than 0 (got \(n))")
+                // Below the minimum, pthreads refuses the size and the thread would silently get the default.
+                let minimum = Platform.minimumThreadStackSize
+                kyotoPrecondition(
+                    n >= minimum,
+                    "Runtime.Configuration.threadStackSize must be at least \(minimum) bytes, the platform's "
+                        + "minimum thread stack (got \(n))")
             }
             kyotoPrecondition(
                 blockingKeepAlive >= .zero,
