@@ -4,7 +4,7 @@
 //
 // A `Parser` with a memo cache is an ordinary class: not Sendable, not thread-safe. Inside a LocalSet,
 // several local tasks share one instance across their awaits (simulated I/O with Task.sleep, work on the
-// runtime's workers with `spawn`, and a blocking read with `spawnBlocking`). The compiler accepts it
+// runtime's workers with `spawn`, and work on the blocking pool with `spawnBlocking`). The compiler accepts it
 // without @unchecked or locks because every local task is isolated to the set, and the set runs every job
 // on one thread; the demo prints that thread for every step to show it.
 
@@ -57,7 +57,8 @@ let report = runtime.blockOn { () async -> String in
                     // CPU work on the runtime's workers (another thread), result brought back here.
                     let weight = (try? await spawn { doc.count * 10 }.value) ?? 0
                     seenThreads.insert(threadID())
-                    // A blocking read on the blocking pool (another thread), result brought back here.
+                    // Work on the blocking pool (another thread; a blocking read would go here), result
+                    // brought back here.
                     let stamp = (try? await spawnBlocking { doc.uppercased() }.value) ?? ""
                     seenThreads.insert(threadID())
                     let value = parser.parse(doc)

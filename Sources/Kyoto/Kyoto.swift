@@ -1,5 +1,5 @@
 // Kyoto: the umbrella module. `import Kyoto` brings in the runtime, the sync primitives, the channels
-// and the actor layer.
+// and (once it has an API) the actor layer.
 
 @_exported import KyotoActors
 @_exported import KyotoChannels

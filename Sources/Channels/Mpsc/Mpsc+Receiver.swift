@@ -60,7 +60,8 @@ extension Mpsc {
             core.closeReceiver()
         }
 
-        /// Whether no message can be sent any more: every sender is gone or `close()` was called.
+        /// Whether the channel refuses new sends: every sender is gone or `close()` was called. Permits
+        /// reserved before may still deliver, so the end of the stream is `recv()` returning `nil`.
         @inlinable
         public var isClosed: Bool { core.isClosedForReceiver }
 
@@ -161,7 +162,8 @@ extension Mpsc {
             core.closeReceiver()
         }
 
-        /// Whether no message can be sent any more: every sender is gone or `close()` was called.
+        /// Whether the channel refuses new sends: every sender is gone or `close()` was called. Permits
+        /// reserved before may still deliver, so the end of the stream is `recv()` returning `nil`.
         @inlinable
         public var isClosed: Bool { core.isClosedForReceiver }
 

@@ -3,8 +3,9 @@
 extension Runtime {
     /// How a ``Runtime`` is built. Start from `Configuration()` and change the fields you need.
     ///
-    /// Invalid values (zero workers, zero intervals, zero blocking threads, non-positive stack size or
-    /// keep-alive) trap at `Runtime.init` with a message naming the field.
+    /// Invalid values (workers outside 1...``maxWorkerThreads``, zero intervals, zero blocking threads, a stack
+    /// size below the platform's minimum, a negative keep-alive, `startPaused` without `.currentThread`) trap at
+    /// `Runtime.init` with a message naming the field.
     public struct Configuration: Sendable {
         /// The scheduler flavor.
         public enum Flavor: Sendable, Equatable {
@@ -34,8 +35,10 @@ extension Runtime {
         /// remotely scheduled work is not starved. nil: 31 for `.currentThread`; self-tuning (starting
         /// at 61) for `.multiThread`. Must be greater than 0.
         public var globalQueueInterval: Int?
-        /// Every `eventInterval` ticks a worker runs maintenance (shutdown check, interval tuning).
-        /// Default 61; must be greater than 0.
+        /// Every `eventInterval` ticks (jobs) a worker runs maintenance: it fires due timers, accounts busy
+        /// time, releases the finished tasks other workers returned and (multi-thread, with
+        /// `globalQueueInterval` nil) retunes the global-queue interval; the current-thread driver fires timers
+        /// and runs LocalSets after each round of at most this many jobs. Default 61; must be greater than 0.
         public var eventInterval: Int
         /// Whether a job scheduled from a worker goes to that worker's LIFO slot (run next) rather than
         /// the back of its queue. Default true.

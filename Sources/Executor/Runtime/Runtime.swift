@@ -18,7 +18,7 @@ import Synchronization
 ///
 /// ```swift
 /// let runtime = Runtime.multiThread(workers: 4)
-/// let sum = runtime.blockOn {
+/// let sum = try runtime.blockOn {
 ///     let handles = (1...10).map { i in spawn { i * i } }
 ///     var total = 0
 ///     for h in handles { total += try await h.value }

@@ -40,7 +40,8 @@ public final class JoinSet<T: Sendable>: Sendable {
     private let tokens = Atomic<UInt64>(0)
     private let runtime: Runtime?
 
-    /// An empty set spawning on `runtime` (default: the runtime running the caller).
+    /// An empty set spawning on `runtime`; with nil (the default), each `spawn`/`spawnBlocking` uses the
+    /// runtime running the caller of that `spawn` (and traps outside a runtime).
     public init(runtime: Runtime? = nil) {
         self.runtime = runtime
     }

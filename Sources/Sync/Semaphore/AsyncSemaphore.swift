@@ -7,7 +7,7 @@
 ///
 /// `acquire(n)` waits in first-come, first-served order from the moment it queues, and a large request at the
 /// head of the queue is never overtaken by smaller ones. Except where one thread runs every task (a
-/// current-thread or one- worker runtime, a LocalSet), an `acquire(1)` that finds no permit first re-checks
+/// current-thread or one-worker runtime, a LocalSet), an `acquire(1)` that finds no permit first re-checks
 /// for a few microseconds before it queues, so a caller arriving in that window may queue first. After
 /// `close()`, every waiting and later acquisition fails with `ClosedError` even when permits are free. A
 /// waiting task that is cancelled throws `CancellationError` and returns any permits already set aside for
