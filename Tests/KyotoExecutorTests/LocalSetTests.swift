@@ -328,6 +328,26 @@ struct LocalSetTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("a driver stops running a set's jobs once the set is bound to another driver")
+    func oldDriverLeavesReboundJobsAlone() async {
+        // What `runUntil`'s end and the next `runUntil` do, on other threads, while the old driver thread is
+        // still inside its loop: the set's later jobs belong to the new driver only.
+        let x = LocalExecutor()
+        let d1 = LocalDriver.startOwnedThread(shared: nil)
+        d1.attach(x)
+        x.bind(d1)
+        let d2 = LocalDriver(parker: Parker(), shared: nil)  // driven below, by this test
+        let notes = TestCounter()
+        let probe = RebindProbe(x, notes)
+        await probe.rebind(from: d1, to: d2)  // runs on d1's thread; queues `note` before it returns
+        d1.stop()
+        #expect(d1.exited.wait(timeout: .seconds(10)))
+        #expect(notes.current == 0, "the old driver ran a job of the set bound to the new one")
+        #expect(x.hasPendingJobs)
+        _ = d2.runPending()  // the new driver runs it
+        #expect(notes.current == 1)
+    }
+
     @Test("assumeIsolated works on the set's thread (checkIsolated / isIsolatingCurrentContext)")
     func assumeIsolatedWorks() throws {
         let r = Runtime.multiThread(workers: 2)
@@ -352,4 +372,28 @@ struct LocalSetTests {
 /// Nonisolated and synchronous: it can only reach the set's state by asserting isolation.
 private func peekPending(_ set: LocalSet) -> Int {
     set.assumeIsolated { $0.pendingTaskCount }
+}
+
+/// An actor on a bare LocalExecutor, to drive the executor's binding by hand.
+private actor RebindProbe {
+    private let executor: LocalExecutor
+    private let notes: TestCounter
+
+    init(_ executor: LocalExecutor, _ notes: TestCounter) {
+        self.executor = executor
+        self.notes = notes
+    }
+
+    nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    func note() { _ = notes.increment() }
+
+    /// Moves the executor from `d1` (whose thread runs this job) to `d2`, then queues a job of its own.
+    func rebind(from d1: LocalDriver, to d2: LocalDriver) {
+        executor.bind(nil)
+        d1.detach(executor)
+        d2.attach(executor)
+        executor.bind(d2)
+        Task { self.note() }  // isolated to this actor: its first job is queued on the executor at once
+    }
 }

@@ -103,6 +103,13 @@ struct RunMainTests {
         #expect(run.stdout.contains("unwound true within timeout true"), "stdout:\n\(run.stdout)")
     }
 
+    @Test("runMain returns after its shutdown timeout even while MainActor work keeps re-queuing itself")
+    func shutdownTimeoutHoldsUnderMainActorLoad() throws {
+        let run = try #require(runPackageProgram("RunMainHost", ["stubborn"], timeout: .seconds(60)))
+        #expect(run.status == 0, "stderr:\n\(run.stderr)")
+        #expect(run.stdout.contains("returned after the timeout true"), "stdout:\n\(run.stdout)")
+    }
+
     @Test("no lost wake-up: 8 x 10,000 hops from the workers to the MainActor all arrive (main loop parking races)")
     func hopsToMainActorAllArrive() throws {
         // Fewer under the sanitizer, which is about ten times slower.

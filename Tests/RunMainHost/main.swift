@@ -30,6 +30,12 @@ struct HostError: Error, Equatable {
     let code: Int
 }
 
+/// Queues a MainActor job that does the same: from the main thread's side, the queue never empties.
+@MainActor
+func requeueForever() {
+    Task { @MainActor in requeueForever() }
+}
+
 /// A synchronous function that claims the MainActor (wrongly, when called off the main thread).
 func assumeMainActor() {
     MainActor.assumeIsolated { print("assumed the MainActor") }
@@ -88,6 +94,23 @@ struct RunMainHost {
             }
             let elapsed = ContinuousClock.now - start
             print("unwound \(MainActor.assumeIsolated { unwound.unwound }) within timeout \(elapsed < .seconds(30))")
+        case "stubborn":
+            // A spawned task that ignores cancellation (so the runtime never terminates) and MainActor work
+            // that queues its successor before each job ends (so the MainActor's queue is never empty):
+            // runMain must still return after its shutdown timeout.
+            let start = ContinuousClock.now
+            _ = runtime.runMain(shutdownTimeout: .milliseconds(200)) { () async -> Int in
+                let started = Flag()
+                spawn {
+                    await MainActor.run { started.beats = 1 }
+                    while true { await yieldNow() }
+                }
+                while started.beats == 0 { await Task.yield() }  // started: shutdown cannot skip it
+                requeueForever()
+                return 1
+            }
+            print("returned after the timeout \(ContinuousClock.now - start < .seconds(30))")
+            exit(0)  // the stubborn task is still running
         case "hops":
             // Enqueues to the main loop from the workers racing with its parking: every hop must arrive.
             let tasks = 8

@@ -44,6 +44,16 @@ static inline int32_t kyoto_local_set_depth(void) { return kyoto_tls_local_set_d
 /// Adds `delta` to the calling thread's LocalSet depth.
 static inline void kyoto_local_set_depth_add(int32_t delta) { kyoto_tls_local_set_depth += delta; }
 
+/// The LocalSet executor whose jobs the calling thread is running right now (`LocalExecutor.runPending`),
+/// or NULL. Per thread, so a driver thread never overwrites another thread's answer.
+extern __attribute__((tls_model("initial-exec"))) _Thread_local void *kyoto_tls_local_executor;
+
+/// Reads the calling thread's running LocalSet executor.
+static inline void *kyoto_local_executor_get(void) { return kyoto_tls_local_executor; }
+
+/// Writes the calling thread's running LocalSet executor.
+static inline void kyoto_local_executor_set(void *executor) { kyoto_tls_local_executor = executor; }
+
 /// A spin-wait hint to the CPU (x86 `pause`, arm64 `yield`): a waiting core backs off from the cache
 /// line it polls and yields pipeline resources to its hyper-thread sibling.
 static inline void kyoto_spin_hint(void) {

@@ -184,6 +184,9 @@ final class MainThreadExecutor: MainExecutor, @unchecked Sendable {
                 if condition() { return true }
                 // Relaxed: see `stop`.
                 if stoppable && stopRequested.exchange(false, ordering: .relaxed) { return false }
+                // With a deadline (shutdown), checked before every job too: MainActor work that keeps
+                // re-queuing itself would otherwise hold the loop past it for ever.
+                if let deadline, Platform.monotonicNanos() >= deadline { return condition() }
                 if let job = jobs.withLock({ $0.popFront() }) {
                     context.budget = initialBudget
                     job.unownedJob.runSynchronously(on: asUnownedSerialExecutor())

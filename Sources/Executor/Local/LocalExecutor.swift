@@ -6,11 +6,15 @@
 //   (which drives them while it waits, as Tokio's `run_until`), or a thread the driver owns (a LocalSet
 //   used outside any `blockOn`). Exactly one thread runs a given driver's jobs, so every job of a set runs
 //   on that one thread: this is what lets local tasks share non-Sendable values, and what `checkIsolated`
-//   verifies (`runningThread` is the thread inside `runPending`).
+//   verifies (a thread-local names the executor whose jobs the thread is running).
 //
 // Races considered: a job enqueued while the driver is deciding to park: the enqueuer pushes then unparks
 // the driver's parker; the parker's `notified` state makes the next `park` return at once (Parker.swift),
-// so the job is never stranded. Binding changes happen only between `runUntil` calls.
+// so the job is never stranded. Binding changes happen only between `runUntil` calls, but a driver may still
+// be inside `runPending` for a set that `runUntil` has just unbound (its last job resumed `runUntil`'s caller
+// on the runtime, and this thread was preempted before its next pop); a new `runUntil` may already have
+// bound the set to another driver. A driver therefore pops a set's jobs only while the set is bound to it:
+// otherwise the set's jobs would run on two threads at once.
 
 import CKyoto
 import Synchronization
@@ -31,7 +35,8 @@ final class LocalDriver: Sendable {
     let shared: Shared?
     private let executors = CheckedMutex<[LocalExecutor]>([])
     private let stopped = Atomic<Bool>(false)
-    private let exited = OneShotEvent()
+    /// Set when an owned thread has left its loop (for tests).
+    let exited = OneShotEvent()
 
     /// A driver run by a thread that parks on `parker` (the `blockOn` thread), or on `alsoWake` too.
     init(parker: Parker, alsoWake: Parker? = nil, shared: Shared?) {
@@ -101,7 +106,7 @@ final class LocalDriver: Sendable {
         var ran = 0
         let context = shared.map { ThreadContext(shared: $0, worker: nil, currentThread: nil, role: .localSet) }
         let run = {
-            for executor in list { ran += executor.runPending(limit: LocalExecutor.maxJobsPerRun) }
+            for executor in list { ran += executor.runPending(limit: LocalExecutor.maxJobsPerRun, driver: self) }
         }
         if let context, ThreadContext.current == nil {
             ThreadContext.with(context, run)
@@ -142,12 +147,11 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
     }
 
     private let state = CheckedMutex(State())
-    /// `pthread_self()` of the thread inside `runPending`, or 0. Written only by that thread.
-    private let runningThread = Atomic<UInt>(0)
 
     init() {}
 
-    private static var currentThread: UInt { UInt(bitPattern: Int(bitPattern: pthread_self())) }
+    /// This executor's identity in the thread-local `kyoto_tls_local_executor`.
+    private var identity: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
 
     /// Queues `job` for the bound driver's thread.
     ///
@@ -162,7 +166,9 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
         }
         guard let driver else {
             fatalError(
-                "BUG DETECTED: spawnLocal (or another LocalSet method) called on a LocalSet that is not running; call it inside runUntil"
+                "BUG DETECTED: spawnLocal (or another LocalSet method) called on a LocalSet that is not running; call it inside runUntil "
+                    + "(a task isolated to the set but not started with spawnLocal, such as a Task {} created inside runUntil, "
+                    + "also lands here when it resumes after runUntil returned: start local tasks with spawnLocal)"
             )
         }
         driver.wake()
@@ -181,16 +187,17 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
     /// most 61 tasks per tick).
     static let maxJobsPerRun = 61
 
-    /// Runs queued jobs (and any they enqueue), at most `limit` of them, on the calling driver thread.
-    /// Returns how many ran.
-    func runPending(limit: Int) -> Int {
-        // Relaxed: only this thread reads it back as "me"; other threads only compare it with themselves.
-        runningThread.store(LocalExecutor.currentThread, ordering: .relaxed)
+    /// Runs queued jobs (and any they enqueue), at most `limit` of them, on the calling thread, which drives
+    /// `driver`; stops as soon as the executor is no longer bound to `driver` (see the file comment). Returns
+    /// how many ran.
+    func runPending(limit: Int, driver: LocalDriver) -> Int {
+        let previous = kyoto_local_executor_get()
+        kyoto_local_executor_set(identity)
         // Marks the thread as running a set's jobs (`blockOn` traps there; locks do not spin there).
         kyoto_local_set_depth_add(1)
         defer {
             kyoto_local_set_depth_add(-1)
-            runningThread.store(0, ordering: .relaxed)
+            kyoto_local_executor_set(previous)
         }
         // Each job run starts with a full cooperative budget, as on the runtime's own threads (Budget.swift);
         // the thread's budget is put back afterwards, in case this was called inside another job. Threads
@@ -199,7 +206,7 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
         let savedBudget = kyoto_budget_get()
         defer { if hasContext { kyoto_budget_set(savedBudget) } }
         var ran = 0
-        while ran < limit, let job = state.withLock({ $0.jobs.popFront() }) {
+        while ran < limit, let job = state.withLock({ $0.driver === driver ? $0.jobs.popFront() : nil }) {
             if hasContext { kyoto_budget_set(Int32(initialBudget)) }
             job.unownedJob.runSynchronously(on: asUnownedSerialExecutor())
             ran += 1
@@ -210,10 +217,9 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
     /// Whether jobs are queued (a snapshot).
     var hasPendingJobs: Bool { state.withLock { $0.jobs.count > 0 } }
 
-    /// Whether the calling thread is running this executor's jobs right now. No false positives.
-    var isCurrentThreadRunning: Bool {
-        runningThread.load(ordering: .relaxed) == LocalExecutor.currentThread
-    }
+    /// Whether the calling thread is running this executor's jobs right now (a thread-local: exact, and
+    /// unaffected by other threads).
+    var isCurrentThreadRunning: Bool { kyoto_local_executor_get() == UnsafeRawPointer(identity) }
 
     func isIsolatingCurrentContext() -> Bool? {
         isCurrentThreadRunning

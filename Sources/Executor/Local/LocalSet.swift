@@ -25,6 +25,11 @@ import Synchronization
 /// thread, and the other sets it drives. A task of the set must not block that thread: `blockOn` there
 /// traps.
 ///
+/// Start local work with ``spawnLocal(_:)``. A `Task {}` created inside ``runUntil(_:)`` is isolated to the
+/// set too, but the set does not track it: `runUntil` neither cancels nor waits for it, and if it resumes
+/// after `runUntil` returned it traps (a job queued at the moment `runUntil` ends waits for the set's next
+/// `runUntil`).
+///
 /// ```swift
 /// final class Cache { var entries: [String: Int] = [:] }    // not Sendable
 ///
