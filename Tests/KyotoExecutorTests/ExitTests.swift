@@ -324,6 +324,27 @@ struct IdleProcessTests {
 
 @Suite("Global executor installation", .enabled(if: exitTestsEnabled, "exit tests are skipped under sanitizers"))
 struct GlobalInstallTests {
+    @Test("installing a runtime that has been shut down traps")
+    func installAfterShutdown() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let r = Runtime.multiThread(workers: 1)
+            r.shutdown(timeout: .seconds(5))
+            _ = r.installAsGlobalExecutor()
+        }
+        #expect(
+            stderrText(result).contains("BUG DETECTED: installAsGlobalExecutor called on a Kyoto runtime that has been shut down"))
+    }
+
+    @Test("installing a current-thread runtime from async code traps instead of hanging at the first hop")
+    func installCurrentThreadFromAsync() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)  // a hang instead of the trap ends the child without the message
+            _ = Runtime.currentThread().installAsGlobalExecutor()
+            _ = await Task.detached { 1 }.value
+        }
+        #expect(stderrText(result).contains("BUG DETECTED: installAsGlobalExecutor called from async code on a current-thread runtime"))
+    }
+
     @Test("installed globally, plain tasks, detached tasks, async let, group children and default actors run on Kyoto")
     func installedRunsEverything() async {
         await #expect(processExitsWith: .success) {

@@ -104,9 +104,23 @@ extension Runtime {
     ///
     /// Call it at start-up, before other threads run Swift Concurrency work: Swift stores its default
     /// executor in a plain variable, so replacing it while another thread reads it is a data race.
+    ///
+    /// Traps on a runtime that has been shut down, and on a current-thread runtime when called from async
+    /// code: only a ``blockOn(_:)`` drives a current-thread runtime, so from inside a task the first hop to
+    /// the global executor would wait for ever. Install a current-thread runtime from a synchronous `main`,
+    /// then enter it with `blockOn`.
     @discardableResult
     public func installAsGlobalExecutor() -> Bool {
-        GlobalExecutorInstallation.install(self)
+        kyotoPrecondition(
+            !shared.isClosed,
+            "BUG DETECTED: installAsGlobalExecutor called on a Kyoto runtime that has been shut down")
+        if case .currentThread = scheduler {
+            kyotoPrecondition(
+                withUnsafeCurrentTask { $0 == nil },
+                "BUG DETECTED: installAsGlobalExecutor called from async code on a current-thread runtime, which "
+                    + "only a blockOn drives; install it from a synchronous main, then enter it with blockOn")
+        }
+        return GlobalExecutorInstallation.install(self)
     }
 
     /// Whether this runtime is installed as the global executor.
