@@ -711,6 +711,25 @@ struct TimeoutTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("a past deadline lets a body that throws at once report its own error (Tokio polls the body first)",
+          arguments: bothFlavors)
+    func pastDeadlineKeepsBodyError(_ flavor: Runtime.Configuration.Flavor) async {
+        struct BodyError: Error {}
+        let r = makeRuntime(flavor, workers: 1)
+        let outcome = await blockOnThread(r, seconds: 30, "past deadline") { () async -> String in
+            do {
+                _ = try await timeout(at: r.clock.now) { () async throws -> Int in throw BodyError() }
+                return "value"
+            } catch is BodyError {
+                return "body error"
+            } catch {
+                return "\(type(of: error))"
+            }
+        }
+        #expect(outcome == "body error")
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("T5.9: timeout stays pending until the clock reaches its deadline")
     func pendingUntilAdvance() async {
         let r = pausedRuntime()

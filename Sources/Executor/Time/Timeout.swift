@@ -101,6 +101,12 @@ private func race<T: Sendable>(
             return .finished(try await body())
         }
         group.addTask {
+            // A deadline that has already passed: let the body run first (Tokio polls the future before the
+            // timer), so a body that finishes at once, with a value or an error, wins. On a worker this
+            // child, added last, would otherwise run first and turn the body's own error into a timeout.
+            let alreadyPassed = clock.map { clock in deadline.map { clock.now >= $0 } ?? false }
+                ?? (ContinuousClock.now >= fallbackDeadline)
+            if alreadyPassed { await Task.yield() }
             if let clock, let deadline {
                 do {
                     try await clock.sleep(until: deadline)
