@@ -328,6 +328,26 @@ struct LocalSetTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("local tasks see the set's runtime as current, even on another runtime's blocking thread")
+    func currentRuntimeOnForeignThread() throws {
+        let a = Runtime.multiThread(workers: 1)
+        let b = Runtime.multiThread(workers: 1)
+        let sawB = try a.blockOn { () async throws -> Bool in
+            try await spawnBlocking { () -> Bool in
+                // A blocking-pool thread of `a` drives `b`'s blockOn, and with it the set.
+                b.blockOn { () async -> Bool in
+                    await LocalSet().runUntil { set in
+                        let h = set.spawnLocal { Runtime.current === b }
+                        return (try? await h.value) ?? false
+                    }
+                }
+            }.value
+        }
+        #expect(sawB)
+        #expect(b.shutdown(timeout: .seconds(5)))
+        #expect(a.shutdown(timeout: .seconds(5)))
+    }
+
     @Test("a driver stops running a set's jobs once the set is bound to another driver")
     func oldDriverLeavesReboundJobsAlone() async {
         // What `runUntil`'s end and the next `runUntil` do, on other threads, while the old driver thread is

@@ -108,7 +108,10 @@ final class LocalDriver: Sendable {
         let run = {
             for executor in list { ran += executor.runPending(limit: LocalExecutor.maxJobsPerRun, driver: self) }
         }
-        if let context, ThreadContext.current == nil {
+        // The set's runtime is what its tasks see as `Runtime.current` (and what the free `spawn`, `timeout`
+        // and `interval` use), even on a thread that belongs to another runtime (a blocking-pool thread of
+        // runtime A calling B.blockOn): keep the thread's own context only when it is this runtime's.
+        if let context, ThreadContext.current?.shared !== context.shared {
             ThreadContext.with(context, run)
         } else {
             run()
