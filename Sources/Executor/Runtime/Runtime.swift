@@ -232,7 +232,9 @@ public final class Runtime: TaskExecutor, Sendable {
     }
 
     /// Starts `body` as a new task on this runtime and returns a handle to its result. The task starts
-    /// running on a worker, never inline. Dropping the handle detaches the task.
+    /// running on a worker, never inline. Dropping the handle detaches the task. `name` and `priority` are
+    /// the Swift task's (visible to `Task.currentPriority` and tools); like Tokio, the scheduler itself
+    /// ignores priority: every job waits its turn in the same queues.
     @inlinable
     @discardableResult
     public func spawn<T: Sendable>(
