@@ -221,11 +221,7 @@ struct MpscStateMachine<Element: Sendable>: ~Copyable {
     /// Appends up to `limit` buffered messages to `output`, or reports the end, or hands out an id.
     @inlinable
     mutating func receiveMany(into output: inout [Element], limit: Int) -> ReceiveManyAction {
-        var taken = 0
-        while taken < limit, let element = buffer.popFirst() {
-            output.append(element)
-            taken += 1
-        }
+        let taken = takeBuffered(into: &output, limit: limit)
         if taken > 0 { return .received(count: taken) }
         if isFinished { return .closed }
         kyotoPrecondition(
