@@ -55,6 +55,22 @@ struct JoinSetTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("a set spawning on two runtimes tracks tasks whose ids coincide: abortAll aborts both")
+    func tasksOfTwoRuntimesWithOneID() {
+        let a = Runtime.multiThread(workers: 1)
+        let b = Runtime.multiThread(workers: 1)
+        let set = JoinSet<Int>()
+        let ha = a.blockOn { set.spawn { try await Task.sleep(for: .seconds(60)); return 1 } }
+        let hb = b.blockOn { set.spawn { try await Task.sleep(for: .seconds(60)); return 2 } }
+        // Task ids are per runtime: each runtime's first spawn from a worker gets the same one.
+        #expect(ha.id == hb.id, "precondition: the two tasks' ids differ, so the test proves less")
+        set.abortAll()
+        spinWhile(seconds: 10) { !(ha.isFinished && hb.isFinished) }
+        #expect(ha.isFinished && hb.isFinished, "abortAll missed a member")
+        #expect(a.shutdown(timeout: .seconds(5)))
+        #expect(b.shutdown(timeout: .seconds(5)))
+    }
+
     @Test("results come out in completion order, then nil", arguments: bothFlavors)
     func completionOrder(_ flavor: Runtime.Configuration.Flavor) throws {
         let r = makeRuntime(flavor)

@@ -19,7 +19,10 @@ import Synchronization
 /// every task still in it.
 public final class JoinSet<T: Sendable>: Sendable {
     private struct State: ~Copyable {
+        /// The members not finished yet, keyed by a number of the set's own: task ids are unique only
+        /// within one runtime, and a set without a runtime of its own may spawn on several.
         var running: [UInt64: JoinHandle<T>] = [:]
+        var nextKey: UInt64 = 0
         /// Results not yet joined, in completion order. A FIFO keeps no copy of a result it handed out (its
         /// deinit could otherwise run later, under the lock) and does not grow without bound while the set
         /// never quite catches up with its tasks.
@@ -74,8 +77,11 @@ public final class JoinSet<T: Sendable>: Sendable {
     }
 
     private func track(_ handle: JoinHandle<T>) -> JoinHandle<T> {
-        let id = handle.id.rawValue
-        state.withLock { $0.running[id] = handle }
+        let id = state.withLock { s -> UInt64 in
+            s.nextKey += 1
+            s.running[s.nextKey] = handle
+            return s.nextKey
+        }
         // A watcher task awaits the handle and files the result in completion order.
         resolveRuntime().spawnDetachedWatcher { [weak self] in
             let result: Result<T, any Error>
