@@ -102,6 +102,40 @@ struct SchedulerTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("a task that yields behind a spawned one wakes a parked worker to take it", arguments: [false, true])
+    func yieldWakesParkedWorker(usesYieldNow: Bool) async throws {
+        // This body spawns A (into the LIFO slot) and yields (to the back of the queue); A then runs here and
+        // waits, bounded, for this body to meet it: only the parked worker, woken to steal the body, can.
+        // The yield path woke nobody, so A waited out its 5 s alone.
+        let r = Runtime.multiThread(workers: 2)
+        guard case .multiThread(let scheduler) = r.scheduler else { return }
+        let met = await blockOnThread(r, seconds: 30, "yield with usesYieldNow = \(usesYieldNow)") {
+            () async throws -> Bool in
+            let deadline = Platform.monotonicNanos() + 10_000_000_000
+            while !(0..<2).contains(where: { scheduler.idle.isParked($0) }) {
+                if Platform.monotonicNanos() > deadline { return false }
+                usleep(1_000)
+            }
+            let arrived = TestCounter()
+            @Sendable func meet() -> Bool {
+                arrived.increment()
+                let deadline = Platform.monotonicNanos() + 5_000_000_000
+                while arrived.current < 2 {
+                    if Platform.monotonicNanos() > deadline { return false }
+                    usleep(100)
+                }
+                return true
+            }
+            let a = spawn { meet() }
+            if usesYieldNow { await yieldNow() } else { await Task.yield() }
+            let rb = meet()
+            let ra = try await a.value
+            return ra && rb
+        }
+        #expect(met == true, "usesYieldNow = \(usesYieldNow): the yielded body waited behind the spawned task")
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("Parker: a timeout beyond Int64.max ns or at the end of time waits until unparked")
     func parkerHugeTimeouts() async {
         // `park` converted the remaining time with a trapping Int64 conversion, and computed its deadline

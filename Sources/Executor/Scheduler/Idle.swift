@@ -46,6 +46,14 @@ final class Idle: Sendable {
     private static func searching(_ s: UInt64) -> Int { Int(s & searchMask) }
     private static func unparked(_ s: UInt64) -> Int { Int(s >> unparkShift) }
 
+    /// A cheap guess at `notifyShouldWakeUp`: somebody is parked and nobody searches. Relaxed, with no fence:
+    /// a hint for paths that skip the full check (it may be stale either way; those paths accept a delayed
+    /// wake-up, see `Worker.notifyIfOthersQueued`).
+    var mayNeedNotify: Bool {
+        let s = state.load(ordering: .relaxed)
+        return Idle.searching(s) == 0 && Idle.unparked(s) < workerCount
+    }
+
     /// Number of workers searching right now (approximate).
     var searchingCount: Int { Idle.searching(state.load(ordering: .relaxed)) }
 

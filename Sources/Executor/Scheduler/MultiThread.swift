@@ -220,6 +220,10 @@ final class Worker: @unchecked Sendable {
     private static let slotStashCapacity = 16
     private var lifo: JobRef?
     private var isSearching = false
+    /// Whether this worker, still on the sleeper list, is firing timers as the time driver inside `park`:
+    /// the jobs those timers schedule here must not make it notify, since the notify could pick this very
+    /// worker (the newest sleeper). It notifies once it has left the list instead (Tokio does the same).
+    private var firingTimersInPark = false
     /// Task references this worker holds for another worker (`outgoingHome`, an index) until it hands them
     /// over in one deposit (`flushReturns`), `outgoingCount` of them: one lock section and one write of the
     /// home worker's pending flag per batch instead of per stolen job (HomeReturns.swift).
@@ -299,10 +303,13 @@ final class Worker: @unchecked Sendable {
         stats.localSchedules.add()
         if returnsStolenTasksHome { job.enqueuedBy = UInt(index + 1) }
         if job == context.runningJob || job.isYieldContinuation || context.isResumingDeferred {
-            // A yield: the back of the queue, and no wake-up. Tokio's `schedule_local` notifies here too;
-            // Kyoto does not: this worker runs the yielder again soon anyway, and the notify check (a SeqCst
-            // fence and a load of the shared idle state) measured 5–8% of `yield_many`.
+            // A yield: the back of the queue. Tokio's `schedule_local` notifies here as everywhere; the full
+            // notify check (a SeqCst fence and a load of the shared idle state) measured 5–8% of `yield_many`,
+            // so it runs only when the queue holds other work than the yielder and a relaxed look at the idle
+            // state says a worker sleeps while nobody searches. Without it, tasks queued behind a long job
+            // here waited for it while another worker slept (nothing else would wake that worker).
             pushBack(job)
+            notifyIfOthersQueued()
             return
         }
         if !lifoEnabled {
@@ -320,8 +327,20 @@ final class Worker: @unchecked Sendable {
             lifo = job
             return
         }
-        if !isSearching && queue.count + (lifo == nil ? 0 : 1) > 1 {
+        if !isSearching && !firingTimersInPark && queue.count + (lifo == nil ? 0 : 1) > 1 {
             withScheduler { $0.notifyParked() }
+        }
+    }
+
+    /// Wakes a parked worker if this worker holds more than one job and is not searching, after a relaxed
+    /// pre-check of the idle state (a worker parked and nobody searching). For the paths that skip the full
+    /// check on every schedule (yields, the LIFO chain's cut): stale answers only delay the wake-up to the
+    /// next check (maintenance, the next schedule), since this worker is awake and runs the work itself.
+    @inline(__always)
+    private func notifyIfOthersQueued() {
+        guard !isSearching && !firingTimersInPark && queue.count + (lifo == nil ? 0 : 1) > 1 else { return }
+        withScheduler { scheduler in
+            if scheduler.idle.mayNeedNotify { scheduler.notifyParked() }
         }
     }
 
@@ -469,6 +488,7 @@ final class Worker: @unchecked Sendable {
             lifo = nil
             if lifoPolls >= Worker.maxLifoPollsPerTick || context.budget <= 0 {
                 pushBack(next)
+                notifyIfOthersQueued()
                 return true
             }
             lifoPolls += 1
@@ -598,7 +618,10 @@ final class Worker: @unchecked Sendable {
                 now: { Platform.monotonicNanos() })
             parker.park(timeoutNanos: timeout)
             stats.unparks.add()
-            if isDriver && fireDueTimers() > 0 {
+            firingTimersInPark = true
+            let fired = isDriver ? fireDueTimers() : 0
+            firingTimersInPark = false
+            if fired > 0 {
                 // We made work: leave the sleeper list unless a notifier already took us off it (then it
                 // counted us as searching).
                 isSearching = !scheduler.idle.unparkWorker(index)
@@ -626,6 +649,9 @@ final class Worker: @unchecked Sendable {
             scheduler.timeDriver.store(-1, ordering: .sequentiallyConsistent)
             if shared.timers.nextDeadline != nil { scheduler.notifyParked() }
         }
+        // Off the sleeper list with more work than one job here (timers this driver fired, say): wake a
+        // partner for the rest (Tokio's `should_notify_others` after a park).
+        if !isSearching && queue.count + (lifo == nil ? 0 : 1) > 1 { withScheduler { $0.notifyParked() } }
         shared.configuration.onThreadUnpark?()
         refreshReturnsStolenTasksHome()
         busyStart = Platform.monotonicNanos()
@@ -654,6 +680,9 @@ final class Worker: @unchecked Sendable {
         homeReturns.drain()
         refreshReturnsStolenTasksHome()
         _ = fireDueTimers()
+        // Tokio's fallback: more than one job here and nobody searching, so wake a parked worker to take some
+        // (the yield path's wake-up is only a cheap guess).
+        if !isSearching && queue.count + (lifo == nil ? 0 : 1) > 1 { withScheduler { $0.notifyParked() } }
         guard tunesInterval else { return }
         let polls = stats.polls.load
         let busy = stats.busyNanos.load
