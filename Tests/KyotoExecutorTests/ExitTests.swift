@@ -69,6 +69,20 @@ struct MisuseTests {
         #expect(stderrText(result).contains("threadStackSize must be greater than 0"))
     }
 
+    @Test("the free spawn in a thread hook traps, naming the hook and what to do instead")
+    func spawnInHook() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)
+            var c = Runtime.Configuration()
+            c.workerThreads = 1
+            c.onThreadPark = { spawn {} }
+            let r = Runtime(c)
+            r.blockOn {}
+            spinWhile(seconds: 15) { true }  // the worker parks and traps meanwhile
+        }
+        #expect(stderrText(result).contains("BUG DETECTED: spawn called from a thread hook (onThreadStart/Stop/Park/Unpark)"))
+    }
+
     @Test("more workers than the scheduler can count traps naming the field")
     func tooManyWorkers() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

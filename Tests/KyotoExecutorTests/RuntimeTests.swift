@@ -310,9 +310,11 @@ struct RuntimeTests {
         let ran = Signal()
         var c = Runtime.Configuration(flavor: flavor)
         c.workerThreads = 1
-        // Relaxed: the flag only selects one park; the spawn itself is what the test waits for.
-        c.onThreadPark = { if armed.take() { spawn { ran.fire() } } }
+        // The hook reaches the runtime through a weak capture (hooks do not see `Runtime.current`).
+        let holder = WeakRuntime()
+        c.onThreadPark = { if armed.take() { holder.runtime?.spawn { ran.fire() } } }
         let r = Runtime(c)
+        holder.runtime = r
         // blockOn on a thread of its own: if the spawned task is stranded, the body never returns, and the
         // test must still end (at its deadline). The two sleeps park and wake the thread first, so no
         // wake-up left over from starting the body can rescue a stranded task by luck.
@@ -327,6 +329,21 @@ struct RuntimeTests {
         #expect(returned == true)
         guard returned == true else { return }  // the blockOn thread is stuck for good: leave the runtime
         #expect(r.shutdown(timeout: .seconds(5)))
+    }
+
+    @Test("thread hooks do not see the runtime: Runtime.current is nil in every hook")
+    func hooksDoNotSeeRuntime() throws {
+        let seen = Recorder<Bool>()
+        var c = Runtime.Configuration()
+        c.workerThreads = 1
+        c.onThreadStart = { seen.append(Runtime.current == nil) }
+        c.onThreadPark = { seen.append(Runtime.current == nil) }
+        c.onThreadStop = { seen.append(Runtime.current == nil) }
+        let r = Runtime(c)
+        let insideTask = r.blockOn { Runtime.current === r }
+        #expect(insideTask)
+        #expect(r.shutdown(timeout: .seconds(10)))
+        #expect(!seen.all.isEmpty && seen.all.allSatisfy { $0 }, "hooks saw the runtime: \(seen.all)")
     }
 
     @Test("onThreadStart and onThreadStop also run on blocking-pool threads")
@@ -668,6 +685,13 @@ final class DeinitProbe: Sendable {
 
 final class FlagBox: Sendable {
     let flag = Atomic<Bool>(false)
+}
+
+/// A weak reference to a runtime, for hooks (a strong capture would keep the runtime alive through its own
+/// configuration).
+final class WeakRuntime: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): set once before the runtime's threads read it in hooks.
+    weak var runtime: Runtime?
 }
 
 /// Selects one park of `spawnFromParkHook`.

@@ -140,9 +140,9 @@ final class BlockingPool: Sendable {
         let thread = Platform.spawnThread(name: "kyoto-blocking-\(number)", stackSize: stackSize) { [self, shared] in
             let context = ThreadContext(shared: shared, worker: nil, currentThread: nil, role: .blocking)
             ThreadContext.with(context) {
-                shared.configuration.onThreadStart?()
+                ThreadContext.runHook(shared.configuration.onThreadStart)
                 threadLoop()
-                shared.configuration.onThreadStop?()
+                ThreadContext.runHook(shared.configuration.onThreadStop)
             }
             threadExited()
         }

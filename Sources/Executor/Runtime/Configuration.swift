@@ -44,6 +44,11 @@ extension Runtime {
         /// the back of its queue. Default true.
         public var lifoSlot: Bool
         /// Called on each runtime thread when it starts, before it runs any job.
+        ///
+        /// In the four thread hooks the runtime is not reachable: `Runtime.current` is nil and the free
+        /// `spawn`/`spawnBlocking` trap, since a hook may run while the runtime is being released. A hook
+        /// that needs the runtime captures it, weakly (a strong capture keeps the runtime alive for ever,
+        /// through its own configuration).
         public var onThreadStart: (@Sendable () -> Void)?
         /// Called on each runtime thread right before it exits.
         public var onThreadStop: (@Sendable () -> Void)?

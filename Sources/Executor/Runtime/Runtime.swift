@@ -102,8 +102,11 @@ public final class Runtime: TaskExecutor, Sendable {
         if case .currentThread = scheduler { shared.markTerminated() }
     }
 
-    /// The runtime whose thread is running the caller, or nil outside any Kyoto runtime thread.
-    public static var current: Runtime? { ThreadContext.current?.shared.runtime }
+    /// The runtime whose thread is running the caller, or nil outside any Kyoto runtime thread and inside
+    /// the configuration's thread hooks (capture the runtime there if a hook needs it).
+    public static var current: Runtime? {
+        ThreadContext.withCurrent { $0.inHook ? nil : $0.shared.runtime } ?? nil
+    }
 
     // MARK: TaskExecutor
 

@@ -199,17 +199,17 @@ final class CurrentThreadScheduler: @unchecked Sendable {
                 if fired > 0 { continue }
                 if ran == 0 {
                     if autoAdvance(localDriver: localDriver) { continue }
-                    shared.configuration.onThreadPark?()
+                    ThreadContext.runHook(shared.configuration.onThreadPark)
                     // The hook is user code: work it scheduled (a spawn lands in `local` without waking
                     // anyone, as this thread is the driver) must run now, not after a wake-up that never comes.
                     if local.count > 0 || !shared.inject.isEmpty {
-                        shared.configuration.onThreadUnpark?()
+                        ThreadContext.runHook(shared.configuration.onThreadUnpark)
                         continue
                     }
                     stats.parks.add()
                     parker.park(timeoutNanos: timeUntilNextTimer())
                     stats.unparks.add()
-                    shared.configuration.onThreadUnpark?()
+                    ThreadContext.runHook(shared.configuration.onThreadUnpark)
                 }
             }
         }

@@ -366,7 +366,7 @@ final class Worker: @unchecked Sendable {
     func run() -> RunOutcome {
         let context = ThreadContext(shared: shared, worker: self, currentThread: nil, role: .worker)
         return ThreadContext.with(context) {
-            shared.configuration.onThreadStart?()
+            ThreadContext.runHook(shared.configuration.onThreadStart)
             busyStart = Platform.monotonicNanos()
             refreshReturnsStolenTasksHome()
             let outcome = runLoop(context)
@@ -377,7 +377,7 @@ final class Worker: @unchecked Sendable {
                 context.worker = nil
                 context.role = .formerWorker
             }
-            shared.configuration.onThreadStop?()
+            ThreadContext.runHook(shared.configuration.onThreadStop)
             return outcome
         }
     }
@@ -589,12 +589,12 @@ final class Worker: @unchecked Sendable {
         homeReturns.homeParks()
         defer { homeReturns.homeWakes() }
         accountBusyTime()
-        shared.configuration.onThreadPark?()
+        ThreadContext.runHook(shared.configuration.onThreadPark)
         // User code just ran on this thread: the drain released finished tasks (their results' deinits) and
         // the park hook ran. Either may have scheduled work here, possibly into the LIFO slot, which nobody
         // else can take (Tokio #8212): run it instead of sleeping.
         if hasLocalWork {
-            shared.configuration.onThreadUnpark?()
+            ThreadContext.runHook(shared.configuration.onThreadUnpark)
             busyStart = Platform.monotonicNanos()
             return
         }
@@ -652,7 +652,7 @@ final class Worker: @unchecked Sendable {
         // Off the sleeper list with more work than one job here (timers this driver fired, say): wake a
         // partner for the rest (Tokio's `should_notify_others` after a park).
         if !isSearching && queue.count + (lifo == nil ? 0 : 1) > 1 { withScheduler { $0.notifyParked() } }
-        shared.configuration.onThreadUnpark?()
+        ThreadContext.runHook(shared.configuration.onThreadUnpark)
         refreshReturnsStolenTasksHome()
         busyStart = Platform.monotonicNanos()
     }

@@ -36,7 +36,8 @@ final class Shared: @unchecked Sendable {
     /// Not `weak` either: a weak reference gives the runtime a side table, which sends every retain and
     /// release of it (one per task, through the executor preference) down Swift's slow refcount path.
     /// Safe because jobs that can ask for `Runtime.current` belong to tasks that retain the runtime
-    /// (their executor preference) or to the installed global runtime, which is retained forever.
+    /// (their executor preference) or to the installed global runtime, which is retained forever; the
+    /// configuration's thread hooks, which run outside any job, cannot reach it (`ThreadContext.inHook`).
     var runtime: Runtime? { runtimeRef?.takeUnretainedValue() }
     /// `runtime` as stored: set once by `Runtime.init`, before any runtime thread starts.
     nonisolated(unsafe) var runtimeRef: Unmanaged<Runtime>?
@@ -259,6 +260,12 @@ final class ThreadContext {
     }
     /// The job being run (used to recognise a task re-scheduling itself).
     @exclusivity(unchecked) var runningJob: JobRef?
+    /// Whether the thread is running one of the configuration's thread hooks (`runHook`). There the runtime
+    /// is not reachable (`Runtime.current` is nil, the free `spawn` traps): a hook can run while the last
+    /// reference to the runtime goes away (a worker's stop hook after the runtime was released, a park hook
+    /// racing the release), and the runtime, held unretained, could be freed under it; a task spawned there
+    /// would even retain the runtime during its deinit. A hook that needs the runtime captures it.
+    @exclusivity(unchecked) var inHook = false
     /// The task that yielded with `_yieldToRuntime()` during the job being run (Tokio's defer list). Resumed
     /// right after that job returns, by which time it has suspended; it goes to the back of the queue. One
     /// slot: a job that runs several tasks' segments (a default actor's drain) resumes an earlier deferral
@@ -300,6 +307,17 @@ final class ThreadContext {
     static var current: ThreadContext? {
         guard let p = kyoto_tls_context_get() else { return nil }
         return Unmanaged<ThreadContext>.fromOpaque(p).takeUnretainedValue()
+    }
+
+    /// Runs a configuration hook (`onThreadStart` and the others) on the calling thread with the runtime
+    /// hidden (see `inHook`).
+    static func runHook(_ hook: (@Sendable () -> Void)?) {
+        guard let hook else { return }
+        guard let context = ThreadContext.current else { return hook() }
+        let outer = context.inHook
+        context.inHook = true
+        defer { context.inHook = outer }
+        hook()
     }
 
     /// Runs `body` with the calling thread's context, without retaining it (the hot scheduling and spawning

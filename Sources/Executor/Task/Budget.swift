@@ -120,7 +120,15 @@ package nonisolated(nonsending) func _yieldToRuntime() async {
 /// threads' jobs (see `Shared.runtime`). Traps outside a runtime thread, naming `function`.
 @usableFromInline
 func _currentRuntimeOrTrap(_ function: StaticString) -> Unmanaged<Runtime> {
-    let runtime = ThreadContext.withCurrent { $0.shared.runtimeRef }
+    let runtime = ThreadContext.withCurrent { context -> Unmanaged<Runtime>? in
+        if context.inHook {
+            fatalError(
+                "BUG DETECTED: \(function) called from a thread hook (onThreadStart/Stop/Park/Unpark), where the "
+                    + "runtime may be being released; capture the runtime in the hook (weakly, so that it does not "
+                    + "keep itself alive) and call runtime.\(function)")
+        }
+        return context.shared.runtimeRef
+    }
     guard let runtime = runtime ?? nil else {
         fatalError("BUG DETECTED: \(function) called outside a Kyoto runtime; call it from a task running on a Runtime, or use runtime.\(function)")
     }
