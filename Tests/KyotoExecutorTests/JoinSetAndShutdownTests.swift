@@ -679,6 +679,22 @@ struct BudgetTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("a task spawned inside unconstrained keeps its own budget")
+    func spawnedInsideUnconstrainedIsConstrained() {
+        let r = Runtime.multiThread(workers: 1)
+        let outerStillFree = r.blockOn { () async -> Bool in
+            await unconstrained { () async -> Bool in
+                let inner = spawn { for _ in 0..<1000 { await consumeBudget() } }
+                _ = try? await inner.value
+                return hasBudgetRemaining()
+            }
+        }
+        #expect(outerStillFree)
+        // 1,000 units spent in one task: it must have been made to yield several times (128 per job run).
+        #expect(r.metrics.budgetForcedYields >= 7, "forced yields: \(r.metrics.budgetForcedYields)")
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("outside a runtime the budget is unlimited")
     func outsideRuntime() async {
         #expect(hasBudgetRemaining())

@@ -71,12 +71,14 @@ public func hasBudgetRemaining() -> Bool {
     return context.budget > 0 || Budget.isUnconstrained
 }
 
-/// Runs `body` with the cooperative budget switched off: Kyoto primitives never force it to yield.
+/// Runs `body` with the cooperative budget switched off: Kyoto primitives never force it to yield. Only
+/// the calling task is unconstrained: tasks started inside `body` (spawned, detached, child tasks) keep their
+/// own budget, as with Tokio's `unconstrained`, which covers one future.
 public nonisolated(nonsending) func unconstrained<T, E: Error>(_ body: nonisolated(nonsending) () async throws(E) -> T)
     async throws(E) -> T
 {
     do {
-        return try await Budget.$isUnconstrained.withValue(true) {
+        return try await Budget.$unconstrainedTask.withValue(Budget.currentTaskIdentity) {
             try await body()
         }
     } catch {
@@ -85,7 +87,20 @@ public nonisolated(nonsending) func unconstrained<T, E: Error>(_ body: nonisolat
 }
 
 enum Budget {
-    @TaskLocal static var isUnconstrained = false
+    /// The task that called `unconstrained` (its identity), or 0. A task-local, so unstructured tasks
+    /// created inside copy it: comparing it with the current task keeps them constrained.
+    @TaskLocal static var unconstrainedTask: UInt = 0
+
+    /// Whether the current task runs inside its own `unconstrained` (rare paths only: a task-local lookup).
+    static var isUnconstrained: Bool {
+        let owner = unconstrainedTask
+        return owner != 0 && owner == currentTaskIdentity
+    }
+
+    /// The identity of the current task (0 outside any task): the address of its task object.
+    static var currentTaskIdentity: UInt {
+        withUnsafeCurrentTask { task in task.map { unsafeBitCast($0, to: UInt.self) } ?? 0 }
+    }
 }
 
 /// Yields to the runtime: the current task goes to the back of its worker's queue and other ready tasks
