@@ -679,6 +679,30 @@ struct BudgetTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("joining finished tasks spends the budget: a loop over handle values and JoinSet.next() yields")
+    func joiningSpendsBudget() {
+        let r = Runtime.multiThread(workers: 1)
+        let forced = r.blockOn { () async -> UInt64 in
+            let set = JoinSet<Int>()
+            var handles: [JoinHandle<Int>] = []
+            for i in 0..<300 {
+                handles.append(spawn { i })
+                set.spawn { i }
+            }
+            let limit = Platform.monotonicNanos() + 10_000_000_000
+            while (set.bufferedCount < 300 || !handles.allSatisfy(\.isFinished)) && Platform.monotonicNanos() < limit {
+                await Task.yield()
+            }
+            let before = r.metrics.budgetForcedYields
+            for h in handles { _ = try? await h.value }
+            while (try? await set.next()) != nil {}
+            return r.metrics.budgetForcedYields - before
+        }
+        // 600 ready joins in one task, 128 units per job run: at least 4 forced yields.
+        #expect(forced >= 4, "forced yields: \(forced)")
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("a task spawned inside unconstrained keeps its own budget")
     func spawnedInsideUnconstrainedIsConstrained() {
         let r = Runtime.multiThread(workers: 1)

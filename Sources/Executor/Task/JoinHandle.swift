@@ -41,11 +41,13 @@ public struct JoinHandle<T: Sendable>: Sendable {
     public var id: ID { ID(rawValue: slot.id) }
 
     /// The task's value. Throws the task's own error unchanged, or ``JoinError/cancelled`` when the task
-    /// was aborted and did not finish with a value. May be awaited any number of times.
+    /// was aborted and did not finish with a value. May be awaited any number of times. Spends one unit of
+    /// the cooperative budget (as Tokio's `JoinHandle`), so a loop over finished handles still yields.
     @inlinable
     public nonisolated(nonsending) var value: T {
         get async throws {
-            try await task.value
+            await consumeBudget()
+            return try await task.value
         }
     }
 

@@ -108,6 +108,9 @@ public final class JoinSet<T: Sendable>: Sendable {
     /// Waits for the next result (see the file comment on cancellation). A `cancellable` wait ends with
     /// `.cancelled` when the waiting task is cancelled.
     private nonisolated(nonsending) func waitNext(cancellable: Bool) async -> Wait {
+        // One unit of the cooperative budget per call, spent before anything is taken (Tokio's `join_next`
+        // takes part in coop the same way): draining many finished results still yields.
+        await consumeBudget()
         // A result already waiting (or nothing left to join) is returned without a continuation: one resumed
         // inside its own closure still sends the task back through its executor's queue (an extra job run).
         let ready = state.withLock { s -> Wait? in
@@ -148,7 +151,8 @@ public final class JoinSet<T: Sendable>: Sendable {
 
     /// The next result in completion order; nil when the set is empty. The task's own error, or
     /// ``JoinError/cancelled``, is returned as the failure. Waits even if the waiting task is cancelled
-    /// (as a task group's `next()` does); ``next()`` stops waiting instead.
+    /// (as a task group's `next()` does); ``next()`` stops waiting instead. Spends one unit of the cooperative
+    /// budget.
     public nonisolated(nonsending) func nextResult() async -> Result<T, any Error>? {
         switch await waitNext(cancellable: false) {
         case .result(let r): return r
@@ -159,6 +163,7 @@ public final class JoinSet<T: Sendable>: Sendable {
     /// The next value in completion order; nil when the set is empty. Rethrows the task's error (or
     /// ``JoinError/cancelled``). Throws `CancellationError` if the waiting task is cancelled: the wait
     /// stops at once and no result is taken (the set is unchanged), so it can be raced against a timeout.
+    /// Spends one unit of the cooperative budget.
     public nonisolated(nonsending) func next() async throws -> T? {
         switch await waitNext(cancellable: true) {
         case .result(let r): return try r.get()
