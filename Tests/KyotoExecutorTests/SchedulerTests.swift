@@ -106,7 +106,9 @@ struct SchedulerTests {
     func yieldWakesParkedWorker(usesYieldNow: Bool) async throws {
         // This body spawns A (into the LIFO slot) and yields (to the back of the queue); A then runs here and
         // waits, bounded, for this body to meet it: only the parked worker, woken to steal the body, can.
-        // The yield path woke nobody, so A waited out its 5 s alone.
+        // The yield path woke nobody, so A waited out its 5 s alone. (Woken during the yield's job, the other
+        // worker could run `Task.yield()`'s continuation job before the body had suspended: the body then
+        // carried on here, ahead of A, and waited out its 5 s instead.)
         let r = Runtime.multiThread(workers: 2)
         guard case .multiThread(let scheduler) = r.scheduler else { return }
         let met = await blockOnThread(r, seconds: 30, "yield with usesYieldNow = \(usesYieldNow)") {
@@ -132,7 +134,7 @@ struct SchedulerTests {
             let ra = try await a.value
             return ra && rb
         }
-        #expect(met == true, "usesYieldNow = \(usesYieldNow): the yielded body waited behind the spawned task")
+        #expect(met == true, "usesYieldNow = \(usesYieldNow): the yielded body waited behind the spawned task\n\(r.metrics)")
         r.shutdown(timeout: .seconds(5))
     }
 

@@ -224,6 +224,9 @@ final class Worker: @unchecked Sendable {
     /// the jobs those timers schedule here must not make it notify, since the notify could pick this very
     /// worker (the newest sleeper). It notifies once it has left the list instead (Tokio does the same).
     private var firingTimersInPark = false
+    /// A yield queued work here during the running job: check for a parked worker to wake once the job has
+    /// returned (see `scheduleLocal`).
+    private var notifyAfterJob = false
     /// Task references this worker holds for another worker (`outgoingHome`, an index) until it hands them
     /// over in one deposit (`flushReturns`), `outgoingCount` of them: one lock section and one write of the
     /// home worker's pending flag per batch instead of per stolen job (HomeReturns.swift).
@@ -308,8 +311,13 @@ final class Worker: @unchecked Sendable {
             // so it runs only when the queue holds other work than the yielder and a relaxed look at the idle
             // state says a worker sleeps while nobody searches. Without it, tasks queued behind a long job
             // here waited for it while another worker slept (nothing else would wake that worker).
+            //
+            // And only once the running job has returned (`runJob`): `Task.yield()` enqueues its continuation
+            // job BEFORE the task has finished suspending, and a worker woken now could run that job at once;
+            // the task's await then finds itself already resumed and carries on right here, so the yield
+            // let nothing run (seen: a task yielding behind one in the LIFO slot resumed before it).
             pushBack(job)
-            notifyIfOthersQueued()
+            notifyAfterJob = true
             return
         }
         if !lifoEnabled {
@@ -474,6 +482,10 @@ final class Worker: @unchecked Sendable {
         let task = Unmanaged<AnyObject>.fromOpaque(job.raw)
         if returnsHome { _ = task.retain() }
         shared.run(job, context: context, resetBudget: true)
+        if notifyAfterJob && context.worker === self {
+            notifyAfterJob = false
+            notifyIfOthersQueued()
+        }
         if returnsHome {
             if context.worker === self {
                 returnLater(task, home: home - 1)
@@ -497,6 +509,10 @@ final class Worker: @unchecked Sendable {
             // LIFO-chained jobs share the budget of the job that started the chain (Tokio's rule).
             shared.run(next, context: context, resetBudget: false)
             if context.worker !== self { return false }
+            if notifyAfterJob {
+                notifyAfterJob = false
+                notifyIfOthersQueued()
+            }
         }
         return true
     }
