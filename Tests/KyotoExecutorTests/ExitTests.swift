@@ -83,6 +83,26 @@ struct MisuseTests {
         #expect(stderrText(result).contains("BUG DETECTED: spawn called from a thread hook (onThreadStart/Stop/Park/Unpark)"))
     }
 
+    @Test("shutdown(timeout:) from a worker of another runtime traps saying it would block that runtime")
+    func shutdownFromOtherRuntime() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let a = Runtime.multiThread(workers: 1)
+            let b = Runtime.multiThread(workers: 1)
+            a.blockOn { b.shutdown(timeout: .seconds(1)) }
+        }
+        #expect(stderrText(result).contains("BUG DETECTED: shutdown(timeout:) called from a thread of another Kyoto runtime"))
+    }
+
+    @Test("a huge eventInterval traps naming the field")
+    func hugeEventInterval() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            var c = Runtime.Configuration()
+            c.eventInterval = Int(UInt32.max) + 1
+            _ = Runtime(c)
+        }
+        #expect(stderrText(result).contains("Runtime.Configuration.eventInterval must be at most"))
+    }
+
     @Test("more workers than the scheduler can count traps naming the field")
     func tooManyWorkers() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
@@ -575,7 +595,7 @@ struct LocalSetMisuseTests {
             let r = Runtime.multiThread(workers: 2)
             _ = r.blockOn { await LocalSet().runUntil { _ in r.shutdown(timeout: .seconds(1)) } }
         }
-        #expect(stderrText(result).contains("shutdown(timeout:) called from a LocalSet's task under this runtime's blockOn"))
+        #expect(stderrText(result).contains("shutdown(timeout:) called from a LocalSet's task of this runtime"))
     }
 
     @Test("shutdown(timeout:) from a LocalSet's task traps (current-thread)")

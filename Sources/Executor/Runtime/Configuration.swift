@@ -101,8 +101,14 @@ extension Runtime {
             }
             if let n = globalQueueInterval {
                 kyotoPrecondition(n > 0, "Runtime.Configuration.globalQueueInterval must be greater than 0 (got \(n))")
+                kyotoPrecondition(
+                    n <= Int(UInt32.max),
+                    "Runtime.Configuration.globalQueueInterval must be at most \(UInt32.max) (got \(n))")
             }
             kyotoPrecondition(eventInterval > 0, "Runtime.Configuration.eventInterval must be greater than 0 (got \(eventInterval))")
+            kyotoPrecondition(
+                eventInterval <= Int(UInt32.max),
+                "Runtime.Configuration.eventInterval must be at most \(UInt32.max) (got \(eventInterval))")
             kyotoPrecondition(
                 maxBlockingThreads > 0,
                 "Runtime.Configuration.maxBlockingThreads must be greater than 0 (got \(maxBlockingThreads))")

@@ -382,8 +382,12 @@ public final class Runtime: TaskExecutor, Sendable {
                 ? "BUG DETECTED: shutdown(timeout:) called on the main thread while it runs the MainActor under "
                     + "runMain; return from runMain's body (runMain then shuts the runtime down) or use "
                     + "shutdownBackground()"
-                : "BUG DETECTED: shutdown(timeout:) called from a Kyoto runtime thread would wait for itself; "
-                    + "use shutdownBackground()")
+                : ThreadContext.current?.shared === shared
+                    ? "BUG DETECTED: shutdown(timeout:) called from a Kyoto runtime thread would wait for itself; "
+                        + "use shutdownBackground()"
+                    : "BUG DETECTED: shutdown(timeout:) called from a thread of another Kyoto runtime would block "
+                        + "that runtime's thread until this one has shut down; use shutdownBackground(), or shut "
+                        + "down from outside the runtimes")
         kyotoPrecondition(
             !(ThreadContext.current.map { $0.role == .blocking && $0.shared === shared } ?? false),
             "BUG DETECTED: shutdown(timeout:) called from this runtime's spawnBlocking closure would wait for "
@@ -397,8 +401,8 @@ public final class Runtime: TaskExecutor, Sendable {
         // waits for the `blockOn`.
         kyotoPrecondition(
             kyoto_local_set_depth() == 0 || ThreadContext.current?.shared !== shared,
-            "BUG DETECTED: shutdown(timeout:) called from a LocalSet's task under this runtime's blockOn would "
-                + "wait for itself; use shutdownBackground()")
+            "BUG DETECTED: shutdown(timeout:) called from a LocalSet's task of this runtime (under its blockOn, "
+                + "or on the set's own thread) would wait for itself; use shutdownBackground()")
         return shutdown(timeout: timeout) { [shared] deadline in
             // Terminated, and no spawned task left: one spawned from outside after the last worker's exit
             // check is cancelled but still alive until the drainer has run it.
