@@ -703,6 +703,24 @@ struct BudgetTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("unconstrained neither charges nor refills the surrounding budget")
+    func unconstrainedLeavesOuterBudget() {
+        let r = Runtime.multiThread(workers: 1)
+        r.blockOn {
+            _ = try? await spawn {
+                // 1,000 constrained units, each followed by an unconstrained one: only the constrained ones
+                // count, so a yield is forced every 128 of them, 7 times (the unconstrained ones were charged
+                // too, and sometimes refilled the budget: 15 forced yields here).
+                for _ in 0..<1_000 {
+                    await consumeBudget()
+                    await unconstrained { await consumeBudget() }
+                }
+            }.value
+        }
+        #expect((6...8).contains(r.metrics.budgetForcedYields), "forced yields: \(r.metrics.budgetForcedYields)")
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("a task spawned inside unconstrained keeps its own budget")
     func spawnedInsideUnconstrainedIsConstrained() {
         let r = Runtime.multiThread(workers: 1)

@@ -33,6 +33,19 @@ static inline int32_t kyoto_budget_get(void) { return kyoto_tls_budget; }
 /// Writes the calling thread's budget.
 static inline void kyoto_budget_set(int32_t units) { kyoto_tls_budget = units; }
 
+/// Counts the job runs that started with a fresh budget on the calling thread (`kyoto_budget_refill`), so
+/// that `unconstrained` can tell whether it is still in the job run it started in.
+extern __attribute__((tls_model("initial-exec"))) _Thread_local uint64_t kyoto_tls_budget_epoch;
+
+/// Starts a job run's budget: sets it to `units` and counts a new run.
+static inline void kyoto_budget_refill(int32_t units) {
+    kyoto_tls_budget = units;
+    kyoto_tls_budget_epoch += 1;
+}
+
+/// The calling thread's job-run count (see `kyoto_tls_budget_epoch`).
+static inline uint64_t kyoto_budget_epoch_get(void) { return kyoto_tls_budget_epoch; }
+
 /// How many LocalSet job loops the calling thread is inside (`LocalExecutor.runPending`): non-zero while it
 /// runs a LocalSet's jobs, whatever else the thread is (a blockOn thread, a current-thread driver, a
 /// blocking-pool thread, a set's own thread outside any runtime).

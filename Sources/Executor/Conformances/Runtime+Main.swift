@@ -188,7 +188,7 @@ final class MainThreadExecutor: MainExecutor, @unchecked Sendable {
                 // re-queuing itself would otherwise hold the loop past it for ever.
                 if let deadline, Platform.monotonicNanos() >= deadline { return condition() }
                 if let job = jobs.withLock({ $0.popFront() }) {
-                    context.budget = initialBudget
+                    kyoto_budget_refill(Int32(initialBudget))
                     job.unownedJob.runSynchronously(on: asUnownedSerialExecutor())
                     continue
                 }

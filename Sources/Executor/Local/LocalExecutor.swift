@@ -210,7 +210,7 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
         defer { if hasContext { kyoto_budget_set(savedBudget) } }
         var ran = 0
         while ran < limit, let job = state.withLock({ $0.driver === driver ? $0.jobs.popFront() : nil }) {
-            if hasContext { kyoto_budget_set(Int32(initialBudget)) }
+            if hasContext { kyoto_budget_refill(Int32(initialBudget)) }
             job.unownedJob.runSynchronously(on: asUnownedSerialExecutor())
             ran += 1
         }

@@ -110,7 +110,7 @@ final class Shared: @unchecked Sendable {
     /// Runs one job on the runtime's identity with a fresh budget.
     @inline(__always)
     func run(_ job: JobRef, context: ThreadContext, resetBudget: Bool = true) {
-        if resetBudget { context.budget = initialBudget }
+        if resetBudget { kyoto_budget_refill(Int32(initialBudget)) }
         context.runningJob = job
         job.unownedJob.runSynchronously(on: executor)
         context.resumeDeferred()
@@ -336,7 +336,7 @@ final class ThreadContext {
         let previous = kyoto_tls_context_get()
         let previousBudget = kyoto_budget_get()
         kyoto_tls_context_set(Unmanaged.passUnretained(context).toOpaque())
-        kyoto_budget_set(Int32(initialBudget))
+        kyoto_budget_refill(Int32(initialBudget))
         defer {
             kyoto_tls_context_set(previous)
             kyoto_budget_set(previousBudget)

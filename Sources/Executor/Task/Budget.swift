@@ -10,6 +10,10 @@
 
 import CKyoto
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Spends one unit of the cooperative budget; when the budget of the current job run is exhausted, yields
 /// so that other tasks can run. Outside a Kyoto runtime thread it does nothing.
 ///
@@ -77,6 +81,18 @@ public func hasBudgetRemaining() -> Bool {
 public nonisolated(nonsending) func unconstrained<T, E: Error>(_ body: nonisolated(nonsending) () async throws(E) -> T)
     async throws(E) -> T
 {
+    // What `body` spends is not charged to the surrounding code (Tokio's `unconstrained` leaves the budget
+    // untouched): when `body` ends in the job run it started in, on the same thread, the budget found on
+    // entry is put back. Without that, the refills inside (the slow path tops an unconstrained task up)
+    // gave the surrounding code a fresh budget, and a loop mixing both kinds of operation never yielded.
+    let entryBudget = kyoto_budget_get()
+    let entryRun = kyoto_budget_epoch_get()
+    let entryThread = Budget.currentThread
+    defer {
+        if kyoto_budget_epoch_get() == entryRun && Budget.currentThread == entryThread {
+            kyoto_budget_set(entryBudget)
+        }
+    }
     do {
         return try await Budget.$unconstrainedTask.withValue(Budget.currentTaskIdentity) {
             try await body()
@@ -96,6 +112,9 @@ enum Budget {
         let owner = unconstrainedTask
         return owner != 0 && owner == currentTaskIdentity
     }
+
+    /// The calling thread's identity.
+    static var currentThread: UInt { UInt(bitPattern: Int(bitPattern: pthread_self())) }
 
     /// The identity of the current task (0 outside any task): the address of its task object.
     static var currentTaskIdentity: UInt {
