@@ -325,7 +325,7 @@ final class Worker: @unchecked Sendable {
             // if nobody is searching (without this, tasks spawned here waited for this worker even while
             // another one slept).
             pushBack(job)
-            if !isSearching { withScheduler { $0.notifyParked() } }
+            if !isSearching && !firingTimersInPark { withScheduler { $0.notifyParked() } }
             return
         }
         if let previous = lifo {
