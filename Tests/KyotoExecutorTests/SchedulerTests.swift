@@ -76,24 +76,11 @@ struct SchedulerTests {
         let r = Runtime(c)
         guard case .multiThread(let scheduler) = r.scheduler else { return }
         let met = await blockOnThread(r, seconds: 30, "spawn with lifoSlot = \(lifoSlot)") { () async throws -> Bool in
-            // Start from a parked second worker (bounded wait; this worker spins, the other has nothing).
-            let deadline = Platform.monotonicNanos() + 10_000_000_000
-            while !(0..<2).contains(where: { scheduler.idle.isParked($0) }) {
-                if Platform.monotonicNanos() > deadline { return false }
-                usleep(1_000)
-            }
-            let arrived = TestCounter()
-            @Sendable func meet() -> Bool {
-                arrived.increment()
-                let deadline = Platform.monotonicNanos() + 5_000_000_000
-                while arrived.current < 2 {
-                    if Platform.monotonicNanos() > deadline { return false }
-                    usleep(100)
-                }
-                return true
-            }
-            let a = spawn { meet() }
-            let b = spawn { meet() }
+            // Start from a parked second worker (this worker spins, the other has nothing).
+            guard waitForAParkedWorker(scheduler) else { return false }
+            let meeting = Meeting()
+            let a = spawn { meeting.meet() }
+            let b = spawn { meeting.meet() }
             let ra = try await a.value
             let rb = try await b.value
             return ra && rb
@@ -113,24 +100,11 @@ struct SchedulerTests {
         guard case .multiThread(let scheduler) = r.scheduler else { return }
         let met = await blockOnThread(r, seconds: 30, "yield with usesYieldNow = \(usesYieldNow)") {
             () async throws -> Bool in
-            let deadline = Platform.monotonicNanos() + 10_000_000_000
-            while !(0..<2).contains(where: { scheduler.idle.isParked($0) }) {
-                if Platform.monotonicNanos() > deadline { return false }
-                usleep(1_000)
-            }
-            let arrived = TestCounter()
-            @Sendable func meet() -> Bool {
-                arrived.increment()
-                let deadline = Platform.monotonicNanos() + 5_000_000_000
-                while arrived.current < 2 {
-                    if Platform.monotonicNanos() > deadline { return false }
-                    usleep(100)
-                }
-                return true
-            }
-            let a = spawn { meet() }
+            guard waitForAParkedWorker(scheduler) else { return false }
+            let meeting = Meeting()
+            let a = spawn { meeting.meet() }
             if usesYieldNow { await yieldNow() } else { await Task.yield() }
-            let rb = meet()
+            let rb = meeting.meet()
             let ra = try await a.value
             return ra && rb
         }
@@ -848,4 +822,30 @@ private func spawnPinger(
 /// A monotonic time in nanoseconds shared between tasks (0: not set yet).
 private final class NanosBox: Sendable {
     let value = Atomic<UInt64>(0)
+}
+
+/// Waits, bounded (10 s), until one of a two-worker scheduler's workers is parked. Returns whether one was.
+private func waitForAParkedWorker(_ scheduler: MultiThreadScheduler) -> Bool {
+    let deadline = Platform.monotonicNanos() + 10_000_000_000
+    while !(0..<2).contains(where: { scheduler.idle.isParked($0) }) {
+        if Platform.monotonicNanos() > deadline { return false }
+        usleep(1_000)
+    }
+    return true
+}
+
+/// Two parties that can only finish together: each `meet()` waits, bounded (5 s), for the other to arrive,
+/// and returns whether it did. Two tasks meeting needs two threads running them at once.
+private final class Meeting: Sendable {
+    private let arrived = TestCounter()
+
+    func meet() -> Bool {
+        arrived.increment()
+        let deadline = Platform.monotonicNanos() + 5_000_000_000
+        while arrived.current < 2 {
+            if Platform.monotonicNanos() > deadline { return false }
+            usleep(100)
+        }
+        return true
+    }
 }
