@@ -111,7 +111,9 @@ final class LocalDriver: Sendable {
         // The set's runtime is what its tasks see as `Runtime.current` (and what the free `spawn`, `timeout`
         // and `interval` use), even on a thread that belongs to another runtime (a blocking-pool thread of
         // runtime A calling B.blockOn): keep the thread's own context only when it is this runtime's.
-        if let context, ThreadContext.current?.shared !== context.shared {
+        // Also inside a thread hook (a hook's `blockOn` driving a set): the hook hides the runtime, the set's
+        // tasks must not.
+        if let context, ThreadContext.current.map({ $0.shared !== context.shared || $0.inHook }) ?? true {
             ThreadContext.with(context, run)
         } else {
             run()

@@ -356,7 +356,8 @@ final class Worker: @unchecked Sendable {
     private func pushBack(_ job: JobRef) {
         if withInject({ queue.pushBackOrOverflow(job, inject: $0) }) {
             stats.overflows.add()
-            withScheduler { $0.notifyParked() }
+            // Not while firing timers inside park (the notify could pick this worker); the end of park checks.
+            if !firingTimersInPark { withScheduler { $0.notifyParked() } }
         }
     }
 
@@ -482,7 +483,8 @@ final class Worker: @unchecked Sendable {
         let task = Unmanaged<AnyObject>.fromOpaque(job.raw)
         if returnsHome { _ = task.retain() }
         shared.run(job, context: context, resetBudget: true)
-        if notifyAfterJob && context.worker === self {
+        // Ownership first: after a `blockInPlace` hand-off another thread owns the flag.
+        if context.worker === self && notifyAfterJob {
             notifyAfterJob = false
             notifyIfOthersQueued()
         }

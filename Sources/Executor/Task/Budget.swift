@@ -9,6 +9,7 @@
 // exhausted (the rare path).
 
 import CKyoto
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -77,24 +78,30 @@ public func hasBudgetRemaining() -> Bool {
 
 /// Runs `body` with the cooperative budget switched off: Kyoto primitives never force it to yield. Only
 /// the calling task is unconstrained: tasks started inside `body` (spawned, detached, child tasks) keep their
-/// own budget, as with Tokio's `unconstrained`, which covers one future.
+/// own budget, as with Tokio's `unconstrained`, which covers one future. Unlike Tokio, what `body` spends in
+/// the job run it started in is still taken from the surrounding budget (the thread's budget is shared by
+/// every task segment the job runs); the budget is never raised back on the way out.
 public nonisolated(nonsending) func unconstrained<T, E: Error>(_ body: nonisolated(nonsending) () async throws(E) -> T)
     async throws(E) -> T
 {
-    // What `body` spends is not charged to the surrounding code (Tokio's `unconstrained` leaves the budget
-    // untouched): when `body` ends in the job run it started in, on the same thread, the budget found on
-    // entry is put back. Without that, the refills inside (the slow path tops an unconstrained task up)
-    // gave the surrounding code a fresh budget, and a loop mixing both kinds of operation never yielded.
+    // The refills inside (the slow path tops an unconstrained task up) must not hand the surrounding code a
+    // fresh budget: when `body` ends in the job run it started in, on the same thread, the budget is put
+    // back to what it was on entry, unless it is lower now (other tasks' segments that ran in the same job
+    // run, in a LIFO chain or an actor's drain, spent it: that spending stays).
     let entryBudget = kyoto_budget_get()
     let entryRun = kyoto_budget_epoch_get()
     let entryThread = Budget.currentThread
+    let owner = Budget.Owner(task: Budget.currentTaskIdentity)
     defer {
+        // Relaxed: only the owning task reads it as true; copies in tasks started inside read it later, after
+        // this task's end, through the happens-before of their own creation or not at all (see `Owner`).
+        owner.active.store(false, ordering: .relaxed)
         if kyoto_budget_epoch_get() == entryRun && Budget.currentThread == entryThread {
-            kyoto_budget_set(entryBudget)
+            kyoto_budget_set(min(entryBudget, kyoto_budget_get()))
         }
     }
     do {
-        return try await Budget.$unconstrainedTask.withValue(Budget.currentTaskIdentity) {
+        return try await Budget.$unconstrainedTask.withValue(owner) {
             try await body()
         }
     } catch {
@@ -103,14 +110,23 @@ public nonisolated(nonsending) func unconstrained<T, E: Error>(_ body: nonisolat
 }
 
 enum Budget {
-    /// The task that called `unconstrained` (its identity), or 0. A task-local, so unstructured tasks
-    /// created inside copy it: comparing it with the current task keeps them constrained.
-    @TaskLocal static var unconstrainedTask: UInt = 0
+    /// The `unconstrained` call a task runs inside, if any: the calling task's identity, and whether the call
+    /// is still running. A task-local, so tasks started inside copy it; they are not the owner, so they stay
+    /// constrained. `active` covers a task allocated later at the owner's address, after the owner ended:
+    /// the copy it inherited (from a task started inside) then reads false.
+    final class Owner: Sendable {
+        let task: UInt
+        let active = Atomic<Bool>(true)
+        init(task: UInt) { self.task = task }
+    }
+
+    @TaskLocal static var unconstrainedTask: Owner? = nil
 
     /// Whether the current task runs inside its own `unconstrained` (rare paths only: a task-local lookup).
     static var isUnconstrained: Bool {
-        let owner = unconstrainedTask
-        return owner != 0 && owner == currentTaskIdentity
+        guard let owner = unconstrainedTask else { return false }
+        // Relaxed: see `unconstrained`.
+        return owner.active.load(ordering: .relaxed) && owner.task == currentTaskIdentity
     }
 
     /// The calling thread's identity.

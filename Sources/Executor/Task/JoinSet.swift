@@ -85,7 +85,8 @@ public final class JoinSet<T: Sendable>: Sendable {
         // A watcher task awaits the handle and files the result in completion order.
         resolveRuntime().spawnDetachedWatcher { [weak self] in
             let result: Result<T, any Error>
-            do { result = .success(try await handle.value) } catch { result = .failure(error) }
+            // The task's value directly: `JoinHandle.value` would spend budget on this internal wait.
+            do { result = .success(try await handle.task.value) } catch { result = .failure(error) }
             self?.finished(id, result)
         }
         return handle
