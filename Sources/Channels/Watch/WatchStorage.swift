@@ -23,15 +23,13 @@ final class WatchStorage<Value: Sendable>: Sendable {
         self.state = CheckedMutex(WatchStateMachine(initial: initial))
     }
 
-    /// The calling thread's identity.
-    private static var currentThread: UInt { UInt(bitPattern: Int(bitPattern: pthread_self())) }
 
     /// Takes the channel's lock, trapping first if this thread already holds it to run a modify closure:
     /// the lock is not recursive, and the thread would otherwise wait for itself for ever.
     private func locked<R>(_ body: (inout sending WatchStateMachine<Value>) -> sending R) -> sending R {
         // Relaxed: see `modifyingThread`.
         kyotoPrecondition(
-            modifyingThread.load(ordering: .relaxed) != WatchStorage.currentThread,
+            modifyingThread.load(ordering: .relaxed) != kyotoCurrentThreadIdentity(),
             "BUG DETECTED: a watch channel was used inside its own sendModify/sendIfModified closure (which runs "
                 + "under the channel's lock), directly or through a deinit or cancellation handler it triggered")
         return state.withLock(body)
@@ -63,7 +61,7 @@ final class WatchStorage<Value: Sendable>: Sendable {
         let (modified, waiters) = locked { machine in
             // `body` runs under the lock: mark this thread so that any use of this channel from inside it
             // traps instead of deadlocking (see `locked`). Relaxed: see `modifyingThread`.
-            modifyingThread.store(WatchStorage.currentThread, ordering: .relaxed)
+            modifyingThread.store(kyotoCurrentThreadIdentity(), ordering: .relaxed)
             defer { modifyingThread.store(0, ordering: .relaxed) }
             return machine.sendIfModified(body)
         }

@@ -50,31 +50,26 @@ final class LocalDriver: Sendable {
     /// Not a `@TaskLocal`: every unstructured task copies the task-locals bound where it is created, which
     /// cost two allocations per `spawn` inside `blockOn` (measured: 5 mallocs per spawn instead of 3).
     /// Keyed by task, a set's `runUntil` finds the driver only when called from the `blockOn` body itself
-    /// (Tokio's `block_on(local.run_until(...))`); anywhere else the set runs on a thread of its own.
+    /// (Tokio's `block_on(local.run_until(...))`); anywhere else the set runs on a thread of its own. A
+    /// registered task unregisters itself before it completes (`Runtime.blockOn`), so a registered identity
+    /// (`Platform.currentTaskIdentity`) always names the task that registered it.
     private static let drivers = CheckedMutex<[(task: UInt, driver: LocalDriver)]>([])
-
-    /// The identity of the current task (0 outside any task): the address of its task object. An address can
-    /// be reused only after the task is freed, and a registered task unregisters itself before it completes
-    /// (`Runtime.blockOn`), so a registered identity always names the task that registered it.
-    private static var currentTaskIdentity: UInt {
-        withUnsafeCurrentTask { task in task.map { unsafeBitCast($0, to: UInt.self) } ?? 0 }
-    }
 
     /// Makes `self` the driver that `current` returns in the calling task, until `unregisterForCurrentTask()`.
     func registerForCurrentTask() {
-        let task = LocalDriver.currentTaskIdentity
+        let task = Platform.currentTaskIdentity
         LocalDriver.drivers.withLock { $0.append((task, self)) }
     }
 
     /// Undoes `registerForCurrentTask()`; called by the same task.
     func unregisterForCurrentTask() {
-        let task = LocalDriver.currentTaskIdentity
+        let task = Platform.currentTaskIdentity
         LocalDriver.drivers.withLock { list in list.removeAll { $0.task == task && $0.driver === self } }
     }
 
     /// The driver of the `blockOn` call whose body is the current task, if any.
     static var current: LocalDriver? {
-        let task = currentTaskIdentity
+        let task = Platform.currentTaskIdentity
         if task == 0 { return nil }
         return drivers.withLock { list in list.first { $0.task == task }?.driver }
     }

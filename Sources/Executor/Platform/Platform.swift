@@ -83,6 +83,13 @@ enum Platform {
     /// Whether the calling thread is the process's main thread (its thread id is the process id).
     static var isProcessMainThread: Bool { kyoto_gettid() == Int64(getpid()) }
 
+    /// The identity of the current task (0 outside any task): the address of its task object. An address is
+    /// reused only after its task was freed, so a stored identity names the task that stored it for as long
+    /// as that task lives (callers that keep one longer say how they cope).
+    static var currentTaskIdentity: UInt {
+        withUnsafeCurrentTask { task in task.map { unsafeBitCast($0, to: UInt.self) } ?? 0 }
+    }
+
     /// Starts a joinable OS thread running `body`. Traps if the OS refuses (out of threads is not
     /// something a runtime can recover from at this point).
     static func spawnThread(name: String? = nil, stackSize: Int?, _ body: @escaping @Sendable () -> Void) -> OSThread {
@@ -245,4 +252,11 @@ final class ParkerSet: Sendable {
         let all = parkers.withLock { $0 }
         for p in all { p.unpark() }
     }
+}
+
+/// The calling OS thread's identity (`pthread_self()`), for "is this the thread that ..." checks. `package`:
+/// the channels use it too.
+@inline(__always)
+package func kyotoCurrentThreadIdentity() -> UInt {
+    UInt(bitPattern: Int(bitPattern: pthread_self()))
 }

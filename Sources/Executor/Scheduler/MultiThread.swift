@@ -335,9 +335,15 @@ final class Worker: @unchecked Sendable {
             lifo = job
             return
         }
-        if !isSearching && !firingTimersInPark && queue.count + (lifo == nil ? 0 : 1) > 1 {
-            withScheduler { $0.notifyParked() }
-        }
+        if shouldNotifyOthers { withScheduler { $0.notifyParked() } }
+    }
+
+    /// Tokio's `should_notify_others`: more than one job waits here (the LIFO slot and the queue) and this
+    /// worker is not searching (a searcher's own search wakes the next one), so another worker could take
+    /// some. False while the time driver fires timers inside `park` (see `firingTimersInPark`). Owner thread.
+    @inline(__always)
+    private var shouldNotifyOthers: Bool {
+        !isSearching && !firingTimersInPark && queue.count + (lifo == nil ? 0 : 1) > 1
     }
 
     /// Wakes a parked worker if this worker holds more than one job and is not searching, after a relaxed
@@ -346,7 +352,7 @@ final class Worker: @unchecked Sendable {
     /// next check (maintenance, the next schedule), since this worker is awake and runs the work itself.
     @inline(__always)
     private func notifyIfOthersQueued() {
-        guard !isSearching && !firingTimersInPark && queue.count + (lifo == nil ? 0 : 1) > 1 else { return }
+        guard shouldNotifyOthers else { return }
         withScheduler { scheduler in
             if scheduler.idle.mayNeedNotify { scheduler.notifyParked() }
         }
@@ -669,7 +675,7 @@ final class Worker: @unchecked Sendable {
         }
         // Off the sleeper list with more work than one job here (timers this driver fired, say): wake a
         // partner for the rest (Tokio's `should_notify_others` after a park).
-        if !isSearching && queue.count + (lifo == nil ? 0 : 1) > 1 { withScheduler { $0.notifyParked() } }
+        if shouldNotifyOthers { withScheduler { $0.notifyParked() } }
         ThreadContext.runHook(shared.configuration.onThreadUnpark)
         refreshReturnsStolenTasksHome()
         busyStart = Platform.monotonicNanos()
@@ -700,7 +706,7 @@ final class Worker: @unchecked Sendable {
         _ = fireDueTimers()
         // Tokio's fallback: more than one job here and nobody searching, so wake a parked worker to take some
         // (the yield path's wake-up is only a cheap guess).
-        if !isSearching && queue.count + (lifo == nil ? 0 : 1) > 1 { withScheduler { $0.notifyParked() } }
+        if shouldNotifyOthers { withScheduler { $0.notifyParked() } }
         guard tunesInterval else { return }
         let polls = stats.polls.load
         let busy = stats.busyNanos.load

@@ -90,13 +90,14 @@ public nonisolated(nonsending) func unconstrained<T, E: Error>(_ body: nonisolat
     // run, in a LIFO chain or an actor's drain, spent it: that spending stays).
     let entryBudget = kyoto_budget_get()
     let entryRun = kyoto_budget_epoch_get()
-    let entryThread = Budget.currentThread
-    let owner = Budget.Owner(task: Budget.currentTaskIdentity)
+    let entryThread = kyotoCurrentThreadIdentity()
+    let owner = Budget.Owner(task: Platform.currentTaskIdentity)
     defer {
-        // Relaxed: only the owning task reads it as true; copies in tasks started inside read it later, after
-        // this task's end, through the happens-before of their own creation or not at all (see `Owner`).
+        // Relaxed: the owner itself reads it in program order. Another task matches `owner.task` only if it
+        // was allocated at this task's address, i.e. after this task ended and was freed; this store comes
+        // before that free, and the allocator's hand-over of the memory orders it before that task exists.
         owner.active.store(false, ordering: .relaxed)
-        if kyoto_budget_epoch_get() == entryRun && Budget.currentThread == entryThread {
+        if kyoto_budget_epoch_get() == entryRun && kyotoCurrentThreadIdentity() == entryThread {
             kyoto_budget_set(min(entryBudget, kyoto_budget_get()))
         }
     }
@@ -126,16 +127,9 @@ enum Budget {
     static var isUnconstrained: Bool {
         guard let owner = unconstrainedTask else { return false }
         // Relaxed: see `unconstrained`.
-        return owner.active.load(ordering: .relaxed) && owner.task == currentTaskIdentity
+        return owner.active.load(ordering: .relaxed) && owner.task == Platform.currentTaskIdentity
     }
 
-    /// The calling thread's identity.
-    static var currentThread: UInt { UInt(bitPattern: Int(bitPattern: pthread_self())) }
-
-    /// The identity of the current task (0 outside any task): the address of its task object.
-    static var currentTaskIdentity: UInt {
-        withUnsafeCurrentTask { task in task.map { unsafeBitCast($0, to: UInt.self) } ?? 0 }
-    }
 }
 
 /// Yields to the runtime: the current task goes to the back of its worker's queue and other ready tasks

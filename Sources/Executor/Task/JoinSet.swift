@@ -26,9 +26,18 @@ public final class JoinSet<T: Sendable>: Sendable {
         /// Results not yet joined, in completion order. A FIFO keeps no copy of a result it handed out (its
         /// deinit could otherwise run later, under the lock) and does not grow without bound while the set
         /// never quite catches up with its tasks.
-        var completed = FIFO<(UInt64, Result<T, any Error>)>()
+        var completed = FIFO<Result<T, any Error>>()
         var waiter: (token: UInt64, continuation: CheckedContinuation<Wait, Never>)?
         var unjoined = 0
+
+        /// Takes the next finished result, or reports an empty set; nil when a `next()` would have to wait.
+        mutating func takeReady() -> Wait? {
+            if let result = completed.pop() {
+                unjoined -= 1
+                return .result(result)
+            }
+            return unjoined == 0 ? .empty : nil
+        }
     }
 
     /// How a wait for the next result ended.
@@ -100,7 +109,7 @@ public final class JoinSet<T: Sendable>: Sendable {
                 s.unjoined -= 1
                 return w.continuation
             }
-            s.completed.push((id, result))
+            s.completed.push(result)
             return nil
         }
         waiter?.resume(returning: .result(result))
@@ -114,23 +123,12 @@ public final class JoinSet<T: Sendable>: Sendable {
         await consumeBudget()
         // A result already waiting (or nothing left to join) is returned without a continuation: one resumed
         // inside its own closure still sends the task back through its executor's queue (an extra job run).
-        let ready = state.withLock { s -> Wait? in
-            if let (_, r) = s.completed.pop() {
-                s.unjoined -= 1
-                return .result(r)
-            }
-            return s.unjoined == 0 ? .empty : nil
-        }
-        if let ready { return ready }
+        if let ready = state.withLock({ $0.takeReady() }) { return ready }
         let token = tokens.wrappingAdd(1, ordering: .relaxed).newValue
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Wait, Never>) in
                 let immediate = state.withLock { s -> Wait? in
-                    if let (_, r) = s.completed.pop() {
-                        s.unjoined -= 1
-                        return .result(r)
-                    }
-                    if s.unjoined == 0 { return .empty }
+                    if let ready = s.takeReady() { return ready }
                     kyotoPrecondition(s.waiter == nil, "BUG DETECTED: JoinSet.next() awaited by two tasks at once")
                     if cancellable && Task.isCancelled { return .cancelled }
                     s.waiter = (token, c)

@@ -44,7 +44,8 @@ public final class AsyncBarrier: Sendable {
     @discardableResult
     public nonisolated(nonsending) func wait() async throws(CancellationError) -> Bool {
         // The last arrival leads without a continuation (one resumed inside its own closure still sends the
-        // task back through its executor's queue: inside an actor, one enqueue more per call).
+        // task back through its executor's queue: inside an actor, one enqueue more per call). An arrival that
+        // waits takes the lock again below, to register with its continuation.
         if let followers = synced.withLock({ $0.arriveIfLast() }) {
             for follower in followers { follower.resume(returning: .follower) }
             await consumeBudget()

@@ -106,7 +106,8 @@ public final class Notify: Sendable {
     fileprivate nonisolated(nonsending) func wait(_ id: UInt64, since generation: UInt64?) async throws(CancellationError) {
         // Already notified (a stored permit, a notification that came first): return without a continuation.
         // A continuation resumed inside its own closure still sends the task back through its executor's
-        // queue, which inside an actor is one enqueue more per call.
+        // queue, which inside an actor is one enqueue more per call. A call that does wait takes the lock a
+        // second time, to register: registering needs the continuation, which exists only inside its closure.
         if let outcome = synced.withLock({ $0.takeReady(id: id, since: generation) }) {
             try await finish(.notified(outcome))
             return
