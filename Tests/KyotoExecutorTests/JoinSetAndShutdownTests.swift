@@ -97,6 +97,119 @@ struct JoinSetTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("tryNext takes only results already there, in completion order, and never waits", arguments: bothFlavors)
+    func tryNextTakesReadyResults(_ flavor: Runtime.Configuration.Flavor) throws {
+        struct Boom: Error {}
+        let r = makeRuntime(flavor)
+        try r.blockOn { () async throws -> Void in
+            let set = JoinSet<Int>()
+            #expect(try set.tryNext() == nil)  // empty set
+            let gates = (0..<3).map { _ in Signal() }
+            for i in 0..<3 {
+                set.spawn {
+                    await gates[i].wait()
+                    if i == 0 { throw Boom() }
+                    return i
+                }
+            }
+            #expect(set.tryNextResult() == nil && set.count == 3)  // members, none finished
+            gates[2].fire()
+            #expect(await yieldUntil { set.bufferedCount == 1 }, "task 2's result was never filed")
+            #expect(try set.tryNext() == 2)
+            #expect(set.count == 2 && set.tryNextResult() == nil)
+            gates[0].fire()
+            gates[1].fire()
+            #expect(await yieldUntil { set.bufferedCount == 2 }, "tasks 0 and 1 were never filed")
+            var values: [Int] = []
+            var errors = 0
+            while let result = set.tryNextResult() {
+                switch result {
+                case .success(let v): values.append(v)
+                case .failure(let e): errors += e is Boom ? 1 : 0
+                }
+            }
+            #expect(values == [1] && errors == 1)
+            #expect(set.isEmpty && set.heldResultCount == 0)
+            #expect(try await set.next() == nil)
+        }
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("detachAll empties the set without aborting: members run on past the set's deinit, their results dropped",
+          arguments: bothFlavors)
+    func detachAllLeavesTasksRunning(_ flavor: Runtime.Configuration.Flavor) throws {
+        final class Token: Sendable {
+            let drops: TestCounter
+            init(_ drops: TestCounter) { self.drops = drops }
+            deinit { drops.increment() }
+        }
+        let r = makeRuntime(flavor)
+        let drops = TestCounter()
+        try r.blockOn { () async throws -> Void in
+            let set = JoinSet<Token>()
+            set.spawn { Token(drops) }  // finishes at once: detachAll drops its unjoined result
+            #expect(await yieldUntil { set.bufferedCount == 1 }, "the ready member was never filed")
+            let gate = Signal()
+            var handles = (0..<2).map { _ in
+                set.spawn {
+                    await gate.wait()
+                    return Token(drops)
+                }
+            }
+            set.detachAll()
+            #expect(set.isEmpty && set.count == 0 && set.bufferedCount == 0)
+            #expect(try set.tryNext() == nil)
+            let next = try await set.next()
+            #expect(next == nil)
+            #expect(drops.current == 1, "the unjoined result was not dropped")
+            gate.fire()
+            for h in handles { _ = try await h.value }  // values, not JoinError.cancelled
+            handles.removeAll()
+            // With the set still alive, each late result is dropped, not filed in the set's buffer.
+            #expect(await yieldUntil { drops.current == 3 }, "a detached member's result was kept by the set")
+            #expect(set.isEmpty && set.bufferedCount == 0)
+
+            // A detached member outlives the set: its deinit no longer aborts it.
+            let later = Signal()
+            let survivor: JoinHandle<Token>
+            do {
+                let doomed = JoinSet<Token>()
+                survivor = doomed.spawn {
+                    await later.wait()
+                    return Token(drops)
+                }
+                doomed.detachAll()
+            }
+            later.fire()
+            _ = try await survivor.value
+        }
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("detachAll ends a waiting next() with nil and keeps the set usable", arguments: bothFlavors)
+    func detachAllThenSpawn(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor)
+        let values = try r.blockOn { () async throws -> [Int] in
+            let set = JoinSet<Int>()
+            let gate = Signal()
+            set.spawn {
+                await gate.wait()
+                return -1
+            }
+            let waiting = spawn { try await set.next() == nil }
+            #expect(await yieldUntil { set.hasWaiter }, "next() never started waiting")
+            set.detachAll()
+            #expect(try await waiting.value, "the waiting next() did not end with nil")
+            for i in 0..<4 { set.spawn { i } }
+            gate.fire()
+            var out: [Int] = []
+            while let v = try await set.next() { out.append(v) }
+            return out.sorted()
+        }
+        #expect(values == [0, 1, 2, 3])
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("abortAll then draining yields cancelled results and empties the set")
     func abortAllDrains() {
         let r = Runtime.multiThread(workers: 2)
@@ -245,6 +358,17 @@ struct JoinSetTests {
         #expect(outcomes.count == 16 && outcomes.allSatisfy { $0 })
         r.shutdown(timeout: .seconds(5))
     }
+}
+
+/// Yields on the runtime running the caller until `condition` holds or `seconds` pass; returns whether it held.
+/// For waits inside a `blockOn` made from a test (`until` needs Swift's default executor, which that blocks).
+private func yieldUntil(seconds: Int = 10, _ condition: () -> Bool) async -> Bool {
+    let deadline = Platform.monotonicNanos() + UInt64(seconds) * 1_000_000_000
+    while !condition() {
+        if Platform.monotonicNanos() > deadline { return false }
+        await Task.yield()
+    }
+    return true
 }
 
 /// A current-thread runtime with a task that ignores cancellation and keeps yielding until `stop` is set.
@@ -452,7 +576,7 @@ struct ShutdownTests {
             await withUnsafeContinuation { c in resumeS.withLock { $0 = c } }
             sFinished.fire()
         }
-        #expect(await until(seconds: 10) { resumeS.withLock { $0 != nil } }, "S did not start")
+        #expect(await yieldUntil { resumeS.withLock { $0 != nil } }, "S did not start")
         let busy = Signal()
         let release = ThreadGate()
         Task(executorPreference: rt) {
@@ -461,10 +585,10 @@ struct ShutdownTests {
         }
         #expect(await busy.wait(seconds: 10))
         rt.shutdownBackground()
-        #expect(await until(seconds: 10) { scheduler.liveWorkerCount == 1 }, "the idle worker did not exit")
+        #expect(await yieldUntil { scheduler.liveWorkerCount == 1 }, "the idle worker did not exit")
         rt._linkTask(slot, ErasedTask(task), trivialResult: true)
         release.release()
-        #expect(await until(seconds: 10) { (0..<2).contains { scheduler.idle.isParked($0) } },
+        #expect(await yieldUntil { (0..<2).contains { scheduler.idle.isParked($0) } },
             "the busy worker did not park")
         resumeS.withLock { $0.take() }?.resume()
         #expect(await sFinished.wait(seconds: 10), "S never ran after being resumed from outside")

@@ -103,7 +103,8 @@ public final class JoinSet<T: Sendable>: Sendable {
 
     private func finished(_ id: UInt64, _ result: sending Result<T, any Error>) {
         let waiter = state.withLock { s -> CheckedContinuation<Wait, Never>? in
-            s.running[id] = nil
+            // A member `detachAll()` removed is no longer the set's: its result is dropped (after the lock).
+            guard s.running.removeValue(forKey: id) != nil else { return nil }
             if let w = s.waiter {
                 s.waiter = nil
                 s.unjoined -= 1
@@ -169,6 +170,52 @@ public final class JoinSet<T: Sendable>: Sendable {
         case .empty: return nil
         case .cancelled: throw CancellationError()
         }
+    }
+
+    /// A result that is already there, in completion order, without waiting: nil when no member has
+    /// finished unjoined (or the set is empty). The task's own error, or ``JoinError/cancelled``, is the
+    /// failure. Tokio's `try_join_next`: for a loop that does other work and reaps finished tasks as it goes.
+    ///
+    /// ```swift
+    /// while let conn = try await listener.accept() {
+    ///     while let finished = connections.tryNextResult() { log(finished) }   // keep the set small
+    ///     connections.spawn { try await serve(conn) }
+    /// }
+    /// ```
+    public func tryNextResult() -> Result<T, any Error>? {
+        state.withLock { s -> Result<T, any Error>? in
+            guard let result = s.completed.pop() else { return nil }
+            s.unjoined -= 1
+            return result
+        }
+    }
+
+    /// The value of a member that has already finished, in completion order, without waiting: nil when none
+    /// has finished unjoined (or the set is empty). Rethrows the task's error (or ``JoinError/cancelled``).
+    /// See ``tryNextResult()``.
+    public func tryNext() throws -> T? {
+        try tryNextResult()?.get()
+    }
+
+    /// Removes every task from the set without aborting it (Tokio's `detach_all`): running members keep
+    /// running on their own, as if their handles had been dropped, and the set's deinit no longer aborts
+    /// them. Results that finished and were not joined are dropped. The set is empty afterwards (a
+    /// `spawn` racing with this call from another task may still add its task), and a waiting ``next()``
+    /// returns nil.
+    public func detachAll() {
+        let (dropped, waiter) = state.withLock { s -> (FIFO<Result<T, any Error>>, CheckedContinuation<Wait, Never>?) in
+            // A `spawn` in flight has counted itself in `unjoined` but is not in `running` yet: it stays.
+            s.unjoined -= s.running.count + s.completed.count
+            s.running.removeAll()
+            var dropped = FIFO<Result<T, any Error>>()
+            swap(&dropped, &s.completed)
+            guard s.unjoined == 0, let w = s.waiter else { return (dropped, nil) }
+            s.waiter = nil
+            return (dropped, w.continuation)
+        }
+        // Outside the lock: the dropped results' deinits, and the waiter.
+        _ = consume dropped
+        waiter?.resume(returning: .empty)
     }
 
     /// Results finished and not yet joined (for tests).
