@@ -81,9 +81,12 @@ int kyoto_thread_join(uint64_t thread) { return pthread_join((pthread_t)thread, 
 int kyoto_thread_detach(uint64_t thread) { return pthread_detach((pthread_t)thread); }
 
 bool kyoto_pointer_cas(void **slot, void *expected, void *desired) {
+    // Sequentially consistent (release would do): publishes the hook, and through it the runtime stored in
+    // `installed` before it (Runtime+GlobalExecutor.swift), to the Swift runtime, which reads the slot plainly.
     return __atomic_compare_exchange_n(slot, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 }
 
+// Acquiring: pairs with a releasing write of `*slot` such as `kyoto_pointer_cas`. No caller at present.
 void *kyoto_pointer_load(void **slot) { return __atomic_load_n(slot, __ATOMIC_ACQUIRE); }
 
 int64_t kyoto_process_cpu_ns(void) {
@@ -99,22 +102,29 @@ static kyoto_tsan_fn kyoto_tsan_release_fn;
 static int kyoto_tsan_state;  // 0 = unresolved, 1 = resolved
 
 static void kyoto_tsan_resolve(void) {
+    // Acquiring: pairs with the releasing store of the state below (by whichever thread resolved first), so
+    // the relaxed loads of the two function pointers in kyoto_tsan_acquire/release see what it stored.
     if (__atomic_load_n(&kyoto_tsan_state, __ATOMIC_ACQUIRE)) return;
     kyoto_tsan_fn a = (kyoto_tsan_fn)dlsym(RTLD_DEFAULT, "__tsan_acquire");
     kyoto_tsan_fn r = (kyoto_tsan_fn)dlsym(RTLD_DEFAULT, "__tsan_release");
+    // Relaxed: published by the releasing store of the state below; threads resolving at once store the
+    // same values.
     __atomic_store_n(&kyoto_tsan_acquire_fn, a, __ATOMIC_RELAXED);
     __atomic_store_n(&kyoto_tsan_release_fn, r, __ATOMIC_RELAXED);
+    // Releasing: pairs with the acquiring load at the top of this function.
     __atomic_store_n(&kyoto_tsan_state, 1, __ATOMIC_RELEASE);
 }
 
 void kyoto_tsan_acquire(void *addr) {
     kyoto_tsan_resolve();
+    // Relaxed: ordered after the stores by the acquiring load in kyoto_tsan_resolve (or stored by this thread).
     kyoto_tsan_fn f = __atomic_load_n(&kyoto_tsan_acquire_fn, __ATOMIC_RELAXED);
     if (f) f(addr);
 }
 
 void kyoto_tsan_release(void *addr) {
     kyoto_tsan_resolve();
+    // Relaxed: as in kyoto_tsan_acquire.
     kyoto_tsan_fn f = __atomic_load_n(&kyoto_tsan_release_fn, __ATOMIC_RELAXED);
     if (f) f(addr);
 }

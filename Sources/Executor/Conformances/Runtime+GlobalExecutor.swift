@@ -55,6 +55,7 @@ enum GlobalExecutorInstallation {
         }
         let retained = Unmanaged.passRetained(runtime).toOpaque()
         // Acquiring-and-releasing: publishes the runtime to the hook (which loads it acquiring).
+        // The acquiring half is not needed: nothing is read through the value a failed exchange sees.
         guard
             installed.compareExchange(
                 expected: 0, desired: UInt(bitPattern: retained), ordering: .acquiringAndReleasing
@@ -76,7 +77,8 @@ enum GlobalExecutorInstallation {
             runtime.shared.returnsStolenTasksHome.store(true, ordering: .relaxed)
             return true
         }
-        // Somebody else holds the hook: back out.
+        // Somebody else holds the hook: back out. Releasing (relaxed would do: 0 publishes nothing); read by
+        // the acquiring loads in `isInstalled` and `installedRuntime`.
         installed.store(0, ordering: .releasing)
         Unmanaged<Runtime>.fromOpaque(retained).release()
         return false

@@ -178,6 +178,7 @@ final class MainThreadExecutor: MainExecutor, @unchecked Sendable {
         // Relaxed: drops a stop aimed at an earlier loop; the flag carries no data, only the request itself
         // (a `stop()` racing with this start may be dropped too, as `stop()` documents).
         stopRequested.store(false, ordering: .relaxed)
+        // Relaxed: only the main thread writes `running`; `stop` tolerates a stale value (see there).
         defer { running.store(false, ordering: .relaxed) }
         return ThreadContext.with(context) { () -> Bool in
             while true {

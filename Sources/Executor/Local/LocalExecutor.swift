@@ -120,6 +120,8 @@ final class LocalDriver: Sendable {
     static func startOwnedThread(shared: Shared?) -> LocalDriver {
         let driver = LocalDriver(parker: Parker(), shared: shared)
         let thread = Platform.spawnThread(name: "kyoto-local", stackSize: nil) {
+            // Acquiring: pairs with the releasing store in `stop`; a load that misses it parks and is woken by
+            // the unpark that follows the store.
             while !driver.stopped.load(ordering: .acquiring) {
                 if driver.runPending() == 0 { driver.parker.park() }
             }

@@ -182,6 +182,7 @@ public actor LocalSet {
 
     private func taskEnded(_ id: UInt64, _ state: LocalTaskState) {
         tasks[id] = nil
+        // Releasing: pairs with the acquiring load in `LocalJoinHandle.isFinished`.
         state.finished.store(true, ordering: .releasing)
         if tasks.isEmpty, let waiter = drainWaiter {
             drainWaiter = nil
@@ -216,7 +217,7 @@ public struct LocalJoinHandle<T: Sendable>: Sendable {
     /// Whether the task has ended: its body has returned (the values its closure captured may still be
     /// being released, as for ``JoinHandle/isFinished``).
     public var isFinished: Bool {
-        // Acquiring: pairs with the releasing store when the task ends.
+        // Acquiring: pairs with the releasing store when the task ends (`LocalSet.taskEnded`).
         state.finished.load(ordering: .acquiring)
     }
 }

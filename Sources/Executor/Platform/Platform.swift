@@ -183,6 +183,8 @@ final class Parker: @unchecked Sendable {
         {
             return true
         }
+        // Acquiring (relaxed would do on success: only this owner thread writes `empty`); on failure the word
+        // reads `notified`, which the exchange below acquires.
         guard
             word.pointee.compareExchange(expected: Parker.empty, desired: Parker.parked, ordering: .acquiring)
                 .exchanged
@@ -217,6 +219,7 @@ final class Parker: @unchecked Sendable {
             }
             if let deadline, Platform.monotonicNanos() >= deadline {
                 // Leave the parked state; if an unpark raced in, consume it and report a wake-up.
+                // Acquiring: pairs with the releasing exchange in `unpark` when this reads `notified`.
                 let previous = word.pointee.exchange(Parker.empty, ordering: .acquiring)
                 return previous == Parker.notified
             }

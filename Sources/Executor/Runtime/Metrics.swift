@@ -17,7 +17,7 @@ struct Counter: ~Copyable {
         value.store(value.load(ordering: .relaxed) &+ n, ordering: .relaxed)
     }
 
-    /// The current value (any thread).
+    /// The current value (any thread). Relaxed: see `add`; a reader may see a slightly old count.
     var load: UInt64 { value.load(ordering: .relaxed) }
 }
 

@@ -148,7 +148,9 @@ public final class Runtime: TaskExecutor, Sendable {
         // `.max` means "no timer" to the queue: the farthest deadline is one before it.
         let isEarliest = shared.timers.insert(action, deadline: min(deadline, .max - 1))
         // After termination no runtime thread fires timers: the drainer thread disposes of them (see
-        // `Shared.disposeAfterTermination`).
+        // `Shared.disposeAfterTermination`). Sequentially consistent: the load half of a store-buffering pair
+        // with `Shared.markTerminated` (this side stored `earliest` in `TimerQueue.insert`; that side stores
+        // `terminated`, then reads `timers.nextDeadline`), so one of the two starts the drainer.
         if shared.terminated.load(ordering: .sequentiallyConsistent) {
             shared.ensureDrainer()
             return
@@ -354,7 +356,8 @@ public final class Runtime: TaskExecutor, Sendable {
     // MARK: Shutdown
 
     private func beginShutdown() {
-        // Sequentially consistent: pairs with the load in `TaskRegistry.link` (see TaskRegistry.swift).
+        // Sequentially consistent: pairs with the load in `TaskRegistry.link` (see TaskRegistry.swift), and is
+        // the store half of `blockOn`'s entry pairing (increment, then read `closed`; see `Shared.activeBlockOns`).
         shared.closed.store(true, ordering: .sequentiallyConsistent)
         shared.registry.cancelAll()
         wakeAll()
@@ -466,6 +469,7 @@ public final class Runtime: TaskExecutor, Sendable {
             workers: workerCount,
             aliveTasks: shared.registry.aliveCount,
             injectQueueDepth: shared.inject.count,
+            // Relaxed (both): statistics; nothing is read through them and a snapshot may be slightly old.
             remoteSchedules: shared.remoteSchedules.load(ordering: .relaxed),
             budgetForcedYields: shared.budgetForcedYields.load(ordering: .relaxed),
             blockingThreads: blocking.threads,

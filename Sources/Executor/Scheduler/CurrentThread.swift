@@ -51,6 +51,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
         if let context = ThreadContext.current, context.currentThread === self {
             stats.localSchedules.add()
             local.pushBack(job)
+            // Relaxed: see `depth`.
             depth.store(local.count, ordering: .relaxed)
         } else {
             // Once the job is queued, the driver may run its task to completion and the last reference to
@@ -58,7 +59,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
             let keepAlive = Unmanaged.passUnretained(self).retain()
             defer { keepAlive.release() }
             shared.inject.push(job)
-            // Relaxed: a statistic.
+            // Relaxed: a statistic read by `Runtime.metrics`; nothing is published through it.
             shared.remoteSchedules.wrappingAdd(1, ordering: .relaxed)
             parker.unpark()
             shared.afterRemotePush()
@@ -68,11 +69,12 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     /// Mirror of `local.count` for metrics readers on other threads (relaxed: a gauge).
     private let depth = Atomic<Int>(0)
 
-    /// Jobs in the local queue (a gauge).
+    /// Jobs in the local queue (a gauge). Relaxed: see `depth`.
     var localDepth: Int { depth.load(ordering: .relaxed) }
 
     private func popLocal() -> JobRef? {
         guard let job = local.popFront() else { return nil }
+        // Relaxed: see `depth`.
         depth.store(local.count, ordering: .relaxed)
         return job
     }
@@ -98,6 +100,8 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     /// unwind leaves them to the drainer thread, and a second shutdown after one that timed out finds them
     /// there; both wait for them rather than report success. Without `wait`, returns false.
     func shutdown(deadline: UInt64, wait: Bool) -> Bool {
+        // Sequentially consistent (this store and the load below): the shutdown side of the store-buffering
+        // pair with `Runtime.blockOn`'s decrement and `lastBlockOnReturned`'s load (see `Shared.activeBlockOns`).
         terminationPending.store(true, ordering: .sequentiallyConsistent)
         drainForShutdown(deadline: deadline)
         if shared.activeBlockOns.load(ordering: .sequentiallyConsistent) == 0 { finishTermination() }
@@ -144,7 +148,8 @@ final class CurrentThreadScheduler: @unchecked Sendable {
             }
             waiters.insert(callerParker)
             // Re-check after registering: the core may have been released, or our work finished, before
-            // we were on the list.
+            // we were on the list. Acquiring: pairs with the releasing store in `releaseCore`; the ParkerSet
+            // lock (`insert` here, `unparkAll` there) is what rules out a missed release.
             if isDone() || !coreHeld.load(ordering: .acquiring) {
                 waiters.remove(callerParker)
                 continue
@@ -255,6 +260,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     /// inject queue, which the post-termination drainer thread runs (`shutdownBackground`, with a deadline of
     /// 0, runs nothing here).
     func drainForShutdown(deadline: UInt64) {
+        // Acquiring-and-releasing: taking the core, as in `drive`; pairs with the releasing store in `releaseCore`.
         guard coreHeld.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
         else { return }
         defer { releaseCore() }

@@ -196,14 +196,14 @@ final class HomeReturns: @unchecked Sendable {
     /// The home worker is about to sleep, or stops for good: marks it asleep, then drains (in that order:
     /// see the file comment).
     func homeParks() {
-        // Releasing: pairs with the acquiring load in `deposit`.
+        // Releasing: pairs with the acquiring load in `afterDeposit`.
         homeAwake.store(false, ordering: .releasing)
         drain()
     }
 
     /// The home worker woke up.
     func homeWakes() {
-        // Releasing: pairs with the acquiring load in `deposit` (a depositor that sees the worker awake
+        // Releasing: pairs with the acquiring load in `afterDeposit` (a depositor that sees the worker awake
         // leaves the reference to it).
         homeAwake.store(true, ordering: .releasing)
     }

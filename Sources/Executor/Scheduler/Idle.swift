@@ -54,7 +54,8 @@ final class Idle: Sendable {
         return Idle.searching(s) == 0 && Idle.unparked(s) < workerCount
     }
 
-    /// Number of workers searching right now (approximate).
+    /// Number of workers searching right now (approximate). Relaxed: a snapshot for tests and diagnostics;
+    /// no decision that needs the store-buffering guarantee is taken on it.
     var searchingCount: Int { Idle.searching(state.load(ordering: .relaxed)) }
 
     private func notifyShouldWakeUp() -> Bool {

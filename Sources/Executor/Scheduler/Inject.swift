@@ -19,7 +19,8 @@ final class Inject: Sendable {
     // Relaxed hint mirroring `Synced.count`; see the file comment.
     private let length = Atomic<Int>(0)
 
-    /// Approximate number of queued jobs (exact when no push or pop is in flight).
+    /// Approximate number of queued jobs (exact when no push or pop is in flight). Relaxed: see `length`; a
+    /// stale count only costs a lock round trip or an empty `pop`.
     var count: Int { length.load(ordering: .relaxed) }
 
     /// Whether the queue looks empty (a hint; see the file comment).
@@ -55,6 +56,8 @@ final class Inject: Sendable {
             s.head = job.next
             if s.head == nil { s.tail = nil }
             s.count -= 1
+            // Relaxed: a pop publishes nothing (jobs are read under the lock). Stores happen under the lock, so
+            // `hasWorkSeqCst` never reads a value older than the last SeqCst store of `pushBatch`.
             length.store(s.count, ordering: .relaxed)
             return job
         }
@@ -74,6 +77,7 @@ final class Inject: Sendable {
             s.head = last.next
             if s.head == nil { s.tail = nil }
             s.count -= taken
+            // Relaxed: as in `pop`.
             length.store(s.count, ordering: .relaxed)
             last.next = nil
             return (first, first.next)

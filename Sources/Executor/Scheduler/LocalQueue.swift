@@ -103,9 +103,10 @@ final class LocalQueue: @unchecked Sendable {
             let word = head.load(ordering: .acquiring)
             let (steal, real) = LocalQueue.unpack(word)
             if t &- steal < LocalQueue.capacity {
+                // Relaxed: published by the releasing store of `tail` below.
                 slot(t).pointee.store(job.bits, ordering: .relaxed)
                 // Releasing: publishes the slot write above. Pairs with the acquiring load of `tail` in
-                // `stealInto` (and is trivially ordered for the owner's own `pop`).
+                // `stealInto2` (and is trivially ordered for the owner's own `pop`).
                 tail.store(t &+ 1, ordering: .releasing)
                 return false
             }
@@ -133,7 +134,8 @@ final class LocalQueue: @unchecked Sendable {
                 ordering: .acquiringAndReleasing
             ).exchanged
         else { return false }
-        // Link the claimed jobs (oldest first) and the new job into one chain.
+        // Link the claimed jobs (oldest first) and the new job into one chain. Relaxed slot loads: the owner
+        // wrote these slots itself, and the claim keeps thieves from reserving them.
         let first = JobRef(bits: slot(real).pointee.load(ordering: .relaxed))!
         var last = first
         for i in 1..<LocalQueue.overflowBatch {
@@ -163,6 +165,7 @@ final class LocalQueue: @unchecked Sendable {
             let (exchanged, original) = head.compareExchange(
                 expected: word, desired: next, ordering: .acquiringAndReleasing)
             if exchanged {
+                // Relaxed: the owner wrote this slot itself; the claim above keeps thieves off it.
                 return JobRef(bits: slot(real).pointee.load(ordering: .relaxed))
             }
             word = original
@@ -185,6 +188,7 @@ final class LocalQueue: @unchecked Sendable {
         if n == 0 { return nil }
         stolen = Int(n)
         n -= 1
+        // Relaxed: written by this thread in `stealInto2`.
         let job = JobRef(bits: destination.slot(dstTail &+ n).pointee.load(ordering: .relaxed))
         if n > 0 {
             // Releasing: publishes the copied slots to thieves of `destination` and to its owner (us).
@@ -215,6 +219,9 @@ final class LocalQueue: @unchecked Sendable {
             word = original
         }
         let (first, _) = LocalQueue.unpack(claimed)
+        // Relaxed: the source slots were published by the owner's releasing store of `tail`, acquired above,
+        // and the reservation keeps the owner from rewriting them; the destination slots are this thread's,
+        // published by the releasing store of `destination.tail` in `stealInto`.
         for i in 0..<n {
             let value = slot(first &+ i).pointee.load(ordering: .relaxed)
             destination.slot(dstTail &+ i).pointee.store(value, ordering: .relaxed)

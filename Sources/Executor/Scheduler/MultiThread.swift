@@ -33,7 +33,7 @@ final class MultiThreadScheduler: Sendable {
     let workers: [Worker]
     let idle: Idle
     private let liveWorkers: Atomic<Int>
-    /// Workers that have not exited yet (for tests). Relaxed: a snapshot.
+    /// Workers that have not exited yet (for tests). Relaxed: a snapshot; nothing is read through it.
     var liveWorkerCount: Int { liveWorkers.load(ordering: .relaxed) }
     /// Index of the worker that sleeps until the next timer deadline (the time driver), or -1.
     let timeDriver = Atomic<Int>(-1)
@@ -121,7 +121,7 @@ final class MultiThreadScheduler: Sendable {
         // Unconditionally (a store is cheaper than reading whether returns are on): not a worker's job.
         job.enqueuedBy = 0
         shared.inject.push(job)
-        // Relaxed: a statistic.
+        // Relaxed: a statistic read by `Runtime.metrics`; nothing is published through it.
         shared.remoteSchedules.wrappingAdd(1, ordering: .relaxed)
         notifyParked()
         shared.afterRemotePush()

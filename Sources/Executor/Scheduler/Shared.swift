@@ -103,7 +103,8 @@ final class Shared: @unchecked Sendable {
     }
 
     var isClosed: Bool {
-        // Sequentially consistent: pairs with the registry's check in `TaskRegistry.insert` (see there).
+        // Sequentially consistent: pairs with the store in `Runtime.beginShutdown`; SeqCst for `blockOn`'s entry
+        // check and the workers' `shouldExit` (see `activeBlockOns`). Other callers only need a recent value.
         closed.load(ordering: .sequentiallyConsistent)
     }
 
@@ -207,6 +208,7 @@ final class Shared: @unchecked Sendable {
             draining.store(false, ordering: .sequentiallyConsistent)
             // Re-check after clearing the flag: a push that saw `draining == true` relied on us.
             if !inject.hasWorkSeqCst && timers.nextDeadline == nil { return }
+            // Sequentially consistent: see `ensureDrainer`.
             guard draining.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent)
                 .exchanged
             else { return }

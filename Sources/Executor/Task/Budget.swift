@@ -52,7 +52,8 @@ package func _budgetSlowPath() -> Bool {
         return false
     }
     context.budget = 0
-    // Relaxed: a statistic.
+    // Relaxed: a statistic read by `Runtime.metrics`; nothing is published through it, and a stale count
+    // is harmless there.
     context.shared.budgetForcedYields.wrappingAdd(1, ordering: .relaxed)
     return true
 }

@@ -125,6 +125,7 @@ public final class JoinSet<T: Sendable>: Sendable {
         // A result already waiting (or nothing left to join) is returned without a continuation: one resumed
         // inside its own closure still sends the task back through its executor's queue (an extra job run).
         if let ready = state.withLock({ $0.takeReady() }) { return ready }
+        // Relaxed: see `tokens`.
         let token = tokens.wrappingAdd(1, ordering: .relaxed).newValue
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Wait, Never>) in

@@ -57,11 +57,14 @@ final class TimeSource: Sendable {
     /// The current time of this runtime, in nanoseconds.
     @inline(__always)
     func now() -> UInt64 {
+        // Relaxed: see `pausedNanos`.
         isPaused ? pausedNanos.load(ordering: .relaxed) : Platform.monotonicNanos()
     }
 
     /// Moves the paused clock forward to `instant` (never back).
     func advance(to instant: UInt64) {
+        // Relaxed (the load and the CAS): see `pausedNanos`. Whoever must see the new time is told by an
+        // unpark (`Runtime.advance(by:)`) or is this thread (the driver's auto-advance).
         var current = pausedNanos.load(ordering: .relaxed)
         while instant > current {
             let (exchanged, original) = pausedNanos.compareExchange(
@@ -71,11 +74,15 @@ final class TimeSource: Sendable {
         }
     }
 
-    /// Whether the paused clock may jump ahead now: no blocking job is queued or running.
+    /// Whether the paused clock may jump ahead now: no blocking job is queued or running. Sequentially
+    /// consistent: see `blockingInFlight`; reads the decrement in `blockingJobFinished`, after which
+    /// `CurrentThreadScheduler.autoAdvance` looks at its queues again.
     var mayAutoAdvance: Bool { blockingInFlight.load(ordering: .sequentiallyConsistent) == 0 }
 
+    // Sequentially consistent: see `blockingInFlight`; read by `mayAutoAdvance`.
     func blockingJobStarted() { blockingInFlight.wrappingAdd(1, ordering: .sequentiallyConsistent) }
 
+    // Sequentially consistent: see `blockingInFlight`; pairs with the load in `mayAutoAdvance`.
     func blockingJobFinished() { blockingInFlight.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
 }
 
@@ -182,7 +189,7 @@ final class TimerWaker: Sendable {
         self.queue = queue
     }
 
-    /// Whether the sleep was cancelled: firing it would do nothing.
+    /// Whether the sleep was cancelled: firing it would do nothing. Relaxed: see `cancelled`.
     var isCancelled: Bool { cancelled.load(ordering: .relaxed) }
 
     /// Stores the continuation. Returns false (after resuming it with `CancellationError`) if the sleep was
@@ -224,6 +231,7 @@ final class TimerWaker: Sendable {
             }
         }
         if wasPending {
+            // Relaxed: see `cancelled`.
             cancelled.store(true, ordering: .relaxed)
             if queued { queue.noteCancelled() }
         }

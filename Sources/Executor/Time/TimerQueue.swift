@@ -111,11 +111,14 @@ final class TimerQueue: Sendable {
 
     /// A waker in (or on its way into) the queue was cancelled.
     func noteCancelled() {
+        // Relaxed: see `cancelledWakers`.
         cancelledWakers.wrappingAdd(1, ordering: .relaxed)
     }
 
     /// The earliest pending deadline, or nil if no timer is pending.
     var nextDeadline: UInt64? {
+        // Sequentially consistent: the load half of the store-buffering pairs with `insert`'s store (readers:
+        // `Worker.driverTimeout` after the election, `Shared.markTerminated`, `Shared.drainLoop`).
         let d = earliest.load(ordering: .sequentiallyConsistent)
         return d == .max ? nil : d
     }
@@ -124,6 +127,7 @@ final class TimerQueue: Sendable {
     /// its sleep).
     func insert(_ action: TimerAction, deadline: UInt64) -> Bool {
         heap.withLock { h -> Bool in
+            // Relaxed (the load and the subtraction): see `cancelledWakers`; both run under the heap lock.
             let cancelled = cancelledWakers.load(ordering: .relaxed)
             if cancelled >= 64 && cancelled * 2 > h.entries.count {
                 cancelledWakers.wrappingSubtract(cancelled, ordering: .relaxed)
@@ -133,6 +137,8 @@ final class TimerQueue: Sendable {
             let before = h.minDeadline
             h.push(Entry(deadline: deadline, sequence: h.nextSequence, action: action))
             h.nextSequence &+= 1
+            // Sequentially consistent: the store half of the store-buffering pairs in the file comment (the
+            // caller then reads `timeDriver` in `timerBecameEarliest` and `terminated` in `Runtime.scheduleTimer`).
             earliest.store(h.minDeadline, ordering: .sequentiallyConsistent)
             return deadline < before
         }
@@ -143,6 +149,7 @@ final class TimerQueue: Sendable {
     func nextLiveDeadline() -> UInt64? {
         heap.withLock { h -> UInt64? in
             while let top = h.entries.first, top.action.isCancelled { _ = h.popMin() }
+            // Sequentially consistent: see `earliest` (only `insert`'s store is in a store-buffering pair).
             earliest.store(h.minDeadline, ordering: .sequentiallyConsistent)
             return h.entries.isEmpty ? nil : h.minDeadline
         }
@@ -155,11 +162,13 @@ final class TimerQueue: Sendable {
     /// Returns how many fired.
     @discardableResult
     func fireDue(now: UInt64, _ fire: (TimerAction) -> Void) -> Int {
-        // Cheap check first: nothing is due.
+        // Cheap check first: nothing is due. Sequentially consistent: see `earliest`; not part of a pair (a stale
+        // value only delays firing to the next check).
         if earliest.load(ordering: .sequentiallyConsistent) > now { return 0 }
         let due = heap.withLock { h -> [TimerAction] in
             var out: [TimerAction] = []
             while h.minDeadline <= now, let e = h.popMin() { out.append(e.action) }
+            // Sequentially consistent: see `earliest` (only `insert`'s store is in a store-buffering pair).
             earliest.store(h.minDeadline, ordering: .sequentiallyConsistent)
             return out
         }
@@ -172,6 +181,7 @@ final class TimerQueue: Sendable {
         let all = heap.withLock { h -> [(TimerAction, UInt64)] in
             var out: [(TimerAction, UInt64)] = []
             while let e = h.popMin() { out.append((e.action, e.deadline)) }
+            // Sequentially consistent: see `earliest` (only `insert`'s store is in a store-buffering pair).
             earliest.store(.max, ordering: .sequentiallyConsistent)
             return out
         }

@@ -51,6 +51,7 @@ public final class AsyncBarrier: Sendable {
             await consumeBudget()
             return true
         }
+        // Relaxed: see `nextWaiterID`.
         let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
         let outcome = await withTaskCancellationHandler {
             await withUnsafeContinuation { (waker: Waker) in

@@ -60,6 +60,7 @@ public final class Notify: Sendable {
     /// Throws `CancellationError` if the task is cancelled while waiting; a `notifyOne` that picked this
     /// task at that moment passes on to the next waiter (or is stored).
     public nonisolated(nonsending) func notified() async throws(CancellationError) {
+        // Relaxed: see `nextWaiterID`.
         try await wait(nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue, since: nil)
     }
 
@@ -68,6 +69,7 @@ public final class Notify: Sendable {
     /// A `notifyWaiters()` after this call completes it even if it has not started waiting. Call
     /// ``Notified/enable()`` to also let a `notifyOne()` pick it before it waits.
     public func makeNotified() -> Notified {
+        // Relaxed: see `nextWaiterID`.
         let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
         return Notified(notify: self, id: id, generation: synced.withLock { $0.generation })
     }

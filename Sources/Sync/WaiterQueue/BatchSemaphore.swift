@@ -280,7 +280,8 @@ package final class BatchSemaphore: Sendable {
     private func spinThenAcquire(_ n: Int) -> TryAcquireResult {
         for round in 0..<Self.spinRounds {
             for _ in 0..<(round == 0 ? 4 : Self.spinPauses) { kyoto_spin_hint() }
-            // Relaxed: a peek; the CAS in `tryAcquireFast` does the synchronising.
+            // Relaxed: a peek; the CAS in `tryAcquireFast` does the synchronising. A `.closed` answer from this
+            // peek alone publishes nothing and is ordered by coherence, as in `tryAcquireFast`.
             let current = PermitWord(raw: word.load(ordering: .relaxed))
             if current.isClosed { return .closed }
             if current.isQueued { return .noPermits }
