@@ -122,8 +122,11 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     /// `Shared.activeBlockOns`, whose return comes here again) or shutdown's own drain (which comes here
     /// after it).
     private func finishTermination() {
-        // Acquiring-and-releasing: taking the core orders us after the previous holder's accesses.
-        guard coreHeld.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        // Sequentially consistent (acquiring would order us after the previous holder): when this fails
+        // because shutdown's drain holds the core, it must precede that drain's `releaseCore` (also sequentially
+        // consistent) in the single total order, so the `activeBlockOns` load shutdown makes after the drain
+        // sees the decrement our blockOn made before coming here, and shutdown finishes the termination itself.
+        guard coreHeld.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged
         else { return }
         // Acquiring-and-releasing: exactly one caller marks the runtime terminated.
         let claimed = terminationClaimed.compareExchange(
@@ -168,8 +171,9 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     }
 
     private func releaseCore() {
-        // Releasing: pairs with the acquiring CAS of the next holder.
-        coreHeld.store(false, ordering: .releasing)
+        // Releasing would pair with the acquiring CAS of the next holder; sequentially consistent for the
+        // failed CAS in `finishTermination` (see there).
+        coreHeld.store(false, ordering: .sequentiallyConsistent)
         waiters.unparkAll()
     }
 
