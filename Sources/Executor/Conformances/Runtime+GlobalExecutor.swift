@@ -64,8 +64,8 @@ enum GlobalExecutorInstallation {
             Unmanaged<Runtime>.fromOpaque(retained).release()
             return false
         }
-        let hook: EnqueueGlobalHook = { job, _ in
-            GlobalExecutorInstallation.enqueue(job)
+        let hook: EnqueueGlobalHook = { job, original in
+            GlobalExecutorInstallation.enqueue(job, original: original)
         }
         let slot = symbol.assumingMemoryBound(to: UnsafeMutableRawPointer?.self)
         if kyoto_pointer_cas(slot, nil, unsafeBitCast(hook, to: UnsafeMutableRawPointer.self)) {
@@ -84,11 +84,14 @@ enum GlobalExecutorInstallation {
         return false
     }
 
-    private static func enqueue(_ job: UnownedJob) {
-        // Acquiring: pairs with the releasing CAS in `install`.
+    private static func enqueue(_ job: UnownedJob, original: EnqueueGlobalOriginal) {
+        // Acquiring: pairs with the releasing CAS in `install`, which happens before the hook is stored.
+        // Swift reads the hook slot with a plain load, so a thread that was already running when `install`
+        // stored it is not ordered after that CAS: on a weakly ordered CPU it could see the hook and still
+        // read 0 here. Such a job goes to the executor the hook replaced rather than crashing.
         let bits = installed.load(ordering: .acquiring)
-        let runtime = Unmanaged<Runtime>.fromOpaque(UnsafeMutableRawPointer(bitPattern: bits)!)
-        runtime._withUnsafeGuaranteedRef { $0.schedule(JobRef(job)) }
+        guard let address = UnsafeMutableRawPointer(bitPattern: bits) else { return original(job) }
+        Unmanaged<Runtime>.fromOpaque(address)._withUnsafeGuaranteedRef { $0.schedule(JobRef(job)) }
     }
 }
 
