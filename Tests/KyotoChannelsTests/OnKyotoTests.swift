@@ -41,6 +41,109 @@ struct ChannelsOnKyotoTests {
         runtime.shutdown(timeout: .seconds(5))
     }
 
+    @Test("timeout ends a loop of receives that always find a message (Tokio T2.6)",
+          arguments: [Runtime.Configuration.Flavor.multiThread, .currentThread])
+    func timeoutEndsReadyReceiveLoop(_ flavor: Runtime.Configuration.Flavor) throws {
+        let runtime = Runtime(Runtime.Configuration(flavor: flavor))
+        let total = 100_000
+        let (outcome, left) = try runtime.blockOn { () async throws -> (String, Int) in
+            let (tx, rx) = Mpsc.unboundedChannel(of: Int.self)
+            for i in 0..<total { try tx.send(i) }
+            let outcome: String
+            do {
+                let n = try await timeout(after: .milliseconds(1)) { () async throws -> Int in
+                    var n = 0
+                    while try await rx.recv() != nil { n += 1 }
+                    return n
+                }
+                outcome = "returned after \(n) receives"
+            } catch is TimeoutError {
+                outcome = "timed out"
+            }
+            withExtendedLifetime(tx) {}
+            return (outcome, rx.count)
+        }
+        // Before, the cancelled body drained every message and only stopped when it had to wait.
+        #expect(outcome == "timed out")
+        #expect(left > 0, "the body drained all \(total) messages before it saw the timeout's cancellation")
+        runtime.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a cancelled consumer stops at a budget yield and leaves the remaining messages queued",
+          arguments: [Runtime.Configuration.Flavor.multiThread, .currentThread])
+    func cancelledConsumerStopsAtBudgetYield(_ flavor: Runtime.Configuration.Flavor) throws {
+        let runtime = Runtime(Runtime.Configuration(flavor: flavor))
+        let total = 1_000
+        let (received, error, left, drained) = try runtime.blockOn { () async throws -> (Int, Bool, Int, Int) in
+            let (tx, rx) = Mpsc.unboundedChannel(of: Int.self)
+            for i in 0..<total { try tx.send(i) }
+            let consumer = spawn { () async -> (Int, Bool) in
+                withUnsafeCurrentTask { $0?.cancel() }
+                var received = 0
+                do {
+                    while try await rx.recv() != nil { received += 1 }
+                    return (received, false)
+                } catch {
+                    return (received, true)
+                }
+            }
+            let (received, error) = try await consumer.value
+            let left = rx.count
+            var drained = 0
+            while (try? rx.tryRecv()) != nil { drained += 1 }
+            withExtendedLifetime(tx) {}
+            return (received, error, left, drained)
+        }
+        #expect(error, "recv never threw CancellationError in the cancelled task")
+        #expect(received < 128 + 1, "a cancelled task received \(received) messages before stopping")
+        #expect(received + left == total && drained == left, "a message was lost: \(received) + \(left) of \(total)")
+        runtime.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("a cancelled broadcast reader and a cancelled watch receiver stop at a budget yield, taking nothing")
+    func cancelledBroadcastAndWatchStop() throws {
+        let runtime = Runtime.multiThread(workers: 2)
+        try runtime.blockOn { () async throws -> Void in
+            let (btx, brx) = Broadcast.channel(of: Int.self, capacity: 1_024)
+            for i in 0..<1_000 { _ = try btx.send(i) }
+            let reader = spawn { () async -> (Int, Broadcast.RecvError?) in
+                withUnsafeCurrentTask { $0?.cancel() }
+                var n = 0
+                do {
+                    while true {
+                        _ = try await brx.recv()
+                        n += 1
+                    }
+                } catch {
+                    return (n, error as? Broadcast.RecvError)
+                }
+            }
+            let (read, error) = try await reader.value
+            #expect(error == .cancelled && read < 129, "read \(read), then \(String(describing: error))")
+            #expect(brx.count == 1_000 - read, "a value was consumed by the cancelled receive")
+
+            let (wtx, wrx) = Watch.channel(initial: 0)
+            let watcher = spawn { () async -> (Int, Watch.RecvError?) in
+                withUnsafeCurrentTask { $0?.cancel() }
+                var seen = 0
+                do {
+                    for i in 1...1_000 {
+                        try wtx.send(i)
+                        try await wrx.changed()
+                        seen += 1
+                    }
+                    return (seen, nil)
+                } catch {
+                    return (seen, error as? Watch.RecvError)
+                }
+            }
+            let (seen, watchError) = try await watcher.value
+            #expect(watchError == .cancelled && seen < 129, "saw \(seen), then \(String(describing: watchError))")
+            #expect(try wrx.hasChanged(), "the cancelled changed() marked the latest value seen")
+        }
+        runtime.shutdown(timeout: .seconds(5))
+    }
+
     @Test("local tasks exchange messages over an mpsc channel and resume on the set's thread")
     func channelsInsideLocalSet() throws {
         let runtime = Runtime.multiThread(workers: 2)

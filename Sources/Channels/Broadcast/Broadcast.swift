@@ -95,7 +95,9 @@ public enum Broadcast {
 
         /// Receives the next value, waiting for one. Throws `.lagged(n)` once after missing `n`
         /// values, `.closed` when the sender is gone and everything was read, `.cancelled` if the
-        /// task was cancelled while waiting (nothing consumed).
+        /// task is cancelled (nothing consumed): while waiting, or at a yield of the cooperative budget
+        /// (about one receive in 128 in a loop that never waits), so a cancelled reader stops even while
+        /// values keep coming. ``tryRecv()`` reads what is left without that check.
         public nonisolated(nonsending) func recv() async throws(RecvError) -> Element {
             try await storage.receive(id)
         }
@@ -120,8 +122,8 @@ public enum Broadcast {
         public var isClosed: Bool { !storage.isSenderAlive }
 
         /// Returns an iterator over the values. It throws `.lagged(n)` when values were missed and
-        /// can be called again afterwards; it ends at `.closed`, and when the task is cancelled while it
-        /// waits for a value (values already available are still delivered).
+        /// can be called again afterwards; it ends at `.closed`, and once the task is cancelled (see
+        /// ``recv()``: a cancelled task may still get some values already available first).
         public func makeAsyncIterator() -> Iterator {
             Iterator(receiver: self)
         }
@@ -130,7 +132,8 @@ public enum Broadcast {
         public struct Iterator: AsyncIteratorProtocol, Sendable {
             let receiver: Receiver<Element>
 
-            /// The next value; `nil` at the end or when cancelled while waiting; throws `.lagged(n)`.
+            /// The next value; `nil` at the end or once the task is cancelled (see ``Receiver/recv()``);
+            /// throws `.lagged(n)`.
             public mutating func next() async throws(RecvError) -> Element? {
                 try await Iterator.receiveNext(receiver)
             }

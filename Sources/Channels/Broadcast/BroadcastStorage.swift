@@ -36,23 +36,20 @@ final class BroadcastStorage<Element: Sendable>: Sendable {
     }
 
     nonisolated(nonsending) func receive(_ receiver: UInt64) async throws(Broadcast.RecvError) -> Element {
-        var suspended = false
+        // Budget first, holding nothing (see `_budgetProceedOrCancelled`).
+        if await _budgetProceedOrCancelled() { throw .cancelled }
         while true {
             let waiter: UInt64
             switch state.withLock({ $0.receive(receiver) }) {
             case .value(let value):
-                if !suspended { await consumeBudget() }
                 return value
             case .lagged(let count):
-                if !suspended { await consumeBudget() }
                 throw .lagged(count)
             case .closed:
-                if !suspended { await consumeBudget() }
                 throw .closed
             case .suspend(let id):
                 waiter = id
             }
-            suspended = true
             let woken = await withTaskCancellationHandler {
                 await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
                     let immediate = state.withLock {

@@ -23,8 +23,10 @@ extension Mpsc {
         }
 
         /// Receives the next message, waiting for one; `nil` once every sender is gone (or the
-        /// channel was closed) and the buffer is drained. Throws only if the task is cancelled while
-        /// waiting, in which case no message was taken.
+        /// channel was closed) and the buffer is drained. Throws only if the task is cancelled, in which
+        /// case no message was taken: while it waits, or at a yield of the cooperative budget (about one
+        /// receive in 128 in a loop that never waits), so a cancelled consumer stops even while producers
+        /// keep the channel non-empty. Drain a cancelled task's messages with ``tryRecv()``.
         @inlinable
         public nonisolated(nonsending) func recv() async throws(CancellationError) -> Element? {
             try await core.receive()
@@ -74,7 +76,8 @@ extension Mpsc {
         public var count: Int { core.count }
 
         /// Returns an iterator that receives messages until the end of the stream, or until the iterating
-        /// task is cancelled while it waits for one (messages already buffered are still delivered).
+        /// task is cancelled: it ends when the task is cancelled while waiting, or at the next yield of the
+        /// cooperative budget (about one message in 128) while messages are buffered; see ``recv()``.
         @inlinable
         public func makeAsyncIterator() -> Iterator {
             Iterator(core: core, owner: self)
@@ -93,8 +96,8 @@ extension Mpsc {
                 self.owner = owner
             }
 
-            /// Receives the next message, or `nil` at the end of the stream or when the task is cancelled
-            /// while it waits (a buffered message is still returned to a cancelled task).
+            /// Receives the next message, or `nil` at the end of the stream or once the task is cancelled
+            /// (see ``Receiver/recv()``: a cancelled task may still get some buffered messages first).
             @inlinable
             public mutating func next() async -> Element? {
                 try? await core.receive()
@@ -125,8 +128,10 @@ extension Mpsc {
         }
 
         /// Receives the next message, waiting for one; `nil` once every sender is gone (or the
-        /// channel was closed) and the buffer is drained. Throws only if the task is cancelled while
-        /// waiting, in which case no message was taken.
+        /// channel was closed) and the buffer is drained. Throws only if the task is cancelled, in which
+        /// case no message was taken: while it waits, or at a yield of the cooperative budget (about one
+        /// receive in 128 in a loop that never waits), so a cancelled consumer stops even while producers
+        /// keep the channel non-empty. Drain a cancelled task's messages with ``tryRecv()``.
         @inlinable
         public nonisolated(nonsending) func recv() async throws(CancellationError) -> Element? {
             try await core.receive()
@@ -176,7 +181,8 @@ extension Mpsc {
         public var count: Int { core.count }
 
         /// Returns an iterator that receives messages until the end of the stream, or until the iterating
-        /// task is cancelled while it waits for one (messages already buffered are still delivered).
+        /// task is cancelled: it ends when the task is cancelled while waiting, or at the next yield of the
+        /// cooperative budget (about one message in 128) while messages are buffered; see ``recv()``.
         @inlinable
         public func makeAsyncIterator() -> Iterator {
             Iterator(core: core, owner: self)
@@ -195,8 +201,8 @@ extension Mpsc {
                 self.owner = owner
             }
 
-            /// Receives the next message, or `nil` at the end of the stream or when the task is cancelled
-            /// while it waits (a buffered message is still returned to a cancelled task).
+            /// Receives the next message, or `nil` at the end of the stream or once the task is cancelled
+            /// (see ``Receiver/recv()``: a cancelled task may still get some buffered messages first).
             @inlinable
             public mutating func next() async -> Element? {
                 try? await core.receive()

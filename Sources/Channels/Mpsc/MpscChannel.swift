@@ -199,14 +199,14 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
     /// Receives the next message, or `nil` at the end of the stream.
     @inlinable
     nonisolated(nonsending) func receive() async throws(CancellationError) -> Element? {
+        // Budget first, holding nothing (see `_budgetProceedOrCancelled`).
+        if await _budgetProceedOrCancelled() { throw CancellationError() }
         let id: UInt64
         switch state.withLock({ $0.receive() }) {
         case .element(let element):
             permits.release(1)
-            await consumeBudget()
             return element
         case .closed:
-            await consumeBudget()
             return nil
         case .suspend(let waiterID):
             id = waiterID
@@ -229,14 +229,14 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         // A negative limit would otherwise return 0, which callers read as the end of the stream.
         kyotoPrecondition(limit >= 0, "BUG DETECTED: an mpsc receive of many messages was given a negative limit (\(limit))")
         guard limit > 0 else { return 0 }
+        // Budget first, holding nothing (see `_budgetProceedOrCancelled`).
+        if await _budgetProceedOrCancelled() { throw CancellationError() }
         let id: UInt64
         switch state.withLock({ $0.receiveMany(into: &output, limit: limit) }) {
         case .received(let count):
             permits.release(count)
-            await consumeBudget()
             return count
         case .closed:
-            await consumeBudget()
             return 0
         case .suspend(let waiterID):
             id = waiterID

@@ -99,7 +99,8 @@ public enum Watch {
 
         /// Returns once a version newer than the seen one exists, and marks it seen. Throws
         /// `.closed` when the sender is gone and the latest value was seen (an unseen final value
-        /// is still reported once), `.cancelled` if the task is cancelled (nothing marked seen).
+        /// is still reported once), `.cancelled` if the task is cancelled (nothing marked seen): while
+        /// it waits, or at a yield of the cooperative budget (about one call in 128 that does not wait).
         public nonisolated(nonsending) func changed() async throws(RecvError) {
             _ = try await storage.changed(id)
         }
@@ -138,8 +139,8 @@ public enum Watch {
         }
 
         /// The values of every later change, as an asynchronous sequence. It yields the value each
-        /// time `changed()` would return, and ends when the sender is gone or the task is cancelled while
-        /// it waits for a change.
+        /// time `changed()` would return, and ends when the sender is gone or once the task is cancelled
+        /// (see ``Receiver/changed()``).
         public var changes: Changes { Changes(receiver: self) }
 
         /// An asynchronous sequence of the values of successive changes; see `changes`.
@@ -155,8 +156,7 @@ public enum Watch {
             public struct Iterator: AsyncIteratorProtocol, Sendable {
                 let receiver: Receiver<Value>
 
-                /// The value of the next change; `nil` once the sender is gone or when cancelled while
-                /// waiting.
+                /// The value of the next change; `nil` once the sender is gone or the task is cancelled.
                 public mutating func next() async -> Value? {
                     try? await receiver.storage.changed(receiver.id)
                 }

@@ -115,20 +115,18 @@ final class WatchStorage<Value: Sendable>: Sendable {
 
     /// Waits for a version newer than the seen one, marks it seen and returns its value.
     nonisolated(nonsending) func changed(_ receiver: UInt64) async throws(Watch.RecvError) -> Value {
-        var suspended = false
+        // Budget first, holding nothing (see `_budgetProceedOrCancelled`).
+        if await _budgetProceedOrCancelled() { throw .cancelled }
         while true {
             let waiter: UInt64
             switch locked({ $0.changed(receiver) }) {
             case .changed(let value):
-                if !suspended { await consumeBudget() }
                 return value
             case .closed:
-                if !suspended { await consumeBudget() }
                 throw .closed
             case .suspend(let id):
                 waiter = id
             }
-            suspended = true
             let woken = await park(waiter: waiter) { machine, continuation, isCancelled in
                 machine.park(receiver: receiver, waiter: waiter, continuation: continuation, isCancelled: isCancelled)
             }

@@ -40,6 +40,22 @@ package func _budgetTryConsume() -> Bool {
     return _budgetSlowPath()
 }
 
+/// Spends one unit of the cooperative budget at the start of a receive, before it takes anything (Tokio's
+/// `poll_proceed` order). When the budget of the current job run is exhausted it yields, and then returns
+/// true if the task was cancelled meanwhile: the receive throws its cancellation error and takes nothing
+/// (the message stays queued). The forced yield is a suspension, and cancellation ends a suspension: this is
+/// what lets a cancelled consumer stop, and a `timeout` (which cancels its body at the deadline) end, a
+/// loop whose every receive finds a message (Tokio's budgeted receive returns `Pending` there and the
+/// timeout drops it). Locks, semaphores and sends keep spending their budget without this check, so cleanup
+/// code in a cancelled task can still lock and send.
+@inlinable
+@inline(__always)
+package nonisolated(nonsending) func _budgetProceedOrCancelled() async -> Bool {
+    guard _budgetTryConsume() else { return false }
+    await _yieldToRuntime()
+    return Task.isCancelled
+}
+
 /// The rare half of `_budgetTryConsume`.
 @usableFromInline
 @inline(never)
