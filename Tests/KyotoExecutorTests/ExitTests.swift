@@ -634,7 +634,11 @@ struct LocalSetMisuseTests {
                     for _ in 0..<100 { await Task.yield() }
                     let h = spawn { 1 }
                     let text: String
-                    do { text = "value \(try await h.value)" } catch { text = "\(error)" }
+                    // `result`: this task is cancelled (by the shutdown), and `value` would stop waiting.
+                    switch await h.result {
+                    case .success(let v): text = "value \(v)"
+                    case .failure(let error): text = "\(error)"
+                    }
                     outcome.append("\(currentThreadName()): \(text)")
                 }
                 await Task.yield()

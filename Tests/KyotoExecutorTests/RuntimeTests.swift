@@ -180,6 +180,85 @@ struct RuntimeTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("timeout around JoinHandle.value returns at its deadline and leaves the awaited task running",
+          arguments: bothFlavors)
+    func valueWaitEndsWithTheWaitersCancellation(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor)
+        try r.blockOn { () async throws in
+            let gate = Signal()
+            let slow = spawn { () async -> Int in
+                await gate.wait()
+                return 7
+            }
+            // Bounds the failure mode (a `value` that ignores its waiter's cancellation would make `timeout`
+            // wait for `slow` for ever): the task is released after 10 s, and the body then returns 7.
+            let valve = spawn {
+                try await Task.sleep(for: .seconds(10))
+                gate.fire()
+            }
+            // The body waits in `value` (registered as a join waiter) when the deadline cancels it.
+            await #expect(throws: TimeoutError.self) {
+                try await timeout(after: .milliseconds(20)) { try await slow.value }
+            }
+            #expect(!slow.isFinished, "the awaited task ended with its waiter")
+            valve.abort()
+            gate.fire()
+            #expect(try await slow.value == 7, "the awaited task was not left running")
+        }
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("JoinHandle.value in a cancelled task: a finished task's value, else CancellationError; result waits",
+          arguments: bothFlavors)
+    func valueAndResultInACancelledTask(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor)
+        let outcomes = try r.blockOn { () async throws -> [String] in
+            let finished = spawn { 1 }
+            _ = try await finished.value
+            let gate = Signal()
+            let pending = spawn { () async -> Int in
+                await gate.wait()
+                return 2
+            }
+            let waiter = spawn { () async -> [String] in
+                withUnsafeCurrentTask { $0?.cancel() }
+                var out: [String] = []
+                do { out.append("value \(try await finished.value)") } catch { out.append("\(error)") }
+                do { out.append("value \(try await pending.value)") } catch { out.append("\(type(of: error))") }
+                // Only `gate.fire()` below can finish `pending`: a success here means `result` waited for it.
+                spawn { gate.fire() }
+                switch await pending.result {
+                case .success(let v): out.append("result \(v)")
+                case .failure(let e): out.append("result failed: \(e)")
+                }
+                return out
+            }
+            return try await waiter.value
+        }
+        #expect(outcomes == ["value 1", "CancellationError", "result 2"])
+        r.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("every JoinHandle.value waiting on one task gets its value when it finishes", arguments: bothFlavors)
+    func manyWaitersOneTask(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor)
+        let values = try r.blockOn { () async throws -> [Int] in
+            let gate = Signal()
+            let target = spawn { () async -> Int in
+                await gate.wait()
+                return 42
+            }
+            let waiters = (0..<8).map { _ in spawn { try await target.value } }
+            await Task.yield()
+            gate.fire()
+            var values: [Int] = []
+            for w in waiters { values.append(try await w.value) }
+            return values
+        }
+        #expect(values == Array(repeating: 42, count: 8))
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("a task's own error reaches JoinHandle.value unchanged", arguments: bothFlavors)
     func errorPropagates(_ flavor: Runtime.Configuration.Flavor) {
         struct Custom: Error, Equatable { let code: Int }

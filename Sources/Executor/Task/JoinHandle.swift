@@ -43,11 +43,40 @@ public struct JoinHandle<T: Sendable>: Sendable {
     /// The task's value. Throws the task's own error unchanged, or ``JoinError/cancelled`` when the task
     /// was aborted and did not finish with a value. May be awaited any number of times. Spends one unit of
     /// the cooperative budget (as Tokio's `JoinHandle`), so a loop over finished handles still yields.
+    ///
+    /// The wait ends if the *waiting* task is cancelled before the awaited one finishes: it then throws
+    /// `CancellationError` and leaves the awaited task running (as dropping a Tokio `JoinHandle` detaches
+    /// it), so `timeout(after: d) { try await handle.value }` returns at `d`. Call ``abort()`` as well to
+    /// stop the task, and use ``result`` where a cancelled task must still wait for it (cleanup).
     @inlinable
     public nonisolated(nonsending) var value: T {
         get async throws {
             await consumeBudget()
+            if !registry.isFinished(slot) {
+                guard await registry.waitForFinish(slot) else { throw CancellationError() }
+            }
             return try await task.value
+        }
+    }
+
+    /// The task's outcome, waiting for it to finish even if the waiting task is cancelled (as a Swift
+    /// `Task`'s `result` does, and ``JoinSet/nextResult()``): `.success` with its value, or `.failure` with
+    /// its own error or ``JoinError/cancelled``. For code that must know the task has ended, such as cleanup
+    /// after ``abort()`` in a task that is itself being cancelled. Spends one unit of the cooperative budget.
+    ///
+    /// ```swift
+    /// worker.abort()
+    /// _ = await worker.result   // returns once the worker has unwound, cancelled or not
+    /// ```
+    @inlinable
+    public nonisolated(nonsending) var result: Result<T, any Error> {
+        get async {
+            await consumeBudget()
+            do {
+                return .success(try await task.value)
+            } catch {
+                return .failure(error)
+            }
         }
     }
 
