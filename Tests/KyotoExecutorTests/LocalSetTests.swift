@@ -75,6 +75,47 @@ struct LocalSetTests {
         #expect(finishedAtReturn == true, "runUntil returned before the task spawned while draining ended")
     }
 
+    @Test("a local handle's value stops waiting when its waiter is cancelled; result waits; the task runs on",
+          arguments: bothFlavors)
+    func localValueWaitEndsWithTheWaitersCancellation(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor)
+        let outcomes = try r.blockOn { () async throws -> [String] in
+            try await LocalSet().runUntil { set in
+                let gate = Signal()
+                let slow = set.spawnLocal { () async -> Int in
+                    await gate.wait()
+                    return 7
+                }
+                // Bounds the failure mode (a wait that ignores its waiter's cancellation): released after 10 s.
+                let valve = set.spawnLocal {
+                    try await Task.sleep(for: .seconds(10))
+                    gate.fire()
+                }
+                var out: [String] = []
+                let waiter = set.spawnLocal { () async -> String in
+                    do { return "value \(try await slow.value)" } catch { return "\(type(of: error))" }
+                }
+                await Task.yield()
+                waiter.abort()
+                out.append(try await waiter.value)
+                out.append(slow.isFinished ? "slow finished" : "slow running")
+                let cleanup = set.spawnLocal { () async -> String in
+                    withUnsafeCurrentTask { $0?.cancel() }
+                    set.spawnLocal { gate.fire() }
+                    switch await slow.result {
+                    case .success(let v): return "result \(v)"
+                    case .failure(let e): return "result failed: \(e)"
+                    }
+                }
+                out.append(try await cleanup.value)
+                valve.abort()
+                return out
+            }
+        }
+        #expect(outcomes == ["CancellationError", "slow running", "result 7"])
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("a set whose tasks keep spawning successors does not starve the runtime driving it", arguments: bothFlavors)
     func busySetLetsRuntimeRun(_ flavor: Runtime.Configuration.Flavor) async {
         // The set's queue never empties (each local task spawns the next); the driver used to run it until

@@ -182,8 +182,7 @@ public actor LocalSet {
 
     private func taskEnded(_ id: UInt64, _ state: LocalTaskState) {
         tasks[id] = nil
-        // Releasing: pairs with the acquiring load in `LocalJoinHandle.isFinished`.
-        state.finished.store(true, ordering: .releasing)
+        state.end()
         if tasks.isEmpty, let waiter = drainWaiter {
             drainWaiter = nil
             waiter.resume()
@@ -194,9 +193,58 @@ public actor LocalSet {
     public var pendingTaskCount: Int { tasks.count }
 }
 
-/// Per-task completion flag of a local task.
+/// Per-task completion flag of a local task, and the `LocalJoinHandle.value` calls waiting for it.
+///
+/// A waiter registers under `waiters`' lock after checking `ended` there, and `end` sets `ended` and takes
+/// the waiters under the same lock, so none is missed; a cancelled waiter is removed by its own handler (by
+/// id) or, if `end` took it first, resumed by `end`: exactly once either way, after the lock is released.
 final class LocalTaskState: Sendable {
+    private struct Waiters {
+        var ended = false
+        var nextID: UInt64 = 0
+        var list: [(id: UInt64, continuation: UnsafeContinuation<Bool, Never>)] = []
+    }
+
+    /// Whether the task's body has returned; also readable without the lock (`LocalJoinHandle.isFinished`).
     let finished = Atomic<Bool>(false)
+    private let waiters = CheckedMutex(Waiters())
+
+    /// The task's body has returned: wakes every waiting `value`.
+    func end() {
+        // Releasing: pairs with the acquiring load in `LocalJoinHandle.isFinished`.
+        finished.store(true, ordering: .releasing)
+        let woken = waiters.withLock { w -> [(id: UInt64, continuation: UnsafeContinuation<Bool, Never>)] in
+            w.ended = true
+            defer { w.list = [] }
+            return w.list
+        }
+        for waiter in woken { waiter.continuation.resume(returning: true) }
+    }
+
+    /// Waits for `end`: true then, false if the waiting task is cancelled first.
+    nonisolated(nonsending) func waitForEnd() async -> Bool {
+        let id = waiters.withLock { w -> UInt64 in
+            w.nextID += 1
+            return w.nextID
+        }
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
+                let immediate = waiters.withLock { w -> Bool? in
+                    if w.ended { return true }
+                    if Task.isCancelled { return false }
+                    w.list.append((id, continuation))
+                    return nil
+                }
+                if let immediate { continuation.resume(returning: immediate) }
+            }
+        } onCancel: {
+            let waiter = waiters.withLock { w -> UnsafeContinuation<Bool, Never>? in
+                guard let k = w.list.firstIndex(where: { $0.id == id }) else { return nil }
+                return w.list.remove(at: k).continuation
+            }
+            waiter?.resume(returning: false)
+        }
+    }
 }
 
 /// A handle to a local task's result (``LocalSet/spawnLocal(_:)``). Dropping it detaches the task, which
@@ -206,9 +254,28 @@ public struct LocalJoinHandle<T: Sendable>: Sendable {
     let state: LocalTaskState
 
     /// The task's value; throws its own error unchanged or ``JoinError/cancelled`` when it was aborted (or
-    /// its set ended) and did not finish with a value. May be awaited more than once.
+    /// its set ended) and did not finish with a value. May be awaited more than once. As
+    /// ``JoinHandle/value``, the wait ends with `CancellationError` if the waiting task is cancelled before
+    /// the local task ends (which keeps running); ``result`` waits through that.
     public nonisolated(nonsending) var value: T {
-        get async throws { try await task.value }
+        get async throws {
+            if !isFinished {
+                guard await state.waitForEnd() else { throw CancellationError() }
+            }
+            return try await task.value
+        }
+    }
+
+    /// The task's outcome, waiting for it to end even if the waiting task is cancelled: `.success` with
+    /// its value, or `.failure` with its own error or ``JoinError/cancelled``.
+    public nonisolated(nonsending) var result: Result<T, any Error> {
+        get async {
+            do {
+                return .success(try await task.value)
+            } catch {
+                return .failure(error)
+            }
+        }
     }
 
     /// Asks the task to stop; a task that has not started never runs its body. Idempotent.
