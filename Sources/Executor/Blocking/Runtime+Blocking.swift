@@ -69,7 +69,8 @@ final class BlockingCall<T: Sendable>: Sendable {
 
 extension Runtime {
     /// Runs the blocking closure `body` on the runtime's blocking pool (threads named `kyoto-blocking-N`,
-    /// started on demand up to `maxBlockingThreads`, FIFO beyond that) and returns a handle to its result.
+    /// which Linux shows as `kyoto-blocking-` since it keeps 15 bytes of a thread's name; started on demand
+    /// up to `maxBlockingThreads`, FIFO beyond that) and returns a handle to its result.
     ///
     /// A job aborted before it starts never runs (its handle resolves to ``JoinError/cancelled``); a job
     /// that has started cannot be interrupted and its handle still returns its value. The closure's error

@@ -64,7 +64,10 @@ extension Runtime {
         /// and sleeps on ``Runtime/clock`` fire at the same instants on every run.
         ///
         /// Limits: the driver cannot see work elsewhere (a LocalSet on a thread of its own, another runtime,
-        /// a plain thread), so the clock may jump while it runs. `Task.sleep` delays are rounded up to whole
+        /// a plain thread), so the clock may jump while it runs. A cancelled `Task.sleep` still counts as a
+        /// pending timer until its deadline (Swift does not tell the executor about the cancellation, and
+        /// keeps about 1.5 KB per such sleep until then), so a jump may go to it; a cancelled sleep on
+        /// ``Runtime/clock`` is skipped. `Task.sleep` delays are rounded up to whole
         /// milliseconds and can end early by the time the thread was held up between the call and the
         /// runtime receiving it (Swift measures them on the real clock); sleeps on ``Runtime/clock`` are
         /// exact. `ContinuousClock.now` keeps real time. Default false.

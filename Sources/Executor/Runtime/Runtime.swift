@@ -14,7 +14,9 @@ import Synchronization
 /// Lifetime: every task that prefers the runtime keeps it alive (Swift retains a task's executor
 /// preference), so releasing your last reference does not shut down a runtime whose tasks are still alive,
 /// unlike dropping a Tokio `Runtime`: call ``shutdown(timeout:)`` or ``shutdownBackground()``. A runtime
-/// released with no task left shuts itself down.
+/// released with no task left shuts itself down. A current-thread runtime runs its tasks only while a thread
+/// is inside its ``blockOn(_:)`` (or its shutdown): released with tasks still pending, it keeps them (and
+/// itself) for ever, never run, their handles never resolved. Shut it down before you let it go.
 ///
 /// ```swift
 /// let runtime = Runtime.multiThread(workers: 4)
@@ -175,7 +177,9 @@ public final class Runtime: TaskExecutor, Sendable {
     /// (or rethrows its error).
     ///
     /// On the current-thread flavor the calling thread drives the runtime while it waits. Traps when called
-    /// from a runtime thread (that would block a worker on itself): use `await` there instead.
+    /// from a runtime thread (that would block a worker on itself) or from a LocalSet's task (that would
+    /// block the thread driving the set): use `await` there instead. Traps on a runtime that has been shut
+    /// down.
     public func blockOn<T: Sendable, E: Error>(_ body: sending @escaping () async throws(E) -> T) throws(E) -> T {
         kyotoPrecondition(
             !(ThreadContext.current?.runsScheduler ?? false),
