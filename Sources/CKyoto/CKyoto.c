@@ -81,8 +81,10 @@ int kyoto_thread_join(uint64_t thread) { return pthread_join((pthread_t)thread, 
 int kyoto_thread_detach(uint64_t thread) { return pthread_detach((pthread_t)thread); }
 
 bool kyoto_pointer_cas(void **slot, void *expected, void *desired) {
-    // Sequentially consistent (release would do): publishes the hook, and through it the runtime stored in
-    // `installed` before it (Runtime+GlobalExecutor.swift), to the Swift runtime, which reads the slot plainly.
+    // Sequentially consistent (release would do): orders the store of `installed` (Runtime+GlobalExecutor.swift)
+    // before the hook. The Swift runtime reads the slot with a plain load, which pairs with nothing: a thread
+    // sees `installed` through some other ordering (installation at start-up), and the hook copes if it does
+    // not (`GlobalExecutorInstallation.enqueue`).
     return __atomic_compare_exchange_n(slot, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 }
 

@@ -36,8 +36,9 @@ final class BroadcastStorage<Element: Sendable>: Sendable {
     }
 
     nonisolated(nonsending) func receive(_ receiver: UInt64) async throws(Broadcast.RecvError) -> Element {
-        // Budget first, holding nothing (see `_budgetProceedOrCancelled`).
-        if await _budgetProceedOrCancelled() { throw .cancelled }
+        // Budget first, holding nothing; given back if the call waits (see `_budgetProceed`).
+        var budget = await _budgetProceed()
+        if budget == .cancelled { throw .cancelled }
         while true {
             let waiter: UInt64
             switch state.withLock({ $0.receive(receiver) }) {
@@ -48,6 +49,8 @@ final class BroadcastStorage<Element: Sendable>: Sendable {
             case .closed:
                 throw .closed
             case .suspend(let id):
+                if budget == .charged { _budgetRefund() }
+                budget = .uncharged
                 waiter = id
             }
             let woken = await withTaskCancellationHandler {

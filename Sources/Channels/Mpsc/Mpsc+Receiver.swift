@@ -25,8 +25,8 @@ extension Mpsc {
         /// Receives the next message, waiting for one; `nil` once every sender is gone (or the
         /// channel was closed) and the buffer is drained. Throws only if the task is cancelled, in which
         /// case no message was taken: while it waits, or at a yield of the cooperative budget (about one
-        /// receive in 128 in a loop that never waits), so a cancelled consumer stops even while producers
-        /// keep the channel non-empty. Drain a cancelled task's messages with ``tryRecv()``.
+        /// receive in 128 in a loop that never waits, on a Kyoto runtime), so a cancelled consumer stops even
+        /// while producers keep the channel non-empty. Drain a cancelled task's messages with ``tryRecv()``.
         @inlinable
         public nonisolated(nonsending) func recv() async throws(CancellationError) -> Element? {
             try await core.receive()
@@ -34,6 +34,7 @@ extension Mpsc {
 
         /// Waits for at least one message and returns up to `limit` of them, oldest first. Returns
         /// an empty array only at the end of the stream, or at once if `limit` is 0. Traps if `limit` is negative.
+        /// Cancellation as for ``recv()``.
         @inlinable
         public nonisolated(nonsending) func recv(many limit: Int) async throws(CancellationError) -> [Element] {
             var output: [Element] = []
@@ -43,7 +44,7 @@ extension Mpsc {
 
         /// Appends up to `limit` messages to `buffer`, waiting for at least one; returns how many
         /// were appended (0 only at the end of the stream, or at once if `limit` is 0). Traps if `limit` is
-        /// negative.
+        /// negative. Cancellation as for ``recv()``.
         @inlinable
         public nonisolated(nonsending) func recvMany(into buffer: inout [Element], limit: Int) async throws(CancellationError) -> Int {
             try await core.receiveMany(into: &buffer, limit: limit)
@@ -130,8 +131,8 @@ extension Mpsc {
         /// Receives the next message, waiting for one; `nil` once every sender is gone (or the
         /// channel was closed) and the buffer is drained. Throws only if the task is cancelled, in which
         /// case no message was taken: while it waits, or at a yield of the cooperative budget (about one
-        /// receive in 128 in a loop that never waits), so a cancelled consumer stops even while producers
-        /// keep the channel non-empty. Drain a cancelled task's messages with ``tryRecv()``.
+        /// receive in 128 in a loop that never waits, on a Kyoto runtime), so a cancelled consumer stops even
+        /// while producers keep the channel non-empty. Drain a cancelled task's messages with ``tryRecv()``.
         @inlinable
         public nonisolated(nonsending) func recv() async throws(CancellationError) -> Element? {
             try await core.receive()
@@ -139,6 +140,7 @@ extension Mpsc {
 
         /// Waits for at least one message and returns up to `limit` of them, oldest first. Returns
         /// an empty array only at the end of the stream, or at once if `limit` is 0. Traps if `limit` is negative.
+        /// Cancellation as for ``recv()``.
         @inlinable
         public nonisolated(nonsending) func recv(many limit: Int) async throws(CancellationError) -> [Element] {
             var output: [Element] = []
@@ -148,7 +150,7 @@ extension Mpsc {
 
         /// Appends up to `limit` messages to `buffer`, waiting for at least one; returns how many
         /// were appended (0 only at the end of the stream, or at once if `limit` is 0). Traps if `limit` is
-        /// negative.
+        /// negative. Cancellation as for ``recv()``.
         @inlinable
         public nonisolated(nonsending) func recvMany(into buffer: inout [Element], limit: Int) async throws(CancellationError) -> Int {
             try await core.receiveMany(into: &buffer, limit: limit)

@@ -199,8 +199,9 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
     /// Receives the next message, or `nil` at the end of the stream.
     @inlinable
     nonisolated(nonsending) func receive() async throws(CancellationError) -> Element? {
-        // Budget first, holding nothing (see `_budgetProceedOrCancelled`).
-        if await _budgetProceedOrCancelled() { throw CancellationError() }
+        // Budget first, holding nothing; given back if the receive waits (see `_budgetProceed`).
+        let budget = await _budgetProceed()
+        if budget == .cancelled { throw CancellationError() }
         let id: UInt64
         switch state.withLock({ $0.receive() }) {
         case .element(let element):
@@ -209,6 +210,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         case .closed:
             return nil
         case .suspend(let waiterID):
+            if budget == .charged { _budgetRefund() }
             id = waiterID
         }
         switch await parkReceiver(id: id) {
@@ -229,8 +231,9 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         // A negative limit would otherwise return 0, which callers read as the end of the stream.
         kyotoPrecondition(limit >= 0, "BUG DETECTED: an mpsc receive of many messages was given a negative limit (\(limit))")
         guard limit > 0 else { return 0 }
-        // Budget first, holding nothing (see `_budgetProceedOrCancelled`).
-        if await _budgetProceedOrCancelled() { throw CancellationError() }
+        // Budget first, holding nothing; given back if the receive waits (see `_budgetProceed`).
+        let budget = await _budgetProceed()
+        if budget == .cancelled { throw CancellationError() }
         let id: UInt64
         switch state.withLock({ $0.receiveMany(into: &output, limit: limit) }) {
         case .received(let count):
@@ -239,6 +242,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         case .closed:
             return 0
         case .suspend(let waiterID):
+            if budget == .charged { _budgetRefund() }
             id = waiterID
         }
         switch await parkReceiver(id: id) {

@@ -156,7 +156,8 @@ public enum Watch {
             public struct Iterator: AsyncIteratorProtocol, Sendable {
                 let receiver: Receiver<Value>
 
-                /// The value of the next change; `nil` once the sender is gone or the task is cancelled.
+                /// The value of the next change; `nil` once the sender is gone or the task is cancelled (see
+                /// ``Receiver/changed()``: a cancelled task may still get some changes first).
                 public mutating func next() async -> Value? {
                     try? await receiver.storage.changed(receiver.id)
                 }

@@ -115,8 +115,9 @@ final class WatchStorage<Value: Sendable>: Sendable {
 
     /// Waits for a version newer than the seen one, marks it seen and returns its value.
     nonisolated(nonsending) func changed(_ receiver: UInt64) async throws(Watch.RecvError) -> Value {
-        // Budget first, holding nothing (see `_budgetProceedOrCancelled`).
-        if await _budgetProceedOrCancelled() { throw .cancelled }
+        // Budget first, holding nothing; given back if the call waits (see `_budgetProceed`).
+        var budget = await _budgetProceed()
+        if budget == .cancelled { throw .cancelled }
         while true {
             let waiter: UInt64
             switch locked({ $0.changed(receiver) }) {
@@ -125,6 +126,8 @@ final class WatchStorage<Value: Sendable>: Sendable {
             case .closed:
                 throw .closed
             case .suspend(let id):
+                if budget == .charged { _budgetRefund() }
+                budget = .uncharged
                 waiter = id
             }
             let woken = await park(waiter: waiter) { machine, continuation, isCancelled in

@@ -40,20 +40,43 @@ package func _budgetTryConsume() -> Bool {
     return _budgetSlowPath()
 }
 
+/// What `_budgetProceed` did.
+@usableFromInline
+package enum _BudgetProceed: Equatable {
+    /// A unit was spent in this job run: give it back with `_budgetRefund()` if the operation then waits.
+    case charged
+    /// Nothing to give back: the budget yielded first (the operation now runs in a new job run), or there is
+    /// no budget here (not a runtime thread, or inside `unconstrained`).
+    case uncharged
+    /// The budget yielded and the task was cancelled meanwhile: end the operation with its cancellation
+    /// error, having taken nothing.
+    case cancelled
+}
+
 /// Spends one unit of the cooperative budget at the start of a receive, before it takes anything (Tokio's
-/// `poll_proceed` order). When the budget of the current job run is exhausted it yields, and then returns
-/// true if the task was cancelled meanwhile: the receive throws its cancellation error and takes nothing
-/// (the message stays queued). The forced yield is a suspension, and cancellation ends a suspension: this is
-/// what lets a cancelled consumer stop, and a `timeout` (which cancels its body at the deadline) end, a
-/// loop whose every receive finds a message (Tokio's budgeted receive returns `Pending` there and the
-/// timeout drops it). Locks, semaphores and sends keep spending their budget without this check, so cleanup
-/// code in a cancelled task can still lock and send.
+/// `poll_proceed` order); a receive that then has to wait gives the unit back (`_budgetRefund`, Tokio's
+/// `RestoreOnPending`), so only receives that complete are charged. When the budget of the current job run
+/// is exhausted it yields, and then reports whether the task was cancelled meanwhile: the receive throws its
+/// cancellation error and takes nothing (the message stays queued). The forced yield is a suspension, and
+/// cancellation ends a suspension: this is what lets a cancelled consumer stop, and a `timeout` (which
+/// cancels its body at the deadline) end, a loop whose every receive finds a message (Tokio's budgeted
+/// receive returns `Pending` there and the timeout drops it). Only on a Kyoto runtime thread outside
+/// `unconstrained`, where there is a budget. Locks, semaphores and sends keep spending their budget without
+/// this check, so cleanup code in a cancelled task can still lock and send.
 @inlinable
 @inline(__always)
-package nonisolated(nonsending) func _budgetProceedOrCancelled() async -> Bool {
-    guard _budgetTryConsume() else { return false }
+package nonisolated(nonsending) func _budgetProceed() async -> _BudgetProceed {
+    if kyoto_budget_take() { return .charged }
+    guard _budgetSlowPath() else { return .uncharged }
     await _yieldToRuntime()
-    return Task.isCancelled
+    return Task.isCancelled ? .cancelled : .uncharged
+}
+
+/// Gives back the unit a `.charged` `_budgetProceed()` spent, in the same job run (before suspending).
+@inlinable
+@inline(__always)
+package func _budgetRefund() {
+    kyoto_budget_set(kyoto_budget_get() &+ 1)
 }
 
 /// The rare half of `_budgetTryConsume`.

@@ -90,7 +90,7 @@ public struct JoinHandle<T: Sendable>: Sendable {
 
     /// Whether the task has finished (with a value, an error, or cancelled): its body has returned. Swift
     /// releases what the body's closure captured right after that, so the deinits of captured values may
-    /// still be running when this turns true (Tokio drops the future first); ``value`` is the way to wait
-    /// for the task's end.
+    /// still be running when this turns true (Tokio drops the future first); ``result`` (or ``value``, in a
+    /// task that is not cancelled) is the way to wait for the task's end.
     public var isFinished: Bool { registry.isFinished(slot) }
 }

@@ -275,7 +275,9 @@ final class TaskRegistry: @unchecked Sendable {
     }
 
     /// Waits until the task of `slot` has finished (its body has returned): true then; false if the waiting
-    /// task is cancelled first (the task itself is left alone). For `JoinHandle.value`.
+    /// task is cancelled first (the task itself is left alone). For `JoinHandle.value`, which then awaits the
+    /// Swift task's value: `finish` runs in the task's last job, just before the task completes, so that
+    /// await may still suspend for a moment.
     ///
     /// Races: a waiter registers under the shard lock after checking the slot is still unfinished, and
     /// `finish` takes the waiters under the same lock, so none is missed. A cancellation handler that runs

@@ -39,8 +39,9 @@ public struct TimeoutError: Error, Sendable, Equatable, CustomStringConvertible 
 ///
 /// `body` runs in a child task (on the caller's executor preference, so on the runtime when called from
 /// one of its tasks), and `timeout` returns only once it has finished: a body that ignores cancellation
-/// delays the answer. Kyoto's channel receives see the cancellation even when messages keep arriving (at
-/// their next cooperative-budget yield), so a receive loop ends; locks, semaphores and sends that never
+/// delays the answer. On a Kyoto runtime (outside ``unconstrained(_:)``), Kyoto's channel receives (mpsc
+/// and broadcast `recv`, watch `changed`) see the cancellation even when messages keep arriving, at their
+/// next cooperative-budget yield, so a receive loop ends; locks, semaphores and sends that never
 /// have to wait succeed in a cancelled task (so cleanup code can still use them), so a loop made only of
 /// those should check `Task.isCancelled`. Called on a Kyoto runtime, the deadline is on that runtime's clock
 /// (paused or not).
