@@ -1,5 +1,6 @@
 // One function per runtime under test. Each runs every selected workload and returns the results.
 
+import Glibc
 import KyotoExecutor
 import NIOCore
 import NIOPosix
@@ -18,7 +19,9 @@ enum Mode: String, CaseIterable {
     var ownProcess: Bool { self != .kyotoPref && self != .swiftDefault }
 }
 
-let benchWorkers = 2
+/// Worker threads of the Kyoto runtimes and of NIO's group: 2, or `KYOTO_BENCH_WORKERS` (a diagnostic, for
+/// comparing one worker with two; Swift's default executor always uses one thread per core).
+let benchWorkers = getenv("KYOTO_BENCH_WORKERS").flatMap { Int(String(cString: $0)) } ?? 2
 
 /// One runtime-suite workload as a mode runs it: its name, operations per iteration, and one iteration.
 typealias RuntimeCase = (name: String, ops: Int, body: @Sendable () -> Sample)
