@@ -53,19 +53,21 @@ final class BroadcastStorage<Element: Sendable>: Sendable {
                 budget = .uncharged
                 waiter = id
             }
-            let woken = await _withCancellableContinuation({ (continuation: UnsafeContinuation<Bool, Never>) in
-                let immediate = state.withLock {
-                    $0.park(
-                        receiver: receiver,
-                        waiter: waiter,
-                        continuation: continuation,
-                        isCancelled: Task.isCancelled
-                    )
+            let woken = await withTaskCancellationHandler {
+                await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
+                    let immediate = state.withLock {
+                        $0.park(
+                            receiver: receiver,
+                            waiter: waiter,
+                            continuation: continuation,
+                            isCancelled: Task.isCancelled
+                        )
+                    }
+                    if let immediate { continuation.resume(returning: immediate) }
                 }
-                if let immediate { continuation.resume(returning: immediate) }
-            }, onCancel: {
+            } onCancel: {
                 state.withLock { $0.cancelWaiter(waiter) }?.resume(returning: false)
-            })
+            }
             if !woken { throw .cancelled }
         }
     }

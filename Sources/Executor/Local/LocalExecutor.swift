@@ -146,16 +146,6 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
     private struct State: ~Copyable {
         var jobs = JobDeque()
         var driver: LocalDriver?
-        /// The executor preference of the set's tasks while it runs (its runtime), which its jobs run with.
-        var taskExecutor: UnownedTaskExecutor?
-    }
-
-    /// Sets the task executor the set's jobs run with: its tasks prefer the set's runtime, and a job run
-    /// on the set's serial executor alone leaves Swift's tracking without a task executor. Every switch
-    /// to the set's own isolation (the entry of a function with an `isolated` parameter, for one) then saw
-    /// a different task executor than the task's preference and went through the set's queue again.
-    func setTaskExecutor(_ executor: UnownedTaskExecutor?) {
-        state.withLock { $0.taskExecutor = executor }
     }
 
     private let state = CheckedMutex(State())
@@ -218,18 +208,9 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
         let savedBudget = kyoto_budget_get()
         defer { if hasContext { kyoto_budget_set(savedBudget) } }
         var ran = 0
-        while ran < limit,
-            let (job, taskExecutor) = state.withLock({ s -> (JobRef, UnownedTaskExecutor?)? in
-                guard s.driver === driver, let job = s.jobs.popFront() else { return nil }
-                return (job, s.taskExecutor)
-            })
-        {
+        while ran < limit, let job = state.withLock({ $0.driver === driver ? $0.jobs.popFront() : nil }) {
             if hasContext { kyoto_budget_refill(Int32(initialBudget)) }
-            if let taskExecutor {
-                job.unownedJob.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: taskExecutor)
-            } else {
-                job.unownedJob.runSynchronously(on: asUnownedSerialExecutor())
-            }
+            job.unownedJob.runSynchronously(on: asUnownedSerialExecutor())
             ran += 1
         }
         return ran

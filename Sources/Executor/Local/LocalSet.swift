@@ -119,7 +119,6 @@ public actor LocalSet {
     private func start(runtime: Runtime?) {
         phase = .running
         self.runtime = runtime
-        executor.setTaskExecutor(runtime?.asUnownedTaskExecutor())
     }
 
     /// Cancels unfinished local tasks and waits until all have ended.
@@ -142,7 +141,6 @@ public actor LocalSet {
         }
         phase = .idle
         runtime = nil
-        executor.setTaskExecutor(nil)
     }
 
     /// Starts `body` as a task on the set's thread and returns a handle to its result. The body may
@@ -229,21 +227,23 @@ final class LocalTaskState: Sendable {
             w.nextID += 1
             return w.nextID
         }
-        return await _withCancellableContinuation({ (continuation: UnsafeContinuation<Bool, Never>) in
-            let immediate = waiters.withLock { w -> Bool? in
-                if w.ended { return true }
-                if Task.isCancelled { return false }
-                w.list.append((id, continuation))
-                return nil
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
+                let immediate = waiters.withLock { w -> Bool? in
+                    if w.ended { return true }
+                    if Task.isCancelled { return false }
+                    w.list.append((id, continuation))
+                    return nil
+                }
+                if let immediate { continuation.resume(returning: immediate) }
             }
-            if let immediate { continuation.resume(returning: immediate) }
-        }, onCancel: {
+        } onCancel: {
             let waiter = waiters.withLock { w -> UnsafeContinuation<Bool, Never>? in
                 guard let k = w.list.firstIndex(where: { $0.id == id }) else { return nil }
                 return w.list.remove(at: k).continuation
             }
             waiter?.resume(returning: false)
-        })
+        }
     }
 }
 

@@ -287,26 +287,28 @@ final class TaskRegistry: @unchecked Sendable {
     @usableFromInline
     nonisolated(nonsending) func waitForFinish(_ slot: TaskSlot) async -> Bool {
         let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
-        return await _withCancellableContinuation({ (continuation: UnsafeContinuation<Bool, Never>) in
-            let immediate = shards[Int(slot.shard)].withLock { s -> Bool? in
-                let i = Int(slot.index)
-                let state = s.slots[i].state
-                if s.slots[i].generation != slot.generation || state != .reserved && state != .linked {
-                    return true
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
+                let immediate = shards[Int(slot.shard)].withLock { s -> Bool? in
+                    let i = Int(slot.index)
+                    let state = s.slots[i].state
+                    if s.slots[i].generation != slot.generation || state != .reserved && state != .linked {
+                        return true
+                    }
+                    if Task.isCancelled { return false }
+                    s.slots[i].joinWaiters.append(JoinWaiter(id: id, continuation: continuation))
+                    return nil
                 }
-                if Task.isCancelled { return false }
-                s.slots[i].joinWaiters.append(JoinWaiter(id: id, continuation: continuation))
-                return nil
+                if let immediate { continuation.resume(returning: immediate) }
             }
-            if let immediate { continuation.resume(returning: immediate) }
-        }, onCancel: {
+        } onCancel: {
             let waiter = shards[Int(slot.shard)].withLock { s -> UnsafeContinuation<Bool, Never>? in
                 let i = Int(slot.index)
                 guard let k = s.slots[i].joinWaiters.firstIndex(where: { $0.id == id }) else { return nil }
                 return s.slots[i].joinWaiters.remove(at: k).continuation
             }
             waiter?.resume(returning: false)
-        })
+        }
     }
 
     /// Whether the task of `slot` has finished.
