@@ -193,32 +193,20 @@ public actor LocalSet {
     public var pendingTaskCount: Int { tasks.count }
 }
 
-/// Per-task completion flag of a local task, and the `LocalJoinHandle.value` calls waiting for it.
-///
-/// A waiter registers under `waiters`' lock after checking `ended` there, and `end` sets `ended` and takes
-/// the waiters under the same lock, so none is missed; a cancelled waiter is removed by its own handler (by
-/// id) or, if `end` took it first, resumed by `end`: exactly once either way, after the lock is released.
+/// Per-task completion flag of a local task, and the `LocalJoinHandle.value` calls waiting for it (the
+/// protocol is `FinishWaiters`').
 final class LocalTaskState: Sendable {
-    private struct Waiters {
-        var ended = false
-        var nextID: UInt64 = 0
-        var list: [(id: UInt64, continuation: UnsafeContinuation<Bool, Never>)] = []
-    }
-
-    /// Whether the task's body has returned; also readable without the lock (`LocalJoinHandle.isFinished`).
+    /// Whether the task's body has returned. Stored before `end` takes the waiters' lock, and read by a
+    /// registering waiter under that lock, which orders the two; also read without the lock
+    /// (`LocalJoinHandle.isFinished`).
     let finished = Atomic<Bool>(false)
-    private let waiters = CheckedMutex(Waiters())
+    private let waiters = CheckedMutex((nextID: UInt64(0), list: FinishWaiters()))
 
     /// The task's body has returned: wakes every waiting `value`.
     func end() {
         // Releasing: pairs with the acquiring load in `LocalJoinHandle.isFinished`.
         finished.store(true, ordering: .releasing)
-        let woken = waiters.withLock { w -> [(id: UInt64, continuation: UnsafeContinuation<Bool, Never>)] in
-            w.ended = true
-            defer { w.list = [] }
-            return w.list
-        }
-        for waiter in woken { waiter.continuation.resume(returning: true) }
+        for waiter in waiters.withLock({ $0.list.takeAll() }) { waiter.resume(returning: true) }
     }
 
     /// Waits for `end`: true then, false if the waiting task is cancelled first.
@@ -227,23 +215,18 @@ final class LocalTaskState: Sendable {
             w.nextID += 1
             return w.nextID
         }
-        return await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
-                let immediate = waiters.withLock { w -> Bool? in
-                    if w.ended { return true }
+        return await FinishWaiters.wait(
+            id: id,
+            register: { continuation in
+                waiters.withLock { w -> Bool? in
+                    // Relaxed: the lock orders it after `end`'s store when `end` has taken the lock first.
+                    if finished.load(ordering: .relaxed) { return true }
                     if Task.isCancelled { return false }
-                    w.list.append((id, continuation))
+                    w.list.append(id, continuation)
                     return nil
                 }
-                if let immediate { continuation.resume(returning: immediate) }
-            }
-        } onCancel: {
-            let waiter = waiters.withLock { w -> UnsafeContinuation<Bool, Never>? in
-                guard let k = w.list.firstIndex(where: { $0.id == id }) else { return nil }
-                return w.list.remove(at: k).continuation
-            }
-            waiter?.resume(returning: false)
-        }
+            },
+            unregister: { self.waiters.withLock { $0.list.remove(id) } })
     }
 }
 

@@ -88,14 +88,8 @@ final class TaskRegistry: @unchecked Sendable {
         /// Whether the task's result type is trivially destructible (set at link; see `FinishedTask`).
         var trivialResult = false
         var task: ErasedTask?
-        /// `JoinHandle.value` calls waiting for this task to finish (`waitForFinish`); resumed by `finish`.
-        var joinWaiters: [JoinWaiter] = []
-    }
-
-    /// A `JoinHandle.value` call waiting in `waitForFinish`.
-    private struct JoinWaiter {
-        let id: UInt64
-        let continuation: UnsafeContinuation<Bool, Never>
+        /// `JoinHandle.value` calls waiting for this task to finish (`waitForFinish`); taken by `finish`.
+        var joinWaiters = FinishWaiters()
     }
 
     private struct Shard: ~Copyable {
@@ -244,10 +238,10 @@ final class TaskRegistry: @unchecked Sendable {
     /// (it finished on another worker); otherwise releases it here.
     func finish(_ slot: TaskSlot, finisherWorker: Int?, succeeded: Bool) -> FinishedTask? {
         var goesHome: FinishedTask? = nil
-        var waiters: [JoinWaiter] = []
+        var waiters: [FinishWaiters.Continuation] = []
         let released = shards[Int(slot.shard)].withLock { s -> ErasedTask? in
             let i = Int(slot.index)
-            if !s.slots[i].joinWaiters.isEmpty { swap(&waiters, &s.slots[i].joinWaiters) }
+            waiters = s.slots[i].joinWaiters.takeAll()
             switch s.slots[i].state {
             case .linked:
                 s.alive -= 1
@@ -270,45 +264,33 @@ final class TaskRegistry: @unchecked Sendable {
         }
         // Outside the lock: this may be the task's last reference; and the waiting `value` calls.
         _ = consume released
-        for waiter in waiters { waiter.continuation.resume(returning: true) }
+        for waiter in waiters { waiter.resume(returning: true) }
         return goesHome
     }
 
     /// Waits until the task of `slot` has finished (its body has returned): true then; false if the waiting
     /// task is cancelled first (the task itself is left alone). For `JoinHandle.value`, which then awaits the
     /// Swift task's value: `finish` runs in the task's last job, just before the task completes, so that
-    /// await may still suspend for a moment.
-    ///
-    /// Races: a waiter registers under the shard lock after checking the slot is still unfinished, and
-    /// `finish` takes the waiters under the same lock, so none is missed. A cancellation handler that runs
-    /// before registration finds nothing, and registration then sees the task's cancelled flag (set before
-    /// handlers run) under the lock. Each waiter is removed exactly once, by `finish` or by its own handler
-    /// (by id), and resumed after the lock is released.
+    /// await may still suspend for a moment. The protocol (no waiter missed, each resumed once, outside the
+    /// shard lock) is `FinishWaiters`'; a reused slot (new generation) means finished.
     @usableFromInline
     nonisolated(nonsending) func waitForFinish(_ slot: TaskSlot) async -> Bool {
         let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
-        return await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
-                let immediate = shards[Int(slot.shard)].withLock { s -> Bool? in
-                    let i = Int(slot.index)
+        let i = Int(slot.index)
+        return await FinishWaiters.wait(
+            id: id,
+            register: { continuation in
+                shards[Int(slot.shard)].withLock { s -> Bool? in
                     let state = s.slots[i].state
                     if s.slots[i].generation != slot.generation || state != .reserved && state != .linked {
                         return true
                     }
                     if Task.isCancelled { return false }
-                    s.slots[i].joinWaiters.append(JoinWaiter(id: id, continuation: continuation))
+                    s.slots[i].joinWaiters.append(id, continuation)
                     return nil
                 }
-                if let immediate { continuation.resume(returning: immediate) }
-            }
-        } onCancel: {
-            let waiter = shards[Int(slot.shard)].withLock { s -> UnsafeContinuation<Bool, Never>? in
-                let i = Int(slot.index)
-                guard let k = s.slots[i].joinWaiters.firstIndex(where: { $0.id == id }) else { return nil }
-                return s.slots[i].joinWaiters.remove(at: k).continuation
-            }
-            waiter?.resume(returning: false)
-        }
+            },
+            unregister: { self.shards[Int(slot.shard)].withLock { $0.slots[i].joinWaiters.remove(id) } })
     }
 
     /// Whether the task of `slot` has finished.
