@@ -533,6 +533,27 @@ struct LocalSetMisuseTests {
             ))
     }
 
+    @Test("assumeIsolated on a set from a thread that drives no set traps with Swift's isolation message")
+    func assumeIsolatedOffTheSetsThread() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)
+            let r = Runtime.multiThread(workers: 1)
+            r.blockOn {
+                await LocalSet().runUntil { set in
+                    // A plain thread: no set's jobs run on it (its thread-local names no executor).
+                    let thread = Platform.spawnThread(name: "not-the-set", stackSize: nil) {
+                        _ = set.assumeIsolated { $0.pendingTaskCount }
+                    }
+                    thread.join()
+                }
+            }
+        }
+        let text = stderrText(result)
+        // Before, the check force-unwrapped the thread-local and trapped with "Unexpectedly found nil".
+        #expect(!text.contains("Unexpectedly found nil"))
+        #expect(text.contains("Incorrect actor executor assumption"), "\(text)")
+    }
+
     @Test("blockOn from a LocalSet's task traps")
     func blockOnInLocalSet() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

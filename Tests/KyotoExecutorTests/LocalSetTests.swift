@@ -75,6 +75,22 @@ struct LocalSetTests {
         #expect(finishedAtReturn == true, "runUntil returned before the task spawned while draining ended")
     }
 
+    @Test("unconstrained in a local task runs its body on the set's thread", arguments: bothFlavors)
+    func unconstrainedStaysOnTheSetsThread(_ flavor: Runtime.Configuration.Flavor) throws {
+        let r = makeRuntime(flavor)
+        let sameThread = try r.blockOn { () async throws -> Bool in
+            try await LocalSet().runUntil { set in
+                try await set.spawnLocal { () async -> Bool in
+                    let outside = pthread_self()
+                    // Before, the task-local binding's closure hopped to the runtime's workers.
+                    return await unconstrained { pthread_equal(pthread_self(), outside) != 0 }
+                }.value
+            }
+        }
+        #expect(sameThread)
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("a local handle's value stops waiting when its waiter is cancelled; result waits; the task runs on",
           arguments: bothFlavors)
     func localValueWaitEndsWithTheWaitersCancellation(_ flavor: Runtime.Configuration.Flavor) throws {

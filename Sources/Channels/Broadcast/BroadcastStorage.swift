@@ -53,21 +53,19 @@ final class BroadcastStorage<Element: Sendable>: Sendable {
                 budget = .uncharged
                 waiter = id
             }
-            let woken = await withTaskCancellationHandler {
-                await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
-                    let immediate = state.withLock {
-                        $0.park(
-                            receiver: receiver,
-                            waiter: waiter,
-                            continuation: continuation,
-                            isCancelled: Task.isCancelled
-                        )
-                    }
-                    if let immediate { continuation.resume(returning: immediate) }
+            let woken = await _withCancellableContinuation({ (continuation: UnsafeContinuation<Bool, Never>) in
+                let immediate = state.withLock {
+                    $0.park(
+                        receiver: receiver,
+                        waiter: waiter,
+                        continuation: continuation,
+                        isCancelled: Task.isCancelled
+                    )
                 }
-            } onCancel: {
+                if let immediate { continuation.resume(returning: immediate) }
+            }, onCancel: {
                 state.withLock { $0.cancelWaiter(waiter) }?.resume(returning: false)
-            }
+            })
             if !woken { throw .cancelled }
         }
     }

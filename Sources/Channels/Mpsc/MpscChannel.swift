@@ -177,16 +177,14 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         case .suspend(let waiterID):
             id = waiterID
         }
-        let closed = await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
-                let immediate = state.withLock {
-                    $0.parkClosedWaiter(id: id, continuation: continuation, isCancelled: Task.isCancelled)
-                }
-                if let immediate { continuation.resume(returning: immediate) }
+        let closed = await _withCancellableContinuation({ (continuation: UnsafeContinuation<Bool, Never>) in
+            let immediate = state.withLock {
+                $0.parkClosedWaiter(id: id, continuation: continuation, isCancelled: Task.isCancelled)
             }
-        } onCancel: {
+            if let immediate { continuation.resume(returning: immediate) }
+        }, onCancel: {
             state.withLock { $0.cancelClosedWaiter(id: id) }?.resume(returning: false)
-        }
+        })
         if !closed { throw CancellationError() }
     }
 
@@ -261,19 +259,17 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
 
     @inlinable
     nonisolated(nonsending) func parkReceiver(id: UInt64) async -> MpscReceiveOutcome<Element> {
-        await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: UnsafeContinuation<MpscReceiveOutcome<Element>, Never>) in
-                let action = state.withLock {
-                    $0.park(id: id, continuation: continuation, isCancelled: Task.isCancelled)
-                }
-                switch action {
-                case .resume(let continuation, let outcome): continuation.resume(returning: outcome)
-                case .none: break
-                }
+        await _withCancellableContinuation({ (continuation: UnsafeContinuation<MpscReceiveOutcome<Element>, Never>) in
+            let action = state.withLock {
+                $0.park(id: id, continuation: continuation, isCancelled: Task.isCancelled)
             }
-        } onCancel: {
+            switch action {
+            case .resume(let continuation, let outcome): continuation.resume(returning: outcome)
+            case .none: break
+            }
+        }, onCancel: {
             state.withLock { $0.cancelReceive(id: id) }?.resume(returning: .cancelled)
-        }
+        })
     }
 
     /// Takes the next message without waiting.

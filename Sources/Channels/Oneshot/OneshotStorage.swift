@@ -43,19 +43,17 @@ final class OneshotStorage<Value: Sendable>: Sendable {
         case .suspend(let waiterID):
             id = waiterID
         }
-        let outcome = await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: OneshotStateMachine<Value>.ReceiverContinuation) in
-                let action = state.withLock {
-                    $0.park(id: id, continuation: continuation, isCancelled: Task.isCancelled)
-                }
-                switch action {
-                case .resume(let continuation, let outcome): continuation.resume(returning: outcome)
-                case .none: break
-                }
+        let outcome = await _withCancellableContinuation({ (continuation: OneshotStateMachine<Value>.ReceiverContinuation) in
+            let action = state.withLock {
+                $0.park(id: id, continuation: continuation, isCancelled: Task.isCancelled)
             }
-        } onCancel: {
+            switch action {
+            case .resume(let continuation, let outcome): continuation.resume(returning: outcome)
+            case .none: break
+            }
+        }, onCancel: {
             state.withLock { $0.cancelReceive(id: id) }?.resume(returning: .cancelled)
-        }
+        })
         switch outcome {
         case .value(let value): return value
         case .closed: throw .closed
@@ -99,16 +97,14 @@ final class OneshotStorage<Value: Sendable>: Sendable {
         case .suspend(let waiterID):
             id = waiterID
         }
-        let closed = await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
-                let immediate = state.withLock {
-                    $0.parkClosedWaiter(id: id, continuation: continuation, isCancelled: Task.isCancelled)
-                }
-                if let immediate { continuation.resume(returning: immediate) }
+        let closed = await _withCancellableContinuation({ (continuation: UnsafeContinuation<Bool, Never>) in
+            let immediate = state.withLock {
+                $0.parkClosedWaiter(id: id, continuation: continuation, isCancelled: Task.isCancelled)
             }
-        } onCancel: {
+            if let immediate { continuation.resume(returning: immediate) }
+        }, onCancel: {
             state.withLock { $0.cancelClosedWaiter(id: id) }?.resume(returning: false)
-        }
+        })
         if !closed { throw CancellationError() }
     }
 

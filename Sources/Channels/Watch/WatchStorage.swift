@@ -86,16 +86,14 @@ final class WatchStorage<Value: Sendable>: Sendable {
         case .suspend(let waiterID):
             id = waiterID
         }
-        let closed = await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: WaiterContinuation) in
-                let immediate = locked {
-                    $0.parkClosedWaiter(id: id, continuation: continuation, isCancelled: Task.isCancelled)
-                }
-                if let immediate { continuation.resume(returning: immediate) }
+        let closed = await _withCancellableContinuation({ (continuation: WaiterContinuation) in
+            let immediate = locked {
+                $0.parkClosedWaiter(id: id, continuation: continuation, isCancelled: Task.isCancelled)
             }
-        } onCancel: {
+            if let immediate { continuation.resume(returning: immediate) }
+        }, onCancel: {
             locked { $0.cancelClosedWaiter(id: id) }?.resume(returning: false)
-        }
+        })
         if !closed { throw CancellationError() }
     }
 
@@ -173,14 +171,12 @@ final class WatchStorage<Value: Sendable>: Sendable {
         waiter: UInt64,
         _ register: (inout WatchStateMachine<Value>, WaiterContinuation, Bool) -> Bool?
     ) async -> Bool {
-        await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: WaiterContinuation) in
-                let immediate = locked { register(&$0, continuation, Task.isCancelled) }
-                if let immediate { continuation.resume(returning: immediate) }
-            }
-        } onCancel: {
+        await _withCancellableContinuation({ (continuation: WaiterContinuation) in
+            let immediate = locked { register(&$0, continuation, Task.isCancelled) }
+            if let immediate { continuation.resume(returning: immediate) }
+        }, onCancel: {
             locked { $0.cancelWaiter(waiter) }?.resume(returning: false)
-        }
+        })
     }
 
     func hasChanged(_ receiver: UInt64) -> Bool? { locked { $0.hasChanged(receiver) } }

@@ -8,6 +8,17 @@
 //   on that one thread: this is what lets local tasks share non-Sendable values, and what `checkIsolated`
 //   verifies (a thread-local names the executor whose jobs the thread is running).
 //
+// Switches back to the set. A local task prefers the set's runtime as its task executor, and Swift tracks
+// none while the set runs a job (it runs on the set's serial executor alone), so when such a task switches
+// to the set's isolation while already on it (entering a function with an `isolated` parameter, such as the
+// waiting helpers of CancellableWait.swift), Swift sees a different task executor and re-enqueues the task on
+// the set. Queued at the back, the set's other tasks would run before it resumes, and a lock or channel
+// would see them first (an AsyncMutex served callers out of call order). `enqueue` recognises that
+// re-enqueue (the set's thread, inside one of its jobs, with no task current: Swift clears it before
+// re-enqueuing) and queues it at the front, so the task carries on at once. Running the set's jobs under the
+// runtime's task-executor identity instead would avoid the re-enqueue, but hung the LocalSet suite (in about
+// one run in four), and would be wrong for the set's tasks that do not prefer the runtime.
+//
 // Races considered: a job enqueued while the driver is deciding to park: the enqueuer pushes then unparks
 // the driver's parker; the parker's `notified` state makes the next `park` return at once (Parker.swift),
 // so the job is never stranded. Binding changes happen only between `runUntil` calls, but a driver may still
@@ -160,10 +171,18 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
     /// An unbound executor belongs to a set outside ``LocalSet/runUntil(_:)``: no thread will ever run the
     /// job, so the call (an actor call on an idle set, such as `spawnLocal` before `runUntil`) would hang
     /// forever. That is a misuse, and it traps naming it instead.
+    ///
+    /// A job that the set's own thread enqueues while it runs one of the set's jobs, with no task current, is
+    /// that job's task switching to the set's isolation again (Swift clears the current task before it
+    /// re-enqueues a task on a switch): it goes to the front, so the task carries on next, as it would have
+    /// without the switch (see the file comment).
     func enqueue(_ job: consuming ExecutorJob) {
         let ref = JobRef(job)
+        let continuing = isCurrentThreadRunning && withUnsafeCurrentTask { $0 == nil }
         let driver = state.withLock { s -> LocalDriver? in
-            if s.driver != nil { s.jobs.pushBack(ref) }
+            if s.driver != nil {
+                if continuing { s.jobs.pushFront(ref) } else { s.jobs.pushBack(ref) }
+            }
             return s.driver
         }
         guard let driver else {
@@ -221,7 +240,10 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
 
     /// Whether the calling thread is running this executor's jobs right now (a thread-local: exact, and
     /// unaffected by other threads).
-    var isCurrentThreadRunning: Bool { kyoto_local_executor_get() == UnsafeRawPointer(identity) }
+    var isCurrentThreadRunning: Bool {
+        let running: UnsafeMutableRawPointer? = kyoto_local_executor_get()  // nil on a thread running no set
+        return running == identity
+    }
 
     func isIsolatingCurrentContext() -> Bool? {
         isCurrentThreadRunning

@@ -304,6 +304,13 @@ struct JobDeque {
         count += 1
     }
 
+    mutating func pushFront(_ job: JobRef) {
+        if count == buffer.count { grow() }
+        head = (head - 1) & (buffer.count - 1)
+        buffer[head] = job
+        count += 1
+    }
+
     mutating func popFront() -> JobRef? {
         guard count > 0 else { return nil }
         let job = buffer[head]

@@ -142,12 +142,26 @@ public nonisolated(nonsending) func unconstrained<T, E: Error>(_ body: nonisolat
         }
     }
     do {
-        return try await Budget.$unconstrainedTask.withValue(owner) {
-            try await body()
-        }
+        return try await withUnconstrainedOwner(owner, body)
     } catch {
         throw error as! E
     }
+}
+
+/// Runs `body` with `Budget.unconstrainedTask` bound to `owner`, on the caller's isolation: the operation
+/// closure captures the isolated parameter, which isolates it to the caller (CancellableWait.swift says why an
+/// inline closure would hop to the generic executor, taking an actor's or a LocalSet's code off its thread).
+private func withUnconstrainedOwner<T, E: Error>(
+    _ owner: Budget.Owner, isolation: isolated (any Actor)? = #isolation,
+    _ body: nonisolated(nonsending) () async throws(E) -> T
+) async throws -> T {
+    try await Budget.$unconstrainedTask.withValue(
+        owner,
+        operation: {
+            _ = isolation  // the capture isolates the closure to the caller
+            return try await body()
+        },
+        isolation: isolation)
 }
 
 enum Budget {

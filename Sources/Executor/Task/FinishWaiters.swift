@@ -3,7 +3,7 @@
 // "finished" state).
 //
 // Protocol. A waiter takes an id, then, inside `withTaskCancellationHandler` and `withUnsafeContinuation`,
-// locks the owner, checks the finished state and appends itself only if the task has not finished and its
+// locks the owner (on the caller's isolation: CancellableWait.swift), checks the finished state and appends itself only if the task has not finished and its
 // own task is not cancelled. The finishing side marks the state finished and takes every waiter under the
 // same lock, so a waiter either sees "finished" or is taken: none is missed. A cancellation handler that runs
 // before registration finds nothing, and registration then sees the cancelled flag (Swift sets it before it
@@ -46,12 +46,10 @@ struct FinishWaiters {
         register: (Continuation) -> Bool?,
         unregister: @Sendable () -> Continuation?
     ) async -> Bool {
-        await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: Continuation) in
-                if let immediate = register(continuation) { continuation.resume(returning: immediate) }
-            }
-        } onCancel: {
+        await _withCancellableContinuation({ (continuation: Continuation) in
+            if let immediate = register(continuation) { continuation.resume(returning: immediate) }
+        }, onCancel: {
             unregister()?.resume(returning: false)
-        }
+        })
     }
 }

@@ -27,7 +27,7 @@ public final class JoinSet<T: Sendable>: Sendable {
         /// deinit could otherwise run later, under the lock) and does not grow without bound while the set
         /// never quite catches up with its tasks.
         var completed = FIFO<Result<T, any Error>>()
-        var waiter: (token: UInt64, continuation: CheckedContinuation<Wait, Never>)?
+        var waiter: (token: UInt64, continuation: UnsafeContinuation<Wait, Never>)?
         var unjoined = 0
 
         /// Takes the next finished result, or reports an empty set; nil when a `next()` would have to wait.
@@ -102,7 +102,7 @@ public final class JoinSet<T: Sendable>: Sendable {
     }
 
     private func finished(_ id: UInt64, _ result: sending Result<T, any Error>) {
-        let waiter = state.withLock { s -> CheckedContinuation<Wait, Never>? in
+        let waiter = state.withLock { s -> UnsafeContinuation<Wait, Never>? in
             // A member `detachAll()` removed is no longer the set's: its result is dropped (after the lock).
             guard s.running.removeValue(forKey: id) != nil else { return nil }
             if let w = s.waiter {
@@ -127,27 +127,25 @@ public final class JoinSet<T: Sendable>: Sendable {
         if let ready = state.withLock({ $0.takeReady() }) { return ready }
         // Relaxed: see `tokens`.
         let token = tokens.wrappingAdd(1, ordering: .relaxed).newValue
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<Wait, Never>) in
-                let immediate = state.withLock { s -> Wait? in
-                    if let ready = s.takeReady() { return ready }
-                    kyotoPrecondition(s.waiter == nil, "BUG DETECTED: JoinSet.next() awaited by two tasks at once")
-                    if cancellable && Task.isCancelled { return .cancelled }
-                    s.waiter = (token, c)
-                    return nil
-                }
-                if let immediate { c.resume(returning: immediate) }
+        return await _withCancellableContinuation({ (c: UnsafeContinuation<Wait, Never>) in
+            let immediate = state.withLock { s -> Wait? in
+                if let ready = s.takeReady() { return ready }
+                kyotoPrecondition(s.waiter == nil, "BUG DETECTED: JoinSet.next() awaited by two tasks at once")
+                if cancellable && Task.isCancelled { return .cancelled }
+                s.waiter = (token, c)
+                return nil
             }
-        } onCancel: {
+            if let immediate { c.resume(returning: immediate) }
+        }, onCancel: {
             guard cancellable else { return }
-            let waiter = state.withLock { s -> CheckedContinuation<Wait, Never>? in
+            let waiter = state.withLock { s -> UnsafeContinuation<Wait, Never>? in
                 guard let w = s.waiter, w.token == token else { return nil }
                 s.waiter = nil
                 return w.continuation
             }
             // Outside the lock.
             waiter?.resume(returning: .cancelled)
-        }
+        })
     }
 
     /// The next result in completion order; nil when the set is empty. The task's own error, or
@@ -204,7 +202,7 @@ public final class JoinSet<T: Sendable>: Sendable {
     /// `spawn` racing with this call from another task may still add its task), and a waiting ``next()``
     /// returns nil.
     public func detachAll() {
-        let (dropped, waiter) = state.withLock { s -> (FIFO<Result<T, any Error>>, CheckedContinuation<Wait, Never>?) in
+        let (dropped, waiter) = state.withLock { s -> (FIFO<Result<T, any Error>>, UnsafeContinuation<Wait, Never>?) in
             // A `spawn` in flight has counted itself in `unjoined` but is not in `running` yet: it stays.
             s.unjoined -= s.running.count + s.completed.count
             s.running.removeAll()

@@ -156,15 +156,13 @@ public struct RuntimeClock: Clock, Sendable {
             return
         }
         let waker = TimerWaker(queue: runtime.shared.timers)
-        try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-                if waker.arm(continuation) {
-                    runtime.scheduleTimer(.waker(waker), deadline: deadline.nanoseconds)
-                }
+        try await _withCancellableThrowingContinuation({ (continuation: UnsafeContinuation<Void, any Error>) in
+            if waker.arm(continuation) {
+                runtime.scheduleTimer(.waker(waker), deadline: deadline.nanoseconds)
             }
-        } onCancel: {
+        }, onCancel: {
             waker.cancel()
-        }
+        })
     }
 }
 

@@ -53,22 +53,20 @@ public final class AsyncBarrier: Sendable {
         }
         // Relaxed: see `nextWaiterID`.
         let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
-        let outcome = await withTaskCancellationHandler {
-            await withUnsafeContinuation { (waker: Waker) in
-                let action = synced.withLock { $0.arrive(id: id, waker: waker, isCancelled: Task.isCancelled) }
-                switch action {
-                case .suspend:
-                    break
-                case .rejectCancelled:
-                    waker.resume(returning: .cancelled)
-                case .resumeFollowersAndLead(let followers):
-                    for follower in followers { follower.resume(returning: .follower) }
-                    waker.resume(returning: .leader)
-                }
+        let outcome = await _withCancellableContinuation({ (waker: Waker) in
+            let action = synced.withLock { $0.arrive(id: id, waker: waker, isCancelled: Task.isCancelled) }
+            switch action {
+            case .suspend:
+                break
+            case .rejectCancelled:
+                waker.resume(returning: .cancelled)
+            case .resumeFollowersAndLead(let followers):
+                for follower in followers { follower.resume(returning: .follower) }
+                waker.resume(returning: .leader)
             }
-        } onCancel: {
+        }, onCancel: {
             self.synced.withLock { $0.cancel(id) }?.resume(returning: .cancelled)
-        }
+        })
         switch outcome {
         case .leader:
             await consumeBudget()

@@ -114,20 +114,18 @@ public final class Notify: Sendable {
             try await finish(.notified(outcome))
             return
         }
-        let reason = await withTaskCancellationHandler {
-            await withUnsafeContinuation { (waker: Waker) in
-                let action = synced.withLock {
-                    $0.wait(id: id, since: generation, waker: waker, isCancelled: Task.isCancelled)
-                }
-                switch action {
-                case .suspend: break
-                case .ready(let outcome): waker.resume(returning: .notified(outcome))
-                case .rejectCancelled: waker.resume(returning: .cancelled)
-                }
+        let reason = await _withCancellableContinuation({ (waker: Waker) in
+            let action = synced.withLock {
+                $0.wait(id: id, since: generation, waker: waker, isCancelled: Task.isCancelled)
             }
-        } onCancel: {
+            switch action {
+            case .suspend: break
+            case .ready(let outcome): waker.resume(returning: .notified(outcome))
+            case .rejectCancelled: waker.resume(returning: .cancelled)
+            }
+        }, onCancel: {
             self.synced.withLock { $0.cancel(id) }?.resume(returning: .cancelled)
-        }
+        })
         try await finish(reason)
     }
 

@@ -296,15 +296,13 @@ package final class BatchSemaphore: Sendable {
     private nonisolated(nonsending) func acquireSlow(_ n: Int) async throws(AcquireError) {
         // Relaxed: uniqueness is all an id needs.
         let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
-        let outcome = await withTaskCancellationHandler {
-            await withUnsafeContinuation { (waker: Waker) in
-                if let immediate = register(id: id, requested: n, waker: waker) {
-                    waker.resume(returning: immediate)
-                }
+        let outcome = await _withCancellableContinuation({ (waker: Waker) in
+            if let immediate = register(id: id, requested: n, waker: waker) {
+                waker.resume(returning: immediate)
             }
-        } onCancel: {
+        }, onCancel: {
             self.cancel(waiter: id)
-        }
+        })
         switch outcome {
         case .acquiredImmediately:
             // The budget unit was spent in `beginAcquire`, before anything was taken.
