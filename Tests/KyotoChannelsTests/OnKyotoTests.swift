@@ -144,6 +144,40 @@ struct ChannelsOnKyotoTests {
         runtime.shutdown(timeout: .seconds(5))
     }
 
+    @Test("a local task's for-await loop over an always-ready channel lets the set's other tasks run (budget)",
+          arguments: [Runtime.Configuration.Flavor.multiThread, .currentThread])
+    func localForAwaitLoopYields(_ flavor: Runtime.Configuration.Flavor) throws {
+        let runtime = flavor == .multiThread ? Runtime.multiThread(workers: 2) : Runtime.currentThread()
+        let total = 20_000
+        let (seenByNeighbour, consumed) = runtime.blockOn { () async -> (Int, Int) in
+            let (tx, rx) = Mpsc.unboundedChannel(of: Int.self)
+            for i in 0..<total { try? tx.send(i) }
+            return await LocalSet().runUntil { set in
+                var consumed = 0  // shared by the set's tasks, which all run on its one thread
+                var seenByNeighbour = -1
+                let consumer = set.spawnLocal {
+                    // Each step enters `next(isolation:)`, a switch to the set that Swift re-enqueues there.
+                    for await _ in rx {
+                        consumed += 1
+                        if consumed == total { break }
+                    }
+                }
+                let neighbour = set.spawnLocal {
+                    await Task.yield()
+                    seenByNeighbour = consumed
+                }
+                _ = await neighbour.result
+                _ = await consumer.result
+                return (seenByNeighbour, consumed)
+            }
+        }
+        #expect(consumed == total)
+        // The budget forces a yield every 128 receives: the neighbour runs within the first few hundred.
+        #expect(seenByNeighbour >= 0 && seenByNeighbour < 1_000,
+                "the neighbour ran after \(seenByNeighbour) of \(total) receives")
+        runtime.shutdown(timeout: .seconds(5))
+    }
+
     @Test("local tasks exchange messages over an mpsc channel and resume on the set's thread")
     func channelsInsideLocalSet() throws {
         let runtime = Runtime.multiThread(workers: 2)

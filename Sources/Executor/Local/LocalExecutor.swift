@@ -15,7 +15,12 @@
 // the set. Queued at the back, the set's other tasks would run before it resumes, and a lock or channel
 // would see them first (an AsyncMutex served callers out of call order). `enqueue` recognises that
 // re-enqueue (the set's thread, inside one of its jobs, with no task current: Swift clears it before
-// re-enqueuing) and queues it at the front, so the task carries on at once. Running the set's jobs under the
+// re-enqueuing) and puts it in the `continuing` slot, which runs before the queue, so the task carries on at
+// once. It keeps the cooperative budget it had (as the runtime's LIFO chain does): with a fresh budget per
+// switch, a `for await` loop over a busy channel (each step a switch) was never forced to yield and starved
+// the set's other tasks. The slot keeps its place when the 61-job tick ends, as the switch never happened
+// for the task; a task that switches forever without spending budget holds the set's thread, as a task that
+// never suspends would. Running the set's jobs under the
 // runtime's task-executor identity instead would avoid the re-enqueue, but hung the LocalSet suite (in about
 // one run in four), and would be wrong for the set's tasks that do not prefer the runtime.
 //
@@ -156,7 +161,12 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
 
     private struct State: ~Copyable {
         var jobs = JobDeque()
+        /// A task that switched back to the set from the set's own thread (see the file comment), with the
+        /// budget it had left: it runs before `jobs`, and resumes with that budget instead of a fresh one.
+        var continuing: (job: JobRef, budget: Int32)?
         var driver: LocalDriver?
+
+        var isEmpty: Bool { jobs.count == 0 && continuing == nil }
     }
 
     private let state = CheckedMutex(State())
@@ -174,14 +184,22 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
     ///
     /// A job that the set's own thread enqueues while it runs one of the set's jobs, with no task current, is
     /// that job's task switching to the set's isolation again (Swift clears the current task before it
-    /// re-enqueues a task on a switch): it goes to the front, so the task carries on next, as it would have
-    /// without the switch (see the file comment).
+    /// re-enqueues a task on a switch): it runs next, with the budget it has left, so the task carries on as
+    /// it would have without the switch (see the file comment).
     func enqueue(_ job: consuming ExecutorJob) {
         let ref = JobRef(job)
         let continuing = isCurrentThreadRunning && withUnsafeCurrentTask { $0 == nil }
+        let budget = continuing ? kyoto_budget_get() : 0
         let driver = state.withLock { s -> LocalDriver? in
             if s.driver != nil {
-                if continuing { s.jobs.pushFront(ref) } else { s.jobs.pushBack(ref) }
+                if continuing {
+                    // One switch per job run, and the slot is emptied before the next set job runs: an
+                    // occupant here would be a bug, but keep its place rather than lose it.
+                    if let earlier = s.continuing { s.jobs.pushFront(earlier.job) }
+                    s.continuing = (ref, budget)
+                } else {
+                    s.jobs.pushBack(ref)
+                }
             }
             return s.driver
         }
@@ -199,7 +217,7 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
     func bind(_ driver: LocalDriver?) {
         let hasJobs = state.withLock { s -> Bool in
             s.driver = driver
-            return s.jobs.count > 0
+            return !s.isEmpty
         }
         if hasJobs { driver?.wake() }
     }
@@ -227,8 +245,22 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
         let savedBudget = kyoto_budget_get()
         defer { if hasContext { kyoto_budget_set(savedBudget) } }
         var ran = 0
-        while ran < limit, let job = state.withLock({ $0.driver === driver ? $0.jobs.popFront() : nil }) {
-            if hasContext { kyoto_budget_refill(Int32(initialBudget)) }
+        while ran < limit,
+            let (job, budget) = state.withLock({ s -> (JobRef, Int32?)? in
+                guard s.driver === driver else { return nil }
+                if let continuing = s.continuing {
+                    s.continuing = nil
+                    return (continuing.job, continuing.budget)
+                }
+                return s.jobs.popFront().map { ($0, nil) }
+            })
+        {
+            // A continuing task keeps the budget it switched with, as a LIFO chain shares its budget: a task
+            // that switches to the set at every step (a `for await` loop calls `next(isolation:)`) would
+            // otherwise get a fresh budget at each, never be forced to yield, and hold the set's thread.
+            if hasContext {
+                if let budget { kyoto_budget_set(budget) } else { kyoto_budget_refill(Int32(initialBudget)) }
+            }
             job.unownedJob.runSynchronously(on: asUnownedSerialExecutor())
             ran += 1
         }
@@ -236,7 +268,7 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
     }
 
     /// Whether jobs are queued (a snapshot).
-    var hasPendingJobs: Bool { state.withLock { $0.jobs.count > 0 } }
+    var hasPendingJobs: Bool { state.withLock { !$0.isEmpty } }
 
     /// Whether the calling thread is running this executor's jobs right now (a thread-local: exact, and
     /// unaffected by other threads).
