@@ -1,5 +1,7 @@
 // Behaviour of the broadcast channel: the Tokio cases (tokio-semantics.md §7.4, T7.13–T7.16).
 
+import KyotoExecutor
+import Synchronization
 import Testing
 
 @testable import KyotoChannels
@@ -115,6 +117,43 @@ struct BroadcastTests {
         #expect(try await receiving.value == 42)
     }
 
+    @Test("parked receivers are woken in the order they parked, by a send and by the sender's end",
+          arguments: [false, true])
+    func wakeOrderIsParkOrder(byClose: Bool) throws {
+        // A current-thread runtime runs woken tasks in the order they were woken.
+        let runtime = Runtime.currentThread()
+        let order = runtime.blockOn { () async -> [Int] in
+            var sender: Broadcast.Sender<Int>?
+            let rx: Broadcast.Receiver<Int>
+            do {
+                let (tx, receiver) = Broadcast.channel(of: Int.self, capacity: 4)
+                sender = tx
+                rx = receiver
+            }
+            let woken = WakeOrder()
+            var handles: [JoinHandle<Void>] = []
+            for i in 0..<10 {
+                let receiver = rx.resubscribe()
+                handles.append(spawn {
+                    _ = try? await receiver.recv()
+                    woken.list.withLock { $0.append(i) }
+                })
+                await waitUntil("receiver \(i) parked") { rx.storage.state.withLock { $0.waiterCount == i + 1 } }
+            }
+            if byClose {
+                sender = nil  // the last sender: its end wakes every parked receiver
+            } else {
+                _ = try? sender?.send(1)
+            }
+            for handle in handles { _ = try? await handle.value }
+            withExtendedLifetime(sender) {}
+            return woken.list.withLock { $0 }
+        }
+        // Before, the parked receivers were kept in a dictionary and woken in its order.
+        #expect(order == Array(0..<10))
+        runtime.shutdown(timeout: .seconds(5))
+    }
+
     @Test("the receiver is an AsyncSequence that throws lagged and can be resumed, then ends")
     func asyncSequence() async throws {
         let (tx, rx) = Broadcast.channel(of: Int.self, capacity: 2)
@@ -126,4 +165,9 @@ struct BroadcastTests {
         while let value = try await iterator.next() { received.append(value) }
         #expect(received == [2, 3])
     }
+}
+
+/// The order in which woken tasks ran.
+private final class WakeOrder: Sendable {
+    let list = Mutex<[Int]>([])
 }

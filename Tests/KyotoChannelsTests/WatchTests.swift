@@ -1,6 +1,7 @@
 // Behaviour of the watch channel: the Tokio cases (tokio-semantics.md §7.5, T7.17–T7.21, T8.5).
 
 import Foundation
+import KyotoExecutor
 import Synchronization
 import Testing
 
@@ -8,6 +9,31 @@ import Testing
 
 @Suite("Watch")
 struct WatchTests {
+    @Test("parked changed() waiters are woken in the order they parked")
+    func wakeOrderIsParkOrder() throws {
+        // A current-thread runtime runs woken tasks in the order they were woken.
+        let runtime = Runtime.currentThread()
+        let order = runtime.blockOn { () async -> [Int] in
+            let (tx, rx) = Watch.channel(initial: 0)
+            let woken = WatchWakeOrder()
+            var handles: [JoinHandle<Void>] = []
+            for i in 0..<10 {
+                let receiver = rx.clone()
+                handles.append(spawn {
+                    _ = try? await receiver.changed()
+                    woken.list.withLock { $0.append(i) }
+                })
+                await waitUntil("receiver \(i) parked") { rx.storage.state.withLock { $0.waiterCount == i + 1 } }
+            }
+            _ = try? tx.send(1)
+            for handle in handles { _ = try? await handle.value }
+            return woken.list.withLock { $0 }
+        }
+        // Before, the parked waiters were kept in a dictionary and woken in its order.
+        #expect(order == Array(0..<10))
+        runtime.shutdown(timeout: .seconds(5))
+    }
+
     @Test("changed waits for a new version; send without receivers fails; sendReplace stores (T7.17)")
     func basics() async throws {
         let (tx, rx) = Watch.channel(initial: "a")
@@ -181,4 +207,9 @@ private final class CallsOnDeinit: Sendable {
     init(_ hook: DeinitHook) { self.hook = hook }
 
     deinit { hook.action.withLock { $0 }?() }
+}
+
+/// The order in which woken tasks ran.
+private final class WatchWakeOrder: Sendable {
+    let list = Mutex<[Int]>([])
 }

@@ -39,7 +39,8 @@ struct BroadcastStateMachine<Element: Sendable> {
     private(set) var tail: UInt64 = 0
     private var cursors: [UInt64: UInt64] = [:]
     private(set) var senderAlive = true
-    private var waiters: [UInt64: WaiterContinuation] = [:]
+    /// Parked receivers, in the order they parked (a send wakes them in that order).
+    private var waiters = ParkedWaiters<WaiterContinuation>()
     private var nextID: UInt64 = 0
 
     /// `capacity` must already be a power of two.
@@ -120,17 +121,13 @@ struct BroadcastStateMachine<Element: Sendable> {
         let displaced = slots[index].value
         slots[index] = Slot(value: value, position: tail, remaining: cursors.count)
         tail += 1
-        let woken = Array(waiters.values)
-        waiters.removeAll(keepingCapacity: true)
-        return .wake(woken, receivers: cursors.count, displaced: displaced)
+        return .wake(waiters.takeAll(), receivers: cursors.count, displaced: displaced)
     }
 
     /// The sender went away: wake every parked receiver so it can see the end.
     mutating func dropSender() -> [WaiterContinuation] {
         senderAlive = false
-        let woken = Array(waiters.values)
-        waiters.removeAll()
-        return woken
+        return waiters.takeAll()
     }
 
     // MARK: Receiving
@@ -188,12 +185,12 @@ struct BroadcastStateMachine<Element: Sendable> {
     ) -> Bool? {
         if cursors[receiver] != tail || !senderAlive { return true }
         if isCancelled { return false }
-        waiters[waiter] = continuation
+        waiters.append(waiter, continuation)
         return nil
     }
 
     /// A parked receiver was cancelled; returns its continuation if it is still parked.
     mutating func cancelWaiter(_ waiter: UInt64) -> WaiterContinuation? {
-        waiters.removeValue(forKey: waiter)
+        waiters.remove(waiter)
     }
 }

@@ -2,8 +2,8 @@
 //
 // Moving parts: the current value and its version (starting at 1, +1 per notifying send), each
 // receiver's seen version (receiver id -> version; 0 means "marked changed"), whether the sender
-// is alive, the parked `changed()` waiters (waiter id -> (receiver, continuation)), and the tasks
-// waiting in `Sender.closed()`.
+// is alive, the parked `changed()` waiters (by waiter id, in parking order: ParkedWaiters.swift), and
+// the tasks waiting in `Sender.closed()`.
 //
 // Protocol:
 // - Sending stores the value, bumps the version and wakes every parked waiter. `send` refuses the
@@ -28,8 +28,9 @@ struct WatchStateMachine<Value: Sendable> {
     private(set) var version: UInt64 = 1
     private var seen: [UInt64: UInt64] = [:]
     private(set) var senderAlive = true
-    private var waiters: [UInt64: WaiterContinuation] = [:]
-    private var closedWaiters: [UInt64: WaiterContinuation] = [:]
+    /// Parked `changed()` / `wait(for:)` waiters and `Sender.closed()` waiters, each in parking order.
+    private var waiters = ParkedWaiters<WaiterContinuation>()
+    private var closedWaiters = ParkedWaiters<WaiterContinuation>()
     private var nextID: UInt64 = 0
 
     init(initial: Value) {
@@ -60,9 +61,7 @@ struct WatchStateMachine<Value: Sendable> {
     mutating func unsubscribe(_ receiver: UInt64) -> [WaiterContinuation] {
         seen.removeValue(forKey: receiver)
         guard seen.isEmpty else { return [] }
-        let woken = Array(closedWaiters.values)
-        closedWaiters.removeAll()
-        return woken
+        return closedWaiters.takeAll()
     }
 
     // MARK: Sending
@@ -97,18 +96,13 @@ struct WatchStateMachine<Value: Sendable> {
 
     private mutating func bump() -> [WaiterContinuation] {
         version += 1
-        guard !waiters.isEmpty else { return [] }
-        let woken = Array(waiters.values)
-        waiters.removeAll(keepingCapacity: true)
-        return woken
+        return waiters.takeAll()
     }
 
     /// The sender went away: wake every waiter so it can see the end.
     mutating func dropSender() -> [WaiterContinuation] {
         senderAlive = false
-        let woken = Array(waiters.values)
-        waiters.removeAll()
-        return woken
+        return waiters.takeAll()
     }
 
     // MARK: Receiving
@@ -135,12 +129,12 @@ struct WatchStateMachine<Value: Sendable> {
     mutating func park(receiver: UInt64, waiter: UInt64, continuation: WaiterContinuation, isCancelled: Bool) -> Bool? {
         if seen[receiver] != version || !senderAlive { return true }
         if isCancelled { return false }
-        waiters[waiter] = continuation
+        waiters.append(waiter, continuation)
         return nil
     }
 
     mutating func cancelWaiter(_ waiter: UInt64) -> WaiterContinuation? {
-        waiters.removeValue(forKey: waiter)
+        waiters.remove(waiter)
     }
 
     /// Whether a version newer than the seen one exists; `nil` when the sender is gone.
@@ -179,7 +173,7 @@ struct WatchStateMachine<Value: Sendable> {
     mutating func parkUntilNewer(than observed: UInt64, waiter: UInt64, continuation: WaiterContinuation, isCancelled: Bool) -> Bool? {
         if version != observed || !senderAlive { return true }
         if isCancelled { return false }
-        waiters[waiter] = continuation
+        waiters.append(waiter, continuation)
         return nil
     }
 
@@ -199,11 +193,11 @@ struct WatchStateMachine<Value: Sendable> {
     mutating func parkClosedWaiter(id: UInt64, continuation: WaiterContinuation, isCancelled: Bool) -> Bool? {
         if seen.isEmpty { return true }
         if isCancelled { return false }
-        closedWaiters[id] = continuation
+        closedWaiters.append(id, continuation)
         return nil
     }
 
     mutating func cancelClosedWaiter(id: UInt64) -> WaiterContinuation? {
-        closedWaiters.removeValue(forKey: id)
+        closedWaiters.remove(id)
     }
 }
