@@ -20,9 +20,9 @@
 // switch, a `for await` loop over a busy channel (each step a switch) was never forced to yield and starved
 // the set's other tasks. The slot keeps its place when the 61-job tick ends, as the switch never happened
 // for the task; a task that switches forever without spending budget holds the set's thread, as a task that
-// never suspends would. Running the set's jobs under the
-// runtime's task-executor identity instead would avoid the re-enqueue, but hung the LocalSet suite (in about
-// one run in four), and would be wrong for the set's tasks that do not prefer the runtime.
+// never suspends would. Running the set's jobs under the runtime's task-executor identity instead would
+// avoid the re-enqueue, but hung the LocalSet suite (in about one run in four), and would be wrong for the
+// set's tasks that do not prefer the runtime.
 //
 // Races considered: a job enqueued while the driver is deciding to park: the enqueuer pushes then unparks
 // the driver's parker; the parker's `notified` state makes the next `park` return at once (Parker.swift),

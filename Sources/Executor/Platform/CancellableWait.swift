@@ -8,7 +8,11 @@
 // tasks of the same actor or set that ran in between could queue first (a LocalSet's AsyncMutex was not
 // first-come, first-served on a multi-thread runtime). These helpers take the caller's isolation as an
 // `isolated` parameter and capture it in the operation closure, which makes the closure isolated to it: the
-// registration runs synchronously on the caller's executor, as the fast paths do.
+// registration runs on the caller's executor, as the fast paths do. Entering a helper is a switch to the
+// caller's own isolation, which Swift can still turn into a re-enqueue on it when the task prefers a task
+// executor that the running job does not carry (a default actor under a preference, a LocalSet): the task
+// then registers when the actor or set next runs it, after jobs queued before; a LocalSet runs that
+// re-enqueue first (LocalExecutor.swift), so in a set waiters queue in call order.
 
 /// Suspends the calling task on a continuation that `register` receives (and usually stores under a lock),
 /// with `onCancel` as the task's cancellation handler for the duration, all on the caller's isolation.
