@@ -17,6 +17,11 @@ import Synchronization
 
 /// A set of tasks spawned on a runtime, awaited in the order they complete. Deinitialising the set aborts
 /// every task still in it.
+///
+/// A set has one consumer, as in Tokio (whose `join_next` takes `&mut self`): ``next()``, ``nextResult()``
+/// and ``shutdown()`` wait for results, and only one of them may wait at a time; a second concurrent wait
+/// traps naming the mistake. To stop a set that another task drains, call ``abortAll()``: the draining task
+/// then collects the aborted members as ``JoinError/cancelled``.
 public final class JoinSet<T: Sendable>: Sendable {
     private struct State: ~Copyable {
         /// The members not finished yet, keyed by a number of the set's own: task ids are unique only
@@ -151,7 +156,7 @@ public final class JoinSet<T: Sendable>: Sendable {
     /// The next result in completion order; nil when the set is empty. The task's own error, or
     /// ``JoinError/cancelled``, is returned as the failure. Waits even if the waiting task is cancelled
     /// (as a task group's `next()` does); ``next()`` stops waiting instead. Spends one unit of the cooperative
-    /// budget.
+    /// budget. Traps if another task is already waiting on the set (see ``JoinSet``).
     public nonisolated(nonsending) func nextResult() async -> Result<T, any Error>? {
         switch await waitNext(cancellable: false) {
         case .result(let r): return r
@@ -162,7 +167,8 @@ public final class JoinSet<T: Sendable>: Sendable {
     /// The next value in completion order; nil when the set is empty. Rethrows the task's error (or
     /// ``JoinError/cancelled``). Throws `CancellationError` if the waiting task is cancelled: the wait
     /// stops at once and no result is taken (the set is unchanged), so it can be raced against a timeout.
-    /// Spends one unit of the cooperative budget.
+    /// Spends one unit of the cooperative budget. Traps if another task is already waiting on the set (see
+    /// ``JoinSet``).
     public nonisolated(nonsending) func next() async throws -> T? {
         switch await waitNext(cancellable: true) {
         case .result(let r): return try r.get()
@@ -233,7 +239,8 @@ public final class JoinSet<T: Sendable>: Sendable {
     }
 
     /// Aborts every task and waits for all of them to end (even if the waiting task is cancelled); the set
-    /// is empty afterwards.
+    /// is empty afterwards. It waits through ``nextResult()``, so it traps if another task is waiting on the
+    /// set; to stop a set that another task drains, call ``abortAll()`` instead.
     public nonisolated(nonsending) func shutdown() async {
         abortAll()
         while await nextResult() != nil {}
