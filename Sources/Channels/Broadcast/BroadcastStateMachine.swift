@@ -3,7 +3,7 @@
 // Moving parts: `slots` (a power-of-two ring; each slot holds a value, the absolute position it
 // was written at, and how many receivers alive at that time still have to read it), `tail` (the
 // position of the next write), one cursor per receiver (the position it reads next), whether the
-// sender is alive, and the parked receivers (waiter id -> continuation).
+// sender is alive, and the parked receivers (by waiter id, in parking order: ParkedWaiters).
 //
 // Protocol:
 // - send: with no receiver the value is refused (and not retained). Otherwise it overwrites slot
@@ -24,6 +24,8 @@
 // Why correct: a slot's value is non-nil for every position a live receiver can still read —
 // a receiver alive at write time is counted in `remaining`; one subscribed later starts at
 // `tail`; lagging jumps past overwritten slots only.
+
+import KyotoExecutor
 
 struct BroadcastStateMachine<Element: Sendable> {
     typealias WaiterContinuation = UnsafeContinuation<Bool, Never>

@@ -2,7 +2,7 @@
 //
 // Moving parts: the current value and its version (starting at 1, +1 per notifying send), each
 // receiver's seen version (receiver id -> version; 0 means "marked changed"), whether the sender
-// is alive, the parked `changed()` waiters (by waiter id, in parking order: ParkedWaiters.swift), and
+// is alive, the parked `changed()` waiters (by waiter id, in parking order: ParkedWaiters), and
 // the tasks waiting in `Sender.closed()`.
 //
 // Protocol:
@@ -20,6 +20,8 @@
 // `sendModify`/`sendIfModified` run the caller's closure while the lock is held: the change and the
 // version bump must be atomic with respect to readers (as Tokio's RwLock write guard does). That is
 // the one place user code runs under a channel lock; the closure must not use this channel.
+
+import KyotoExecutor
 
 struct WatchStateMachine<Value: Sendable> {
     typealias WaiterContinuation = UnsafeContinuation<Bool, Never>

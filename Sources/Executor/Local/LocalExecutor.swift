@@ -192,11 +192,13 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
         let budget = continuing ? kyoto_budget_get() : 0
         let driver = state.withLock { s -> LocalDriver? in
             if s.driver != nil {
-                if continuing {
-                    // One switch per job run, and the slot is emptied before the next set job runs: an
-                    // occupant here would be a bug, but keep its place rather than lose it.
-                    if let earlier = s.continuing { s.jobs.pushFront(earlier.job) }
+                if continuing, s.continuing == nil {
                     s.continuing = (ref, budget)
+                } else if continuing {
+                    // A task switches at most once per job run, and the slot is emptied before the next set
+                    // job runs; but a job with no task (an isolated deinit) that creates two set-isolated
+                    // tasks looks like two switches. The later one goes right behind the first.
+                    s.jobs.pushFront(ref)
                 } else {
                     s.jobs.pushBack(ref)
                 }

@@ -238,7 +238,7 @@ final class TaskRegistry: @unchecked Sendable {
     /// (it finished on another worker); otherwise releases it here.
     func finish(_ slot: TaskSlot, finisherWorker: Int?, succeeded: Bool) -> FinishedTask? {
         var goesHome: FinishedTask? = nil
-        var waiters: [FinishWaiters.Continuation] = []
+        var waiters: [UnsafeContinuation<Bool, Never>] = []
         let released = shards[Int(slot.shard)].withLock { s -> ErasedTask? in
             let i = Int(slot.index)
             waiters = s.slots[i].joinWaiters.takeAll()
