@@ -88,7 +88,7 @@ struct MisuseTests {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let a = Runtime.multiThread(workers: 1)
             let b = Runtime.multiThread(workers: 1)
-            a.blockOn { b.shutdown(timeout: .seconds(1)) }
+            _ = a.blockOn { b.shutdown(timeout: .seconds(1)) }
         }
         #expect(stderrText(result).contains("BUG DETECTED: shutdown(timeout:) called from a thread of another Kyoto runtime"))
     }

@@ -427,11 +427,12 @@ struct ShutdownTests {
         thread.join()
     }
 
-    @Test("current-thread shutdown(timeout:) counts a task spawned after it began: true only once none is alive")
-    func shutdownWaitsForTaskSpawnedAfterIt() {
-        // No spawned task is alive when shutdown begins; the blockOn body then spawns one, cancelled before it
-        // starts but alive until the drainer has run it. Shutdown must see the count rise again (a one-shot
-        // "none alive" signal raised at the start would report success with the task still queued).
+    @Test("current-thread shutdown(timeout:) with a blockOn that spawns after it began: true, nothing left alive")
+    func shutdownWithSpawnAfterIt() {
+        // No spawned task is alive when shutdown begins; the blockOn body then spawns one. That spawn is refused
+        // (it creates no counted task), so shutdown succeeds once the blockOn returns. A task that was in flight
+        // at the close is still counted, and the count may rise after shutdown began: the wait re-checks it
+        // rather than latching a one-shot "none alive" signal (`Shared.waitForSpawnedTasks`).
         let r = makeRuntime(.currentThread)
         let inBody = TestCounter()
         let thread = Platform.spawnThread(stackSize: nil) {
@@ -560,17 +561,45 @@ struct ShutdownTests {
         #expect(b.shutdown(timeout: .seconds(10)))
     }
 
+    @Test("shutdown(timeout:) is not done while a foreign thread's spawn has started its body but is not registered")
+    func shutdownWaitsForUnlinkedForeignSpawn() async {
+        // A foreign thread's spawn of S is caught between creating its task and registering it; S has already
+        // started on a worker and suspended in its body. Counted only from its link, S was invisible to
+        // shutdown: the workers exited and shutdown reported success with S's body still to finish.
+        let rt = Runtime.multiThread(workers: 2)
+        let slot = rt._beginTask()
+        let resumeS = CheckedMutex<UnsafeContinuation<Void, Never>?>(nil)
+        let sFinished = Signal()
+        let task = Task<Void, any Error>(executorPreference: rt) {
+            defer { rt._finishTask(slot, succeeded: true) }
+            await withUnsafeContinuation { c in resumeS.withLock { $0 = c } }
+            sFinished.fire()
+        }
+        #expect(await until(seconds: 10) { resumeS.withLock { $0 != nil } }, "S did not start")
+        let early = await onThread(seconds: 10) { rt.shutdown(timeout: .milliseconds(200)) }
+        #expect(early == false, "shutdown reported success while S was suspended in its body, not yet registered")
+        rt._linkTask(slot, ErasedTask(task), trivialResult: true)
+        #expect(task.isCancelled, "registering S after shutdown began did not cancel it")
+        resumeS.withLock { $0.take() }?.resume()
+        #expect(await sFinished.wait(seconds: 10), "S did not finish")
+        #expect(await onThread(seconds: 15) { rt.shutdown(timeout: .seconds(10)) } == true)
+    }
+
     @Test("a worker that exits while searching does not strand work resumed later from outside")
     func workerExitingWhileSearching() async {
-        // One worker idles, the other runs a plain task; a foreign thread's spawn of S is caught between
-        // creating its task and registering it (`_beginTask`, `Task`, ..., `_linkTask`), as a preempted
-        // spawner would be. Shutdown begins: the idle worker searches, finds nothing, sees no live task and
-        // exits. Then S is registered, the busy worker runs out of work and parks, and S is resumed from
-        // outside. The exited worker used to leave the searching count at 1, so that resume woke nobody:
-        // S never ran and the runtime never terminated.
+        // One worker idles, the other runs a plain task; a spawn of S is caught between creating its task and
+        // registering it (slot, `Task`, ..., `_linkTask`), as a preempted spawner would be. Shutdown begins:
+        // the idle worker searches, finds nothing, sees no live task and exits. Then S is registered, the busy
+        // worker runs out of work and parks, and S is resumed from outside. The exited worker used to leave
+        // the searching count at 1, so that resume woke nobody: S never ran and the runtime never terminated.
+        // (A foreign thread's spawn now counts from its slot's reservation, which keeps the idle worker from
+        // exiting; S takes a worker's kind of slot, counted from its link, to reach the exit path.)
         let rt = Runtime.multiThread(workers: 2)
         guard case .multiThread(let scheduler) = rt.scheduler else { return }
-        let slot = rt._beginTask()
+        let slotBuffer = UnsafeMutablePointer<TaskSlot>.allocate(capacity: 1)
+        defer { slotBuffer.deallocate() }
+        rt.shared.registry.reserve(homeWorker: 0, count: 1, into: slotBuffer)
+        let slot = slotBuffer.move()
         let resumeS = CheckedMutex<UnsafeContinuation<Void, Never>?>(nil)
         let sFinished = Signal()
         let task = Task<Void, any Error>(executorPreference: rt) {
@@ -633,14 +662,82 @@ struct ShutdownTests {
         #expect(d != nil && d! >= .milliseconds(300), "the blockOn body's 300 ms sleep returned after \(String(describing: d))")
     }
 
+    @Test("shutdown(timeout:) finishes at once while another thread keeps spawning",
+        arguments: bothFlavors, [false, true])
+    func shutdownWhileAnotherThreadSpawns(flavor: Runtime.Configuration.Flavor, blocking: Bool) async {
+        // Spawns after the close used to be counted as live tasks until the drainer ran them, so a steady
+        // stream of them kept the count above zero and shutdown returned false at its deadline (3 in 20
+        // multi-thread and 13 in 15 current-thread runs, with 1 s). Now they are refused and counted nowhere.
+        let r = makeRuntime(flavor)
+        let stop = TestCounter()
+        let spawned = TestCounter()
+        let ranAfterClose = TestCounter()
+        let lastHandles = CheckedMutex<[JoinHandle<Int>]>([])
+        let spawner = TestThread {
+            while stop.current == 0 {
+                let afterClose = r.isShutDown
+                let body: @Sendable () -> Int = {
+                    if afterClose { ranAfterClose.increment() }
+                    return 1
+                }
+                let h = blocking ? r.spawnBlocking(body) : r.spawn { body() }
+                spawned.increment()
+                lastHandles.withLock { handles in
+                    if handles.count == 256 { handles.removeFirst() }
+                    handles.append(h)
+                }
+            }
+        }
+        guard spinWhile(seconds: 20, { spawned.current < 1_000 }) else {
+            Issue.record("the spawning thread did not spawn 1000 tasks within 20 s")
+            stop.increment()
+            _ = await spawner.joined(within: 20, "the spawning thread")
+            return
+        }
+        let start = ContinuousClock.now
+        let finished = await onThread(seconds: 30) { r.shutdown(timeout: .seconds(5)) }
+        let took = ContinuousClock.now - start
+        stop.increment()
+        guard await spawner.joined(within: 20, "the spawning thread") else { return }
+        #expect(finished == true, "shutdown(timeout: 5 s) returned \(String(describing: finished)) after \(took)")
+        #expect(ranAfterClose.current == 0, "a body spawned after the close ran")
+        // A spawn in flight at the close may count for a moment after shutdown returned (its body does not run).
+        #expect(await until(seconds: 10) { r.metrics.aliveTasks == 0 })
+        // The handles spawned last (after the close) resolve cancelled.
+        for h in lastHandles.withLock({ $0 }) {
+            let outcome = try? await firstWithin(10) { await h.result }
+            guard case .failure(let error)? = outcome else {
+                Issue.record("a handle spawned after the close resolved \(String(describing: outcome)) (nil: not in 10 s)")
+                return
+            }
+            #expect(error as? JoinError == .cancelled)
+        }
+    }
+
     @Test("a task spawned after shutdown resolves cancelled without running")
     func spawnAfterShutdown() async {
         let r = Runtime.multiThread(workers: 2)
         r.shutdown(timeout: .seconds(5))
         let ran = TestCounter()
         let h = r.spawn { ran.increment() }
+        #expect(h.isFinished)
         await #expect(throws: JoinError.cancelled) { try await h.value }
+        let b = r.spawnBlocking { ran.increment() }
+        await #expect(throws: JoinError.cancelled) { try await b.value }
+        let set = JoinSet<Void>(runtime: r)
+        set.spawn { ran.increment() }
+        set.spawnBlocking { ran.increment() }
+        for _ in 0..<2 {
+            let outcome = try? await firstWithin(10) { await set.nextResult() }
+            guard case .failure(let error)?? = outcome else {
+                Issue.record("a JoinSet member spawned after shutdown gave \(String(describing: outcome))")
+                return
+            }
+            #expect(error as? JoinError == .cancelled)
+        }
+        #expect(await set.nextResult() == nil)
         #expect(ran.current == 0)
+        #expect(r.metrics.aliveTasks == 0)
     }
 
     @Test("shutdownBackground returns at once and the workers exit")

@@ -74,9 +74,12 @@ extension Runtime {
     ///
     /// A job aborted before it starts never runs (its handle resolves to ``JoinError/cancelled``); a job
     /// that has started cannot be interrupted and its handle still returns its value. The closure's error
-    /// reaches ``JoinHandle/value`` unchanged.
+    /// reaches ``JoinHandle/value`` unchanged. Once shutdown has begun, `body` never runs: the handle is
+    /// already finished and resolves to ``JoinError/cancelled``.
     @discardableResult
     public func spawnBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
+        // After shutdown began: a cancelled handle, nothing submitted, nothing counted (as `spawn`).
+        if _isClosed { return _refusedSpawn() }
         let call = BlockingCall<T>()
         // The task first, then the job: the job checks the task's cancellation when it starts, so a handle
         // aborted before the wrapper task first runs (its cancellation handler is not installed yet), or a

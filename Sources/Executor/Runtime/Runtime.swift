@@ -243,7 +243,8 @@ public final class Runtime: TaskExecutor, Sendable {
     /// Starts `body` as a new task on this runtime and returns a handle to its result. The task starts
     /// running on a worker, never inline. Dropping the handle detaches the task. `name` and `priority` are
     /// the Swift task's (visible to `Task.currentPriority` and tools); like Tokio, the scheduler itself
-    /// ignores priority: every job waits its turn in the same queues.
+    /// ignores priority: every job waits its turn in the same queues. Once shutdown has begun, `body` never
+    /// runs: the handle is already finished and resolves to ``JoinError/cancelled``.
     @inlinable
     @discardableResult
     public func spawn<T: Sendable>(
@@ -264,6 +265,10 @@ public final class Runtime: TaskExecutor, Sendable {
         on runtime: Unmanaged<Runtime>, name: String?, priority: TaskPriority?,
         _ body: sending @escaping () async throws -> T
     ) -> JoinHandle<T> {
+        // After shutdown began, no task that could run `body` is created (see `_refusedSpawn`).
+        if runtime._withUnsafeGuaranteedRef({ $0._isClosed }) {
+            return runtime._withUnsafeGuaranteedRef { $0._refusedSpawn() }
+        }
         let slot = runtime._withUnsafeGuaranteedRef { $0._beginTask() }
         let task = Task<T, any Error>(
             name: name, executorPreference: runtime._withUnsafeGuaranteedRef { $0._taskPreference },
@@ -287,6 +292,19 @@ public final class Runtime: TaskExecutor, Sendable {
             runtime._linkTask(slot, ErasedTask(task), trivialResult: _isPOD(T.self))
             return JoinHandle(task: task, slot: slot, registry: runtime._registry)
         }
+    }
+
+    /// The handle of a spawn made after shutdown began: finished, resolving to ``JoinError/cancelled``; no
+    /// task is created, so the body never runs (Tokio's spawn on a shut-down runtime). Creating a task that
+    /// only throws would still leave it counted among the live ones until somebody ran it: a thread spawning
+    /// in a loop during `shutdown(timeout:)` then kept that count above zero until the deadline. A spawn that
+    /// read the runtime open still creates and counts its task, which may have started its body by the time
+    /// it is linked (TaskRegistry.swift); each spawning thread has at most one such spawn in flight at the
+    /// close, so the count reaches zero.
+    @usableFromInline
+    func _refusedSpawn<T: Sendable>() -> JoinHandle<T> {
+        let registry = shared.registry
+        return JoinHandle(task: nil, slot: registry.unlinkedSlot(), registry: registry)
     }
 
     /// Reserves a registry slot for a new task.
@@ -369,9 +387,9 @@ public final class Runtime: TaskExecutor, Sendable {
 
     /// Shuts the runtime down: cancels every spawned task and waits up to `timeout` for the runtime's
     /// threads to finish the jobs that unwind them. Returns true if everything finished in time; otherwise
-    /// the remaining work finishes in the background. Tasks spawned afterwards are cancelled before they
-    /// run. A ``blockOn(_:)`` in progress on another thread is not cancelled: the runtime keeps running its
-    /// body (its sleeps end on time) and terminates once it has returned. Traps where it would wait for
+    /// the remaining work finishes in the background. Spawns made afterwards run nothing: their handles
+    /// resolve to ``JoinError/cancelled``. A ``blockOn(_:)`` in progress on another thread is not cancelled:
+    /// the runtime keeps running its body (its sleeps end on time) and terminates once it has returned. Traps where it would wait for
     /// itself: on a runtime thread, in this runtime's `spawnBlocking` closure, in a task this runtime's
     /// drainer runs after shutdown, in a LocalSet's task under this runtime's `blockOn`. Use
     /// ``shutdownBackground()`` there. (From a `blockInPlace` closure it waits for the calling task if that

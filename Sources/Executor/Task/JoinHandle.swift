@@ -23,15 +23,17 @@ public struct JoinHandle<T: Sendable>: Sendable {
         public var description: String { "\(rawValue)" }
     }
 
+    /// The spawned task; nil for a spawn refused because its runtime had begun shutting down
+    /// (`Runtime._refusedSpawn`): such a handle is finished and resolves to ``JoinError/cancelled``.
     @usableFromInline
-    let task: Task<T, any Error>
+    let task: Task<T, any Error>?
     @usableFromInline
     let slot: TaskSlot
     @usableFromInline
     let registry: TaskRegistry
 
     @usableFromInline
-    init(task: Task<T, any Error>, slot: TaskSlot, registry: TaskRegistry) {
+    init(task: Task<T, any Error>?, slot: TaskSlot, registry: TaskRegistry) {
         self.task = task
         self.slot = slot
         self.registry = registry
@@ -52,6 +54,7 @@ public struct JoinHandle<T: Sendable>: Sendable {
     public nonisolated(nonsending) var value: T {
         get async throws {
             await consumeBudget()
+            guard let task else { throw JoinError.cancelled }
             if !registry.isFinished(slot) {
                 guard await registry.waitForFinish(slot) else { throw CancellationError() }
             }
@@ -73,6 +76,7 @@ public struct JoinHandle<T: Sendable>: Sendable {
         get async {
             await consumeBudget()
             do {
+                guard let task else { throw JoinError.cancelled }
                 return .success(try await task.value)
             } catch {
                 return .failure(error)
@@ -85,12 +89,12 @@ public struct JoinHandle<T: Sendable>: Sendable {
     /// it still finishes with a value. Idempotent.
     @inlinable
     public func abort() {
-        task.cancel()
+        task?.cancel()
     }
 
     /// Whether the task has finished (with a value, an error, or cancelled): its body has returned. Swift
     /// releases what the body's closure captured right after that, so the deinits of captured values may
     /// still be running when this turns true (Tokio drops the future first); ``result`` (or ``value``, in a
     /// task that is not cancelled) is the way to wait for the task's end.
-    public var isFinished: Bool { registry.isFinished(slot) }
+    public var isFinished: Bool { task == nil || registry.isFinished(slot) }
 }

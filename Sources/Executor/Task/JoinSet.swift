@@ -96,11 +96,16 @@ public final class JoinSet<T: Sendable>: Sendable {
             s.running[s.nextKey] = handle
             return s.nextKey
         }
+        // A spawn refused after shutdown began has no task: its result is there at once.
+        guard let task = handle.task else {
+            finished(id, .failure(JoinError.cancelled))
+            return handle
+        }
         // A watcher task awaits the handle and files the result in completion order.
         resolveRuntime().spawnDetachedWatcher { [weak self] in
             let result: Result<T, any Error>
             // The task's value directly: `JoinHandle.value` would spend budget on this internal wait.
-            do { result = .success(try await handle.task.value) } catch { result = .failure(error) }
+            do { result = .success(try await task.value) } catch { result = .failure(error) }
             self?.finished(id, result)
         }
         return handle

@@ -29,11 +29,21 @@
 // thread that ran it; only the task object and its result go home.
 //
 // Races considered:
-// - A spawn racing with shutdown: shutdown sets `closed` (SeqCst) and then locks every shard; the spawner
-//   links under the shard lock and then reads `closed` (SeqCst). Either shutdown's pass over the shard
-//   comes after the link (and cancels the task), or the link's critical section comes after shutdown
-//   locked the shard, which is after `closed` was stored, so the spawner reads `closed == true` and
-//   cancels the task itself.
+// - A spawn racing with shutdown. Shutdown sets `closed` (SeqCst), cancels every linked task, and waits until
+//   no task is alive (`aliveCount`, which also holds workers back from exiting). The spawner reads `closed`
+//   first: a spawn that reads it set creates no task (`Runtime._refusedSpawn`), so a thread spawning in a
+//   loop cannot keep shutdown waiting. A spawn that read it clear creates its task, which may run on
+//   another thread before its spawner links it; its body starts only if `closed` is still clear then
+//   (`Runtime._spawn`). Linking: the spawner links under the shard lock and then reads `closed` (SeqCst).
+//   Either shutdown's cancel pass over the shard comes after the link (and cancels the task), or the link's
+//   critical section comes after that pass locked the shard, which is after `closed` was stored, so the
+//   spawner reads `closed == true` and cancels the task itself. Counting: a slot taken by a thread that is
+//   not a worker (`begin`) counts as alive from its reservation, not from its link, so shutdown cannot see
+//   no task alive (and report success, with the workers gone) while such a task, created but not yet
+//   linked, already runs its body. A worker's spawn needs no such care: the worker links within the job
+//   that spawned, and neither exits nor lets shutdown see the runtime terminated before that job ends.
+//   Spawns in flight at the close (at most one per spawning thread) may thus add to the count after it;
+//   their bodies do not run, and the count falls back as they end.
 // - A stale `JoinHandle` asking `isFinished` after its slot was reused: the generation differs, which
 //   means finished.
 // Cancellation (user code: cancellation handlers) and releases of task references (which may free a task)
@@ -95,8 +105,9 @@ final class TaskRegistry: @unchecked Sendable {
     private struct Shard: ~Copyable {
         var slots: [Slot] = []
         var freeList: [UInt32] = []
-        /// Linked tasks in this shard (counted under the shard lock instead of in one shared atomic that
-        /// every spawn and completion on every worker would bounce between caches).
+        /// Live tasks in this shard: linked ones, and those of slots reserved by threads that are not workers
+        /// (see "A spawn racing with shutdown" in the file comment). Counted under the shard lock instead of
+        /// in one shared atomic that every spawn and completion on every worker would bounce between caches.
         var alive = 0
 
         /// Takes a free slot (else a new one) for a new task and marks it reserved. Returns its index and
@@ -157,6 +168,8 @@ final class TaskRegistry: @unchecked Sendable {
         let shard = Int(id % UInt64(TaskRegistry.shardCount))
         return shards[shard].withLock { s in
             let (index, generation) = s.reserveSlot(homeWorker: -1)
+            // Counted from now on, not from `link` (see the file comment).
+            s.alive += 1
             return TaskSlot(shard: UInt32(shard), index: index, generation: generation, id: id)
         }
     }
@@ -177,6 +190,14 @@ final class TaskRegistry: @unchecked Sendable {
                     to: TaskSlot(shard: UInt32(shard), index: index, generation: generation, id: id))
             }
         }
+    }
+
+    /// A name with a fresh id and no entry, for the handle of a spawn refused after shutdown began (which
+    /// creates no task): the handle uses only its id.
+    func unlinkedSlot() -> TaskSlot {
+        // Relaxed: ids only need uniqueness, which the atomic RMW gives.
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        return TaskSlot(shard: 0, index: 0, generation: 0, id: id)
     }
 
     /// Gives back reserved slots that will not be used (a worker's stash when it stops).
@@ -204,7 +225,8 @@ final class TaskRegistry: @unchecked Sendable {
                 s.slots[i].state = .linked
                 s.slots[i].task = task
                 s.slots[i].trivialResult = trivialResult
-                s.alive += 1
+                // A slot without a home (`begin`) was counted when reserved.
+                if s.slots[i].homeWorker >= 0 { s.alive += 1 }
             case .finishedEarly:
                 s.slots[i].state = .free
                 s.freeList.append(slot.index)
@@ -257,6 +279,8 @@ final class TaskRegistry: @unchecked Sendable {
                 return task
             case .reserved:
                 s.slots[i].state = .finishedEarly
+                // A slot without a home (`begin`) was counted when reserved.
+                if s.slots[i].homeWorker < 0 { s.alive -= 1 }
                 return nil
             case .free, .finishedEarly:
                 fatalError("BUG DETECTED: task slot finished twice")
