@@ -1,6 +1,8 @@
 // Errors shared by every channel kind. Each one carries the unsent value back to the caller, so a
 // failed send never loses the value.
 
+import KyotoExecutor
+
 /// The error thrown when a value could not be sent. It carries the value back.
 public enum SendError<Value: Sendable>: Error {
     /// The receiving side is gone (dropped or closed), so the value was not sent.
@@ -34,3 +36,29 @@ public enum TrySendError<Value: Sendable>: Error {
 }
 
 extension TrySendError: Equatable where Value: Equatable {}
+
+// `timeout` rethrows an error that reports a channel's state (closed, lagged) even when its deadline passed
+// meanwhile, since the operation behind it took effect; a `.cancelled` one becomes its `TimeoutError`
+// (Timeout.swift, `OutcomeReportingError`).
+
+extension SendError: OutcomeReportingError {
+    package var isCancellation: Bool {
+        if case .cancelled = self { true } else { false }
+    }
+}
+
+extension Mpsc.ReserveError: OutcomeReportingError {
+    package var isCancellation: Bool { self == .cancelled }
+}
+
+extension Oneshot.RecvError: OutcomeReportingError {
+    package var isCancellation: Bool { self == .cancelled }
+}
+
+extension Broadcast.RecvError: OutcomeReportingError {
+    package var isCancellation: Bool { self == .cancelled }
+}
+
+extension Watch.RecvError: OutcomeReportingError {
+    package var isCancellation: Bool { self == .cancelled }
+}

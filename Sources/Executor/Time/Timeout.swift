@@ -10,7 +10,12 @@
 //   the future before it checks the deadline);
 // - the body throws before the deadline: its error, unchanged;
 // - the deadline passes first: the body is cancelled and, if it then throws (for instance
-//   `CancellationError`), `timeout` throws `TimeoutError`;
+//   `CancellationError`), `timeout` throws `TimeoutError`, unless the error reports an outcome of the
+//   body's own that the cancellation did not cause (an `OutcomeReportingError` that is not a cancellation,
+//   such as a channel that closed or a broadcast receiver that lagged just as the deadline passed): that
+//   error is rethrown, since the operation behind it took effect (the receive consumed the close or the
+//   lag) and replacing it would lose it (a oneshot receiver retried after such a `TimeoutError` trapped as
+//   awaited again, and a lagged broadcast receive skipped values without reporting them);
 // - the calling task is cancelled: both children are cancelled and the body's outcome is returned.
 //
 // The deadline is taken when `timeout` is called. The timer is a runtime's clock (`RuntimeClock.sleep(until:)`,
@@ -35,7 +40,9 @@ public struct TimeoutError: Error, Sendable, Equatable, CustomStringConvertible 
 
 /// Runs `body` and returns its value, unless `duration` passes first: then `body` is cancelled and, unless
 /// it still returns a value, this throws ``TimeoutError``. An error `body` throws before the deadline is
-/// rethrown unchanged.
+/// rethrown unchanged, and so is an error of a Kyoto channel or semaphore that reports what happened rather
+/// than the cancellation (a channel closed, a broadcast receiver lagged) even when the deadline passed
+/// meanwhile: the operation took effect, so its outcome is not replaced.
 ///
 /// `body` runs in a child task (on the caller's executor preference, so on the runtime when called from
 /// one of its tasks), and `timeout` returns only once it has finished: a body that ignores cancellation
@@ -137,8 +144,12 @@ private func race<T: Sendable>(
             do {
                 outcome = try await group.next()
             } catch {
-                // The body threw.
-                if deadlinePassed { throw TimeoutError(duration: duration) }
+                // The body threw. After the deadline, an error that only reports the cancellation becomes
+                // the timeout; one that reports the body's own outcome is kept (see the file comment).
+                if deadlinePassed {
+                    if let outcome = error as? any OutcomeReportingError, !outcome.isCancellation { throw error }
+                    throw TimeoutError(duration: duration)
+                }
                 group.cancelAll()
                 throw error
             }
@@ -158,6 +169,14 @@ private func race<T: Sendable>(
             }
         }
     }
+}
+
+/// An error of Kyoto's own that can report what happened to an operation (a channel closed, a receiver
+/// lagged, a semaphore closed) as well as its cancellation. `timeout` rethrows one that is not a
+/// cancellation even after its deadline passed, since the operation that threw it took effect.
+package protocol OutcomeReportingError: Error {
+    /// Whether this error only says that the waiting task was cancelled.
+    var isCancellation: Bool { get }
 }
 
 /// Hands a `sending` value to exactly one taker, on any thread.

@@ -3,6 +3,8 @@
 // Permits are `~Copyable` values that return themselves when they go away, so a permit cannot be
 // returned twice or forgotten by accident; `forget()` is the explicit way to drop one without returning it.
 
+import KyotoExecutor
+
 /// A fair asynchronous counting semaphore.
 ///
 /// `acquire(n)` waits in first-come, first-served order from the moment it queues, and a large request at the
@@ -17,9 +19,12 @@ public final class AsyncSemaphore: Sendable {
     public static var maxPermits: Int { BatchSemaphore.maxPermits }
 
     /// Thrown by `acquire` and `withPermit` when the semaphore is closed.
-    public struct ClosedError: Error, Equatable, Sendable {
+    public struct ClosedError: Error, Equatable, Sendable, OutcomeReportingError {
         /// Creates the error.
         public init() {}
+
+        /// Never: a closed semaphore is an outcome, which `timeout` rethrows even after its deadline.
+        package var isCancellation: Bool { false }
     }
 
     /// Why `tryAcquire` failed.
