@@ -65,7 +65,9 @@ public struct RuntimeMetrics: Sendable, CustomStringConvertible {
 
     /// Number of worker threads (1 for the current-thread flavor).
     public var workers: Int
-    /// Tasks spawned with `spawn` that have not finished.
+    /// Tasks spawned with `spawn` or `spawnBlocking` that have not finished. A spawn from a thread that is not
+    /// one of the runtime's counts from the moment it starts, so a spawn racing with shutdown may count for a
+    /// moment after `shutdown(timeout:)` returned (its body does not run).
     public var aliveTasks: Int
     /// Jobs waiting in the inject (global) queue.
     public var injectQueueDepth: Int

@@ -244,7 +244,8 @@ public final class Runtime: TaskExecutor, Sendable {
     /// running on a worker, never inline. Dropping the handle detaches the task. `name` and `priority` are
     /// the Swift task's (visible to `Task.currentPriority` and tools); like Tokio, the scheduler itself
     /// ignores priority: every job waits its turn in the same queues. Once shutdown has begun, `body` never
-    /// runs: the handle is already finished and resolves to ``JoinError/cancelled``.
+    /// runs: the handle is already finished and resolves to ``JoinError/cancelled``, and `body` (with what it
+    /// captured) is released inside this call, on the calling thread, as Tokio drops the future.
     @inlinable
     @discardableResult
     public func spawn<T: Sendable>(

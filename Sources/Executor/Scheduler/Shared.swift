@@ -66,8 +66,9 @@ final class Shared: @unchecked Sendable {
     /// Shutdowns waiting until no spawned task (none in the registry) is alive (`waitForSpawnedTasks`).
     /// Termination alone does not mean that: a current-thread runtime terminates when its last `blockOn`
     /// returns (CurrentThread.swift), and a task spawned from outside after the last worker's exit check is
-    /// left to the drainer. The condition is re-checked, not latched: a task spawned after shutdown began
-    /// (cancelled, but alive until it unwinds) makes the count rise again.
+    /// left to the drainer. The condition is re-checked, not latched: a foreign thread's spawn that read the
+    /// runtime open but reserves its slot after the close makes the count rise again (TaskRegistry.swift; a
+    /// spawn that reads it closed creates no task, `Runtime._refusedSpawn`).
     private let spawnedTasksWaiters = ParkerSet()
 
     /// Waits until no spawned task is alive or the monotonic `deadline` passes; returns whether none is.
@@ -194,7 +195,7 @@ final class Shared: @unchecked Sendable {
 
     private func drain() {
         // Installed for the jobs, as on every runtime thread: code they run finds its runtime (`Runtime.current`,
-        // the free `spawn`, which then gives a task cancelled before it starts, instead of trapping as if
+        // the free `spawn`, which then returns a refused handle resolving cancelled, instead of trapping as if
         // called outside any runtime), and the cooperative budget and spin policy see the drainer.
         let context = ThreadContext(shared: self, worker: nil, currentThread: nil, role: .drain)
         ThreadContext.with(context) { drainLoop(context) }

@@ -15,7 +15,8 @@ public enum JoinError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// A handle to a spawned task's result. Dropping it detaches the task (it keeps running).
 public struct JoinHandle<T: Sendable>: Sendable {
-    /// A task's identity, unique within its runtime.
+    /// A task's identity, unique within its runtime (a spawn refused after shutdown began gets one too,
+    /// naming no task).
     public struct ID: Hashable, Sendable, CustomStringConvertible {
         /// The raw number.
         public let rawValue: UInt64
