@@ -123,7 +123,8 @@ public enum Broadcast {
 
         /// Returns an iterator over the values. It throws `.lagged(n)` when values were missed and
         /// can be called again afterwards; it ends at `.closed`, and once the task is cancelled (see
-        /// ``recv()``: a cancelled task may still get some values already available first).
+        /// ``recv()``: a cancelled task may still get some values already available first). Once it has
+        /// returned `nil` it keeps returning `nil`.
         public func makeAsyncIterator() -> Iterator {
             Iterator(receiver: self)
         }
@@ -131,17 +132,25 @@ public enum Broadcast {
         /// Receives values one by one; see `makeAsyncIterator()`.
         public struct Iterator: AsyncIteratorProtocol, Sendable {
             let receiver: Receiver<Element>
+            /// Set once `next()` has returned nil: the stream stays ended.
+            var finished = false
 
             /// The next value; `nil` at the end or once the task is cancelled (see ``Receiver/recv()``);
             /// throws `.lagged(n)`.
             public mutating func next() async throws(RecvError) -> Element? {
-                try await Iterator.receiveNext(receiver)
+                if finished { return nil }
+                let value = try await Iterator.receiveNext(receiver)
+                if value == nil { finished = true }
+                return value
             }
 
             /// ``next()`` on the caller's isolation: a `for await` loop in an actor (or on the MainActor, or
             /// in a LocalSet) receives a ready value without an executor hop.
             public mutating func next(isolation actor: isolated (any Actor)?) async throws(RecvError) -> Element? {
-                try await Iterator.receiveNext(receiver)
+                if finished { return nil }
+                let value = try await Iterator.receiveNext(receiver)
+                if value == nil { finished = true }
+                return value
             }
 
             private static nonisolated(nonsending) func receiveNext(_ receiver: Receiver<Element>) async throws(RecvError)

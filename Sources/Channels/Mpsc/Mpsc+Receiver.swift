@@ -78,7 +78,8 @@ extension Mpsc {
 
         /// Returns an iterator that receives messages until the end of the stream, or until the iterating
         /// task is cancelled: it ends when the task is cancelled while waiting, or at the next yield of the
-        /// cooperative budget (about one message in 128) while messages are buffered; see ``recv()``.
+        /// cooperative budget (about one message in 128) while messages are buffered; see ``recv()``. Once
+        /// it has returned `nil` it keeps returning `nil`.
         @inlinable
         public func makeAsyncIterator() -> Iterator {
             Iterator(core: core, owner: self)
@@ -90,6 +91,10 @@ extension Mpsc {
             let core: MpscChannel<Element, BoundedPermits>
             @usableFromInline
             let owner: Receiver<Element>
+            /// Set once `next()` has returned nil: the stream stays ended (a cancelled task's iterator would
+            /// otherwise return buffered messages again after its budget refills).
+            @usableFromInline
+            var finished = false
 
             @usableFromInline
             init(core: MpscChannel<Element, BoundedPermits>, owner: Receiver<Element>) {
@@ -101,14 +106,24 @@ extension Mpsc {
             /// (see ``Receiver/recv()``: a cancelled task may still get some buffered messages first).
             @inlinable
             public mutating func next() async -> Element? {
-                try? await core.receive()
+                if finished { return nil }
+                guard let element = try? await core.receive() else {
+                    finished = true
+                    return nil
+                }
+                return element
             }
 
             /// ``next()`` on the caller's isolation: a `for await` loop in an actor (or on the MainActor, or
             /// in a LocalSet) receives a ready message without an executor hop.
             @inlinable
             public mutating func next(isolation actor: isolated (any Actor)?) async -> Element? {
-                try? await core.receive()
+                if finished { return nil }
+                guard let element = try? await core.receive() else {
+                    finished = true
+                    return nil
+                }
+                return element
             }
         }
     }
@@ -184,7 +199,8 @@ extension Mpsc {
 
         /// Returns an iterator that receives messages until the end of the stream, or until the iterating
         /// task is cancelled: it ends when the task is cancelled while waiting, or at the next yield of the
-        /// cooperative budget (about one message in 128) while messages are buffered; see ``recv()``.
+        /// cooperative budget (about one message in 128) while messages are buffered; see ``recv()``. Once
+        /// it has returned `nil` it keeps returning `nil`.
         @inlinable
         public func makeAsyncIterator() -> Iterator {
             Iterator(core: core, owner: self)
@@ -196,6 +212,10 @@ extension Mpsc {
             let core: MpscChannel<Element, UnboundedPermits>
             @usableFromInline
             let owner: UnboundedReceiver<Element>
+            /// Set once `next()` has returned nil: the stream stays ended (a cancelled task's iterator would
+            /// otherwise return buffered messages again after its budget refills).
+            @usableFromInline
+            var finished = false
 
             @usableFromInline
             init(core: MpscChannel<Element, UnboundedPermits>, owner: UnboundedReceiver<Element>) {
@@ -207,14 +227,24 @@ extension Mpsc {
             /// (see ``Receiver/recv()``: a cancelled task may still get some buffered messages first).
             @inlinable
             public mutating func next() async -> Element? {
-                try? await core.receive()
+                if finished { return nil }
+                guard let element = try? await core.receive() else {
+                    finished = true
+                    return nil
+                }
+                return element
             }
 
             /// ``next()`` on the caller's isolation: a `for await` loop in an actor (or on the MainActor, or
             /// in a LocalSet) receives a ready message without an executor hop.
             @inlinable
             public mutating func next(isolation actor: isolated (any Actor)?) async -> Element? {
-                try? await core.receive()
+                if finished { return nil }
+                guard let element = try? await core.receive() else {
+                    finished = true
+                    return nil
+                }
+                return element
             }
         }
     }

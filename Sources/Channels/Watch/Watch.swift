@@ -140,7 +140,7 @@ public enum Watch {
 
         /// The values of every later change, as an asynchronous sequence. It yields the value each
         /// time `changed()` would return, and ends when the sender is gone or once the task is cancelled
-        /// (see ``Receiver/changed()``).
+        /// (see ``Receiver/changed()``). Once an iterator has returned `nil` it keeps returning `nil`.
         public var changes: Changes { Changes(receiver: self) }
 
         /// An asynchronous sequence of the values of successive changes; see `changes`.
@@ -155,17 +155,29 @@ public enum Watch {
             /// Waits for each change in turn.
             public struct Iterator: AsyncIteratorProtocol, Sendable {
                 let receiver: Receiver<Value>
+                /// Set once `next()` has returned nil: the stream stays ended.
+                var finished = false
 
                 /// The value of the next change; `nil` once the sender is gone or the task is cancelled (see
                 /// ``Receiver/changed()``: a cancelled task may still get some changes first).
                 public mutating func next() async -> Value? {
-                    try? await receiver.storage.changed(receiver.id)
+                    if finished { return nil }
+                    guard let value = try? await receiver.storage.changed(receiver.id) else {
+                        finished = true
+                        return nil
+                    }
+                    return value
                 }
 
                 /// ``next()`` on the caller's isolation: a `for await` loop in an actor (or on the MainActor,
                 /// or in a LocalSet) takes a ready change without an executor hop.
                 public mutating func next(isolation actor: isolated (any Actor)?) async -> Value? {
-                    try? await receiver.storage.changed(receiver.id)
+                    if finished { return nil }
+                    guard let value = try? await receiver.storage.changed(receiver.id) else {
+                        finished = true
+                        return nil
+                    }
+                    return value
                 }
             }
         }
