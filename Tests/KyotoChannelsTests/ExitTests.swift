@@ -16,6 +16,15 @@ struct ExitTests {
             "BUG DETECTED: Mpsc.channel(of:capacity:) requires a capacity of at least 1, got 0"))
     }
 
+    @Test("a bounded mpsc channel with a capacity beyond what its semaphore can count traps, naming the call")
+    func mpscCapacityTooLarge() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = Mpsc.channel(of: Int.self, capacity: Int.max)
+        }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: Mpsc.channel(of:capacity:) capacity \(Int.max) is too large (at most \(Int.max >> 3))"))
+    }
+
     @Test("a broadcast channel with capacity 0 traps")
     func broadcastCapacityZero() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

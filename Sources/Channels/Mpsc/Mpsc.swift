@@ -7,13 +7,15 @@
 // `MpscChannel.swift` for the protocol and `docs/design/0002-channels.md` for the rationale.
 
 import KyotoExecutor
+import KyotoSync
 
 /// Multi-producer, single-consumer channels: many senders, one receiver, FIFO delivery.
 public enum Mpsc {
     /// Creates a bounded channel that buffers at most `capacity` messages.
     ///
     /// `send` suspends while the buffer is full; waiting senders are served in the order they
-    /// started waiting. `capacity` must be at least 1.
+    /// started waiting. `capacity` must be at least 1 and at most `Int.max >> 3` (the permits the
+    /// channel's semaphore can count).
     public static func channel<Element: Sendable>(
         of elementType: Element.Type = Element.self,
         capacity: Int
@@ -21,6 +23,10 @@ public enum Mpsc {
         kyotoPrecondition(
             capacity > 0,
             "BUG DETECTED: Mpsc.channel(of:capacity:) requires a capacity of at least 1, got \(capacity)"
+        )
+        kyotoPrecondition(
+            capacity <= BatchSemaphore.maxPermits,
+            "BUG DETECTED: Mpsc.channel(of:capacity:) capacity \(capacity) is too large (at most \(BatchSemaphore.maxPermits))"
         )
         let core = MpscChannel<Element, BoundedPermits>(
             permits: BoundedPermits(capacity: capacity),
