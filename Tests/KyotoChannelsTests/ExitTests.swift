@@ -97,6 +97,51 @@ struct ExitTests {
             "BUG DETECTED: two tasks are receiving from the same mpsc receiver at once; it has a single consumer"))
     }
 
+    @Test("two tasks receiving from one broadcast receiver at once traps")
+    func broadcastConcurrentReceive() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)
+            let (tx, rx) = Broadcast.channel(of: Int.self, capacity: 4)
+            let first = Task { try await rx.recv() }
+            while rx.storage.state.withLock({ $0.waiterCount }) == 0 { await Task.yield() }
+            _ = try? await rx.recv()
+            _ = first
+            _ = tx
+        }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: two tasks are receiving from the same Broadcast.Receiver at once; it has a single consumer"))
+    }
+
+    @Test("a second task waiting on one watch receiver with changed() while another is parked in changed() traps")
+    func watchConcurrentChanged() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)
+            let (tx, rx) = Watch.channel(initial: 0)
+            let first = Task { try await rx.changed() }
+            while rx.storage.state.withLock({ $0.waiterCount }) == 0 { await Task.yield() }
+            _ = try? await rx.changed()
+            _ = first
+            _ = tx
+        }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: two tasks are waiting on the same Watch.Receiver at once (changed() or wait(for:))"))
+    }
+
+    @Test("a second task waiting on one watch receiver with wait(for:) while another is parked in changed() traps")
+    func watchConcurrentWaitFor() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)
+            let (tx, rx) = Watch.channel(initial: 0)
+            let first = Task { try await rx.changed() }
+            while rx.storage.state.withLock({ $0.waiterCount }) == 0 { await Task.yield() }
+            _ = try? await rx.wait { $0 > 0 }
+            _ = first
+            _ = tx
+        }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: two tasks are waiting on the same Watch.Receiver at once (changed() or wait(for:))"))
+    }
+
     @Test("recv(many:) while another task is parked in recv traps")
     func mpscConcurrentReceiveMany() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

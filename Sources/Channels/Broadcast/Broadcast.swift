@@ -79,7 +79,9 @@ public enum Broadcast {
         public var isEmpty: Bool { storage.queued == 0 }
     }
 
-    /// A receiving half. Each receiver has its own position in the stream.
+    /// A receiving half. Each receiver has its own position in the stream, and one consumer at a time: a
+    /// `recv` that waits while another task already waits on the same receiver traps (give each task its
+    /// own receiver with ``resubscribe()`` or ``Sender/subscribe()``).
     public final class Receiver<Element: Sendable>: Sendable, AsyncSequence {
         let storage: BroadcastStorage<Element>
         let id: UInt64

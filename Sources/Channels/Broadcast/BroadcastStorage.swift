@@ -39,9 +39,10 @@ final class BroadcastStorage<Element: Sendable>: Sendable {
         // Budget first, holding nothing; given back if the call waits (see `_budgetProceed`).
         var budget = await _budgetProceed()
         if budget == .cancelled { throw .cancelled }
+        var previous: UInt64? = nil
         while true {
             let waiter: UInt64
-            switch state.withLock({ $0.receive(receiver) }) {
+            switch state.withLock({ $0.receive(receiver, previous: previous) }) {
             case .value(let value):
                 return value
             case .lagged(let count):
@@ -52,6 +53,7 @@ final class BroadcastStorage<Element: Sendable>: Sendable {
                 if budget == .charged { _budgetRefund() }
                 budget = .uncharged
                 waiter = id
+                previous = id
             }
             let woken = await _withCancellableContinuation({ (continuation: UnsafeContinuation<Bool, Never>) in
                 let immediate = state.withLock {
@@ -66,7 +68,10 @@ final class BroadcastStorage<Element: Sendable>: Sendable {
             }, onCancel: {
                 state.withLock { $0.cancelWaiter(waiter) }?.resume(returning: false)
             })
-            if !woken { throw .cancelled }
+            if !woken {
+                state.withLock { $0.endWait(receiver, waiter: waiter) }
+                throw .cancelled
+            }
         }
     }
 

@@ -83,7 +83,9 @@ public enum Watch {
         }
     }
 
-    /// A receiving half. It remembers the version it has seen.
+    /// A receiving half. It remembers the version it has seen, and has one consumer at a time: a
+    /// `changed()` or `wait(for:)` that waits while another task already waits on the same receiver traps
+    /// (give each task its own receiver with ``clone()`` or ``Sender/subscribe()``).
     public final class Receiver<Value: Sendable>: Sendable {
         let storage: WatchStorage<Value>
         let id: UInt64

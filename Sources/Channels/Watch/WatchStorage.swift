@@ -116,9 +116,10 @@ final class WatchStorage<Value: Sendable>: Sendable {
         // Budget first, holding nothing; given back if the call waits (see `_budgetProceed`).
         var budget = await _budgetProceed()
         if budget == .cancelled { throw .cancelled }
+        var previous: UInt64? = nil
         while true {
             let waiter: UInt64
-            switch locked({ $0.changed(receiver) }) {
+            switch locked({ $0.changed(receiver, previous: previous) }) {
             case .changed(let value):
                 return value
             case .closed:
@@ -127,33 +128,42 @@ final class WatchStorage<Value: Sendable>: Sendable {
                 if budget == .charged { _budgetRefund() }
                 budget = .uncharged
                 waiter = id
+                previous = id
             }
             let woken = await park(waiter: waiter) { machine, continuation, isCancelled in
                 machine.park(receiver: receiver, waiter: waiter, continuation: continuation, isCancelled: isCancelled)
             }
-            if !woken { throw .cancelled }
+            if !woken {
+                locked { $0.endWait(receiver, waiter: waiter) }
+                throw .cancelled
+            }
         }
     }
 
     /// Waits until `predicate` holds for the current value; marks every version it checked seen.
     nonisolated(nonsending) func wait(_ receiver: UInt64, for predicate: (Value) -> Bool) async throws(Watch.RecvError) -> Value {
-        var suspended = false
+        // The waiter id this call last parked with (nil: it has not parked), for ReceiverWaits.
+        var previous: UInt64? = nil
         while true {
             let snapshot = locked { $0.snapshot() }
             let holds = predicate(snapshot.value)
+            let ends = holds || !snapshot.senderAlive
             // Every value the predicate saw is marked seen, whatever it answered (as Tokio's `wait_for`): after
             // a cancelled or closed wait, `changed()` does not report a value the predicate already rejected.
-            locked { $0.markSeen(receiver, version: snapshot.version) }
+            locked {
+                $0.markSeen(receiver, version: snapshot.version)
+                if ends, let previous { $0.endWait(receiver, waiter: previous) }
+            }
             if holds {
-                if !suspended { await consumeBudget() }
+                if previous == nil { await consumeBudget() }
                 return snapshot.value
             }
             if !snapshot.senderAlive {
-                if !suspended { await consumeBudget() }
+                if previous == nil { await consumeBudget() }
                 throw .closed
             }
-            let waiter = locked { $0.makeWaiterID() }
-            suspended = true
+            let waiter = locked { $0.beginWait(receiver, previous: previous) }
+            previous = waiter
             let woken = await park(waiter: waiter) { machine, continuation, isCancelled in
                 machine.parkUntilNewer(
                     than: snapshot.version,
@@ -162,7 +172,10 @@ final class WatchStorage<Value: Sendable>: Sendable {
                     isCancelled: isCancelled
                 )
             }
-            if !woken { throw .cancelled }
+            if !woken {
+                locked { $0.endWait(receiver, waiter: waiter) }
+                throw .cancelled
+            }
         }
     }
 
