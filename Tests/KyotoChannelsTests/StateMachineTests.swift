@@ -331,24 +331,17 @@ func watchMachineTable() {
         case .suspend: "suspend"
         }
     }
-    // Each call passes the waiter id it last parked with, as WatchStorage.changed does.
-    var previous: UInt64? = nil
-    func changed(_ machine: inout M, _ receiver: UInt64) -> String {
-        let action = machine.changed(receiver, previous: previous)
-        if case .suspend(let id) = action { previous = id } else { previous = nil }
-        return describe(action)
-    }
     var machine = M(initial: "a")
     if case .reject(let value) = machine.send("x") { #expect(value == "x") } else { Issue.record("expected reject") }
     #expect(machine.value == "a")
     let receiver = machine.subscribe()
-    #expect(changed(&machine, receiver) == "suspend")
+    #expect(describe(machine.changed(receiver)) == "suspend")
     #expect(machine.hasChanged(receiver) == false)
     _ = machine.send("b")
     #expect(machine.version == 2)
     #expect(machine.hasChanged(receiver) == true)
-    #expect(changed(&machine, receiver) == "changed(b)")
-    #expect(changed(&machine, receiver) == "suspend")
+    #expect(describe(machine.changed(receiver)) == "changed(b)")
+    #expect(describe(machine.changed(receiver)) == "suspend")
     let silent = machine.sendIfModified { value in
         value = "silent"
         return false
@@ -363,6 +356,6 @@ func watchMachineTable() {
     _ = machine.sendReplace("c")
     _ = machine.dropSender()
     #expect(machine.hasChanged(receiver) == nil)
-    #expect(changed(&machine, receiver) == "changed(c)")
-    #expect(changed(&machine, receiver) == "closed")
+    #expect(describe(machine.changed(receiver)) == "changed(c)")
+    #expect(describe(machine.changed(receiver)) == "closed")
 }

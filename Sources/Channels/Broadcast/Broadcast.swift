@@ -2,6 +2,7 @@
 // subscribed. Thin wrappers over `BroadcastStorage`.
 
 import KyotoExecutor
+import Synchronization
 
 /// Broadcast channels: one sender, many receivers, each receiving every value.
 public enum Broadcast {
@@ -85,6 +86,8 @@ public enum Broadcast {
     public final class Receiver<Element: Sendable>: Sendable, AsyncSequence {
         let storage: BroadcastStorage<Element>
         let id: UInt64
+        /// Set while a receive of this receiver has parked (ConsumerFlag.swift).
+        let parked = Atomic<Bool>(false)
 
         init(storage: BroadcastStorage<Element>) {
             self.storage = storage
@@ -101,7 +104,7 @@ public enum Broadcast {
         /// (about one receive in 128 in a loop that never waits), so a cancelled reader stops even while
         /// values keep coming. ``tryRecv()`` reads what is left without that check.
         public nonisolated(nonsending) func recv() async throws(RecvError) -> Element {
-            try await storage.receive(id)
+            try await storage.receive(id, parked: parked)
         }
 
         /// Receives the next value without waiting.

@@ -43,8 +43,6 @@ struct BroadcastStateMachine<Element: Sendable> {
     private(set) var senderAlive = true
     /// Parked receivers, in the order they parked (a send wakes them in that order).
     private var waiters = ParkedWaiters<WaiterContinuation>()
-    /// The receives in progress that parked, one per receiver (ReceiverWaits.swift).
-    private var waits = ReceiverWaits()
     private var nextID: UInt64 = 0
 
     /// `capacity` must already be a power of two.
@@ -144,30 +142,14 @@ struct BroadcastStateMachine<Element: Sendable> {
         case suspend(id: UInt64)
     }
 
-    /// Reads the next value for `receiver`, or hands out a waiter id if there is none yet. `previous` is the
-    /// waiter id this receive parked with before (nil on its first try); a receive that parks while another
-    /// one of the same receiver is parked traps (ReceiverWaits.swift).
-    mutating func receive(_ receiver: UInt64, previous: UInt64?) -> ReceiveAction {
-        let action: ReceiveAction
+    /// Reads the next value for `receiver`, or hands out a waiter id if there is none yet.
+    mutating func receive(_ receiver: UInt64) -> ReceiveAction {
         switch tryReceive(receiver) {
-        case .value(let value): action = .value(value)
-        case .lagged(let count): action = .lagged(count)
-        case .closed: action = .closed
-        case .empty:
-            let id = makeID()
-            waits.begin(
-                receiver, id: id, previous: previous,
-                misuse: "BUG DETECTED: two tasks are receiving from the same Broadcast.Receiver at once; it has a "
-                    + "single consumer (give each task its own receiver: resubscribe() or Sender.subscribe())")
-            return .suspend(id: id)
+        case .value(let value): .value(value)
+        case .lagged(let count): .lagged(count)
+        case .closed: .closed
+        case .empty: .suspend(id: makeID())
         }
-        waits.end(receiver, previous: previous)
-        return action
-    }
-
-    /// The receive that parked with `waiter` ends without a value (cancelled).
-    mutating func endWait(_ receiver: UInt64, waiter: UInt64) {
-        waits.end(receiver, previous: waiter)
     }
 
     enum TryReceiveAction {

@@ -35,14 +35,18 @@ final class BroadcastStorage<Element: Sendable>: Sendable {
         _ = consume released
     }
 
-    nonisolated(nonsending) func receive(_ receiver: UInt64) async throws(Broadcast.RecvError) -> Element {
+    /// `parked` is the receiver's flag (ConsumerFlag.swift): set while this receive has parked.
+    nonisolated(nonsending) func receive(
+        _ receiver: UInt64, parked: borrowing Atomic<Bool>
+    ) async throws(Broadcast.RecvError) -> Element {
         // Budget first, holding nothing; given back if the call waits (see `_budgetProceed`).
         var budget = await _budgetProceed()
         if budget == .cancelled { throw .cancelled }
-        var previous: UInt64? = nil
+        var hasParked = false
+        defer { if hasParked { parked.endParkedReceive() } }
         while true {
             let waiter: UInt64
-            switch state.withLock({ $0.receive(receiver, previous: previous) }) {
+            switch state.withLock({ $0.receive(receiver) }) {
             case .value(let value):
                 return value
             case .lagged(let count):
@@ -53,7 +57,13 @@ final class BroadcastStorage<Element: Sendable>: Sendable {
                 if budget == .charged { _budgetRefund() }
                 budget = .uncharged
                 waiter = id
-                previous = id
+                if !hasParked {
+                    parked.beginParkedReceive(
+                        misuse: "BUG DETECTED: two tasks are receiving from the same Broadcast.Receiver at once; it "
+                            + "has a single consumer (give each task its own receiver: resubscribe() or "
+                            + "Sender.subscribe())")
+                    hasParked = true
+                }
             }
             let woken = await _withCancellableContinuation({ (continuation: UnsafeContinuation<Bool, Never>) in
                 let immediate = state.withLock {
@@ -68,10 +78,7 @@ final class BroadcastStorage<Element: Sendable>: Sendable {
             }, onCancel: {
                 state.withLock { $0.cancelWaiter(waiter) }?.resume(returning: false)
             })
-            if !woken {
-                state.withLock { $0.endWait(receiver, waiter: waiter) }
-                throw .cancelled
-            }
+            if !woken { throw .cancelled }
         }
     }
 

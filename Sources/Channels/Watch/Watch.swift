@@ -1,6 +1,8 @@
 // The public front of the watch channel: receivers observe the latest value and are told when it
 // changes. Thin wrappers over `WatchStorage`.
 
+import Synchronization
+
 /// Watch channels: a single latest value that many receivers observe.
 public enum Watch {
     /// Creates a watch channel holding `initial`; the initial value counts as seen.
@@ -89,6 +91,8 @@ public enum Watch {
     public final class Receiver<Value: Sendable>: Sendable {
         let storage: WatchStorage<Value>
         let id: UInt64
+        /// Set while a `changed()` or `wait(for:)` of this receiver has parked (ConsumerFlag.swift).
+        let parked = Atomic<Bool>(false)
 
         init(storage: WatchStorage<Value>, seenVersion: UInt64?) {
             self.storage = storage
@@ -104,7 +108,7 @@ public enum Watch {
         /// is still reported once), `.cancelled` if the task is cancelled (nothing marked seen): while
         /// it waits, or at a yield of the cooperative budget (about one call in 128 that does not wait).
         public nonisolated(nonsending) func changed() async throws(RecvError) {
-            _ = try await storage.changed(id)
+            _ = try await storage.changed(id, parked: parked)
         }
 
         /// Whether a version newer than the seen one exists. Throws `.closed` once the sender is
@@ -126,7 +130,7 @@ public enum Watch {
         /// Intermediate values may be skipped. Throws `.closed` when the sender is gone and the predicate
         /// is false for the last value.
         public nonisolated(nonsending) func wait(for predicate: (Value) -> Bool) async throws(RecvError) -> Value {
-            try await storage.wait(id, for: predicate)
+            try await storage.wait(id, parked: parked, for: predicate)
         }
 
         /// Makes the next `changed()` return at once, as if a new version had been sent.
@@ -164,7 +168,7 @@ public enum Watch {
                 /// ``Receiver/changed()``: a cancelled task may still get some changes first).
                 public mutating func next() async -> Value? {
                     if finished { return nil }
-                    guard let value = try? await receiver.storage.changed(receiver.id) else {
+                    guard let value = try? await receiver.storage.changed(receiver.id, parked: receiver.parked) else {
                         finished = true
                         return nil
                     }
@@ -175,7 +179,7 @@ public enum Watch {
                 /// or in a LocalSet) takes a ready change without an executor hop.
                 public mutating func next(isolation actor: isolated (any Actor)?) async -> Value? {
                     if finished { return nil }
-                    guard let value = try? await receiver.storage.changed(receiver.id) else {
+                    guard let value = try? await receiver.storage.changed(receiver.id, parked: receiver.parked) else {
                         finished = true
                         return nil
                     }

@@ -33,8 +33,6 @@ struct WatchStateMachine<Value: Sendable> {
     /// Parked `changed()` / `wait(for:)` waiters and `Sender.closed()` waiters, each in parking order.
     private var waiters = ParkedWaiters<WaiterContinuation>()
     private var closedWaiters = ParkedWaiters<WaiterContinuation>()
-    /// The `changed()` and `wait(for:)` calls in progress that parked, one per receiver (ReceiverWaits.swift).
-    private var waits = ReceiverWaits()
     private var nextID: UInt64 = 0
 
     init(initial: Value) {
@@ -120,36 +118,12 @@ struct WatchStateMachine<Value: Sendable> {
         case suspend(id: UInt64)
     }
 
-    /// `previous`: the waiter id this call parked with before (nil on its first try); a call that parks
-    /// while another one on the same receiver is parked traps (ReceiverWaits.swift).
-    mutating func changed(_ receiver: UInt64, previous: UInt64?) -> ChangedAction {
+    mutating func changed(_ receiver: UInt64) -> ChangedAction {
         if seen[receiver] != version {
             seen[receiver] = version
-            waits.end(receiver, previous: previous)
             return .changed(value)
         }
-        guard senderAlive else {
-            waits.end(receiver, previous: previous)
-            return .closed
-        }
-        return .suspend(id: beginWait(receiver, previous: previous))
-    }
-
-    /// A waiter id for a `changed()` or `wait(for:)` call on `receiver` about to park (`previous`: its id when
-    /// it parked before). Traps if another call is parked on `receiver`.
-    mutating func beginWait(_ receiver: UInt64, previous: UInt64?) -> UInt64 {
-        let id = makeID()
-        waits.begin(
-            receiver, id: id, previous: previous,
-            misuse: "BUG DETECTED: two tasks are waiting on the same Watch.Receiver at once (changed() or "
-                + "wait(for:)); it has a single consumer (give each task its own receiver: clone() or "
-                + "Sender.subscribe())")
-        return id
-    }
-
-    /// The call that last parked with `waiter` on `receiver` has ended.
-    mutating func endWait(_ receiver: UInt64, waiter: UInt64) {
-        waits.end(receiver, previous: waiter)
+        return senderAlive ? .suspend(id: makeID()) : .closed
     }
 
     /// Parks a `changed()` waiter unless there is already something to report (`true`: retry) or
@@ -205,6 +179,7 @@ struct WatchStateMachine<Value: Sendable> {
         return nil
     }
 
+    mutating func makeWaiterID() -> UInt64 { makeID() }
 
     // MARK: Sender.closed()
 

@@ -112,14 +112,18 @@ final class WatchStorage<Value: Sendable>: Sendable {
     }
 
     /// Waits for a version newer than the seen one, marks it seen and returns its value.
-    nonisolated(nonsending) func changed(_ receiver: UInt64) async throws(Watch.RecvError) -> Value {
+    /// `parked` is the receiver's flag (ConsumerFlag.swift): set while this call has parked.
+    nonisolated(nonsending) func changed(
+        _ receiver: UInt64, parked: borrowing Atomic<Bool>
+    ) async throws(Watch.RecvError) -> Value {
         // Budget first, holding nothing; given back if the call waits (see `_budgetProceed`).
         var budget = await _budgetProceed()
         if budget == .cancelled { throw .cancelled }
-        var previous: UInt64? = nil
+        var hasParked = false
+        defer { if hasParked { parked.endParkedReceive() } }
         while true {
             let waiter: UInt64
-            switch locked({ $0.changed(receiver, previous: previous) }) {
+            switch locked({ $0.changed(receiver) }) {
             case .changed(let value):
                 return value
             case .closed:
@@ -128,42 +132,41 @@ final class WatchStorage<Value: Sendable>: Sendable {
                 if budget == .charged { _budgetRefund() }
                 budget = .uncharged
                 waiter = id
-                previous = id
+                if !hasParked {
+                    parked.beginParkedReceive(misuse: Self.sharedReceiverMisuse)
+                    hasParked = true
+                }
             }
             let woken = await park(waiter: waiter) { machine, continuation, isCancelled in
                 machine.park(receiver: receiver, waiter: waiter, continuation: continuation, isCancelled: isCancelled)
             }
-            if !woken {
-                locked { $0.endWait(receiver, waiter: waiter) }
-                throw .cancelled
-            }
+            if !woken { throw .cancelled }
         }
     }
 
     /// Waits until `predicate` holds for the current value; marks every version it checked seen.
-    nonisolated(nonsending) func wait(_ receiver: UInt64, for predicate: (Value) -> Bool) async throws(Watch.RecvError) -> Value {
-        // The waiter id this call last parked with (nil: it has not parked), for ReceiverWaits.
-        var previous: UInt64? = nil
+    nonisolated(nonsending) func wait(
+        _ receiver: UInt64, parked: borrowing Atomic<Bool>, for predicate: (Value) -> Bool
+    ) async throws(Watch.RecvError) -> Value {
+        var suspended = false
+        defer { if suspended { parked.endParkedReceive() } }
         while true {
             let snapshot = locked { $0.snapshot() }
             let holds = predicate(snapshot.value)
-            let ends = holds || !snapshot.senderAlive
             // Every value the predicate saw is marked seen, whatever it answered (as Tokio's `wait_for`): after
             // a cancelled or closed wait, `changed()` does not report a value the predicate already rejected.
-            locked {
-                $0.markSeen(receiver, version: snapshot.version)
-                if ends, let previous { $0.endWait(receiver, waiter: previous) }
-            }
+            locked { $0.markSeen(receiver, version: snapshot.version) }
             if holds {
-                if previous == nil { await consumeBudget() }
+                if !suspended { await consumeBudget() }
                 return snapshot.value
             }
             if !snapshot.senderAlive {
-                if previous == nil { await consumeBudget() }
+                if !suspended { await consumeBudget() }
                 throw .closed
             }
-            let waiter = locked { $0.beginWait(receiver, previous: previous) }
-            previous = waiter
+            let waiter = locked { $0.makeWaiterID() }
+            if !suspended { parked.beginParkedReceive(misuse: Self.sharedReceiverMisuse) }
+            suspended = true
             let woken = await park(waiter: waiter) { machine, continuation, isCancelled in
                 machine.parkUntilNewer(
                     than: snapshot.version,
@@ -172,11 +175,14 @@ final class WatchStorage<Value: Sendable>: Sendable {
                     isCancelled: isCancelled
                 )
             }
-            if !woken {
-                locked { $0.endWait(receiver, waiter: waiter) }
-                throw .cancelled
-            }
+            if !woken { throw .cancelled }
         }
+    }
+
+    /// The trap of a second task waiting on one receiver (ConsumerFlag.swift).
+    static var sharedReceiverMisuse: String {
+        "BUG DETECTED: two tasks are waiting on the same Watch.Receiver at once (changed() or wait(for:)); it has a "
+            + "single consumer (give each task its own receiver: clone() or Sender.subscribe())"
     }
 
     /// Parks until woken or cancelled, on the caller's executor (no hop before the registration).
