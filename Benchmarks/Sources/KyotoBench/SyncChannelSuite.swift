@@ -37,7 +37,7 @@ enum Impl {
         switch impl {
         case kyoto:
             switch workload {
-            case "mutex_contended", "mutex_uncontended": "Kyoto AsyncMutex"
+            case "mutex_contended", "mutex_uncontended", "mutex_held_across_await": "Kyoto AsyncMutex"
             case "semaphore_contended": "Kyoto AsyncSemaphore"
             case "rwlock_read_contended": "Kyoto AsyncRwLock"
             case "mpsc_contention_unbounded": "Kyoto Mpsc.unboundedChannel"
@@ -74,6 +74,9 @@ let syncChannelCases: [SyncChannelCase] = {
         .init(suite: .sync, workload: "mutex_uncontended", impl: Impl.kyoto, ops: SyncSize.uncontendedLocks, body: S.mutexUncontendedKyoto),
         .init(suite: .sync, workload: "mutex_uncontended", impl: Impl.actorLock, ops: SyncSize.uncontendedLocks, body: S.mutexUncontendedActor),
         .init(suite: .sync, workload: "mutex_uncontended", impl: Impl.syncMutex, ops: SyncSize.uncontendedLocks, body: S.mutexUncontendedSyncMutex),
+        .init(
+            suite: .sync, workload: "mutex_held_across_await", impl: Impl.kyoto,
+            ops: SyncSize.awaitingLockTasks * SyncSize.locksPerTask, body: S.mutexHeldAcrossAwaitKyoto),
         .init(suite: .sync, workload: "semaphore_contended", impl: Impl.kyoto, ops: lockOps, body: S.semaphoreKyoto),
         .init(suite: .sync, workload: "semaphore_contended", impl: Impl.actorSemaphore, ops: lockOps, body: S.semaphoreActorSemaphore),
         .init(suite: .sync, workload: "semaphore_contended", impl: Impl.actorLock, ops: lockOps, body: S.semaphoreActorLock),

@@ -161,6 +161,8 @@ enum SyncSize {
     static let mpscFullCapacity = 100
     static let oneshotRounds = 10_000
     static let lockTasks = 5
+    /// Tasks of `mutex_held_across_await` (not a workload of the brief: a guard for the lock's waiting path).
+    static let awaitingLockTasks = 2
     static let locksPerTask = 1_000
     static let uncontendedLocks = 10_000
     static let semaphorePermits = 2
@@ -176,6 +178,7 @@ func triangle(_ n: Int) -> Int { n * (n - 1) / 2 }
 
 let syncWorkloadNames = [
     "mutex_contended", "mutex_uncontended", "semaphore_contended", "rwlock_read_contended",
+    "mutex_held_across_await",
 ]
 
 let channelWorkloadNames = [

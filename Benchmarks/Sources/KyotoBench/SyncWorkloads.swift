@@ -56,6 +56,33 @@ enum SyncWorkloads {
         return sample
     }
 
+    // MARK: mutex_held_across_await: 2 tasks × 1,000 lock / increment / Task.yield() / unlock.
+
+    /// The lock is held across an `await`, so a contender always finds the holder suspended: what a waiter
+    /// loses by re-checking the lock before it queues (Kyoto only: an actor cannot hold its isolation across
+    /// an await, and `Synchronization.Mutex` cannot be held across one).
+    static func mutexHeldAcrossAwaitKyoto(_ exec: Exec) -> Sample {
+        let (sample, value) = exec.enter {
+            let mutex = AsyncMutex(0)
+            let clock = Stopwatch()
+            let tasks = TaskGroupLite(SyncSize.awaitingLockTasks, on: exec) { _ in
+                for _ in 0..<SyncSize.locksPerTask {
+                    try! await mutex.withLock { value in
+                        value += 1
+                        await Task.yield()
+                    }
+                }
+            }
+            await tasks.wait()
+            let sample = clock.stop()
+            return (sample, try! await mutex.withLock { $0 })
+        }
+        verify(
+            value == SyncSize.awaitingLockTasks * SyncSize.locksPerTask,
+            "mutex_held_across_await (kyoto): counter is \(value)")
+        return sample
+    }
+
     // MARK: mutex_uncontended: 1 task × 10,000 lock / increment / unlock.
 
     static func mutexUncontendedKyoto(_ exec: Exec) -> Sample {

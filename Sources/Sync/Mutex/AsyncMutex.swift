@@ -20,7 +20,8 @@ import Synchronization
 /// then, so a caller arriving in that window may get the lock first; from the moment a caller queues, nobody
 /// overtakes it. A task waiting for the lock that is cancelled throws `CancellationError`, loses its place
 /// and leaves the lock untouched. Locking a free mutex succeeds even in a cancelled task, so cleanup code can
-/// still lock.
+/// still lock. The mutex is not re-entrant: locking it again while the same task holds it waits for ever
+/// (as Tokio's; it is not detected).
 ///
 /// ```swift
 /// let counter = AsyncMutex(0)

@@ -28,7 +28,8 @@ import Synchronization
 /// next waiting caller runs its own. Except where one thread runs every task (a current-thread or one-worker
 /// runtime, a LocalSet), a caller that finds an initializer running first re-checks for a few microseconds
 /// before it queues, so a caller arriving in that window may go first; from the moment a caller queues,
-/// nobody overtakes it.
+/// nobody overtakes it. An initializer that calls `getOrInit` on the same cell waits for itself for ever
+/// (not detected).
 public final class AsyncOnceCell<Value: Sendable>: Sendable {
     /// Why `set` failed; carries the rejected value back.
     public enum SetError: Error {

@@ -17,8 +17,10 @@
 //                   permits are held and nobody is queued, a single-permit request re-reads the word a
 //                   bounded number of times, a few dozen CPU pauses apart, before queueing (avoids
 //                   starting a convoy when the holder is running elsewhere; see `spinThenAcquire` for the
-//                   measured spacing). Multi-permit requests (writers) queue at once, and nobody spins on
-//                   a thread whose runtime has no other thread to run the holder (`spins`).
+//                   measured spacing; about 2 µs in all). Multi-permit requests (writers) queue at once,
+//                   and nobody spins on a thread whose runtime has no other thread to run the holder
+//                   (`spins`). A waiter in an actor or on the MainActor still spins, though its holder may
+//                   be a task of that same actor, which cannot run meanwhile: the bound keeps that cheap.
 //   Slow acquire  - take an id; inside `withTaskCancellationHandler` and `withUnsafeContinuation`, lock,
 //                   retry the word (`acquiringLocked`); if the caller must wait, drain the free permits
 //                   into it, set QUEUED and append it to the queue; unlock. Queue position is fixed here.
@@ -237,11 +239,16 @@ package final class BatchSemaphore: Sendable {
     }
 
     /// How many times an acquirer re-reads the word while the permits are held and nobody is queued,
-    /// before it queues. A holder running on another thread usually releases within this window, and
-    /// queueing would start a convoy (every later acquirer must queue behind the FIFO, each hand-off
-    /// costs a suspension and a wake-up). Bounded: a holder that is suspended only costs this many
-    /// rounds of `spinPauses` CPU pauses, about 35 µs in all on the machine the figures come from.
-    private static let spinRounds = 20
+    /// before it queues: after ~100 ns and after ~1.8 µs. A holder running a short critical section on
+    /// another thread usually releases within this window, and queueing would start a convoy (every later
+    /// acquirer must queue behind the FIFO, each hand-off costs a suspension and a wake-up). A holder that
+    /// is suspended (a lock held across an `await`, the main use of an async lock) or that waits for the
+    /// spinner's own executor (an actor, the MainActor) cannot release meanwhile, so every round is lost
+    /// there: with 20 rounds (~35 µs), two tasks alternating `withLock { await Task.yield() }` took 29–30 µs
+    /// per lock on 2 workers (a usage review found it); with 2 rounds, 2–3 µs, as a non-spinning
+    /// `acquire(2)` does. The sync suite's contended workloads moved by 1–4% (medians of 5 alternating
+    /// runs: `mutex_contended` 42.5 against 44.1 ns, `rwlock_read_contended` 42.4 against 43.3 ns).
+    private static let spinRounds = 2
 
     /// CPU pauses between two reads of the word while spinning (27 ns each measured on the benchmark VM).
     private static let spinPauses = 64
