@@ -78,3 +78,74 @@ final class TickBox: Sendable {
     let ticks = Atomic<Int>(0)
     let stop = Atomic<Bool>(false)
 }
+
+/// The most tasks inside a section at once.
+private final class Gauge: Sendable {
+    private let inside = Atomic<Int>(0)
+    private let peak = Atomic<Int>(0)
+    // Relaxed: a gauge; `maximum` is read after every task was joined.
+    func enter() { _ = peak.max(inside.wrappingAdd(1, ordering: .relaxed).newValue, ordering: .relaxed) }
+    func leave() { inside.wrappingSubtract(1, ordering: .relaxed) }
+    var maximum: Int { peak.load(ordering: .relaxed) }
+}
+
+@Suite("AsyncSemaphore.OwnedPermit")
+struct OwnedPermitTests {
+    @Test("owned permits acquired by the spawner limit the spawned tasks; each returns when its task ends",
+          arguments: [Runtime.Configuration.Flavor.multiThread, .currentThread])
+    func limitsSpawnedTasks(_ flavor: Runtime.Configuration.Flavor) throws {
+        // Tokio's `acquire_owned` pattern: the loop waits while `limit` tasks hold permits.
+        let runtime = Runtime(Runtime.Configuration(flavor: flavor))
+        defer { runtime.shutdown(timeout: .seconds(5)) }
+        let limit = 2
+        let gauge = Gauge()
+        let (completed, available) = try runtime.blockOn { () async throws -> (Int, Int) in
+            let semaphore = AsyncSemaphore(permits: limit)
+            let done = JoinSet<Void>()
+            for _ in 0..<40 {
+                let permit = try await semaphore.acquireOwned()
+                done.spawn { [permit] in
+                    gauge.enter()
+                    for _ in 0..<3 { await Task.yield() }
+                    gauge.leave()
+                    _ = permit
+                }
+            }
+            var completed = 0
+            while let result = await done.nextResult() {
+                if case .success = result { completed += 1 }
+            }
+            // A task's closure (and the permit it captured) is released just after the task ends.
+            var spins = 0
+            while semaphore.availablePermits < limit && spins < 100_000 {
+                await Task.yield()
+                spins += 1
+            }
+            return (completed, semaphore.availablePermits)
+        }
+        #expect(gauge.maximum <= limit && gauge.maximum >= 1, "up to \(gauge.maximum) tasks held permits at once")
+        #expect(completed == 40)
+        #expect(available == limit)
+    }
+
+    @Test("an owned permit returns its permits when the last reference goes; a cancelled acquireOwned takes none")
+    func returnsAndCancels() async throws {
+        let semaphore = AsyncSemaphore(permits: 3)
+        do {
+            var permit: AsyncSemaphore.OwnedPermit? = try await semaphore.acquireOwned(2)
+            let copy = permit
+            #expect(permit?.count == 2 && semaphore.availablePermits == 1)
+            permit = nil
+            #expect(semaphore.availablePermits == 1, "released while another reference was alive")
+            withExtendedLifetime(copy) {}
+        }
+        #expect(semaphore.availablePermits == 3)
+        let held = try await semaphore.acquireOwned(2)
+        let waiter = Task { _ = try await semaphore.acquireOwned(2) }
+        #expect(await waitUntil { semaphore.queuedWaiterCount == 1 })
+        waiter.cancel()
+        await #expect(throws: CancellationError.self) { try await waiter.value }
+        #expect(semaphore.availablePermits == 1)
+        withExtendedLifetime(held) {}
+    }
+}

@@ -55,6 +55,25 @@ public final class AsyncSemaphore: Sendable {
         return Permit(core, count: n)
     }
 
+    /// Waits for `n` permits and returns them as an ``OwnedPermit``: an object that can move into another
+    /// task, for the concurrency limit Tokio writes with `acquire_owned` (a `Permit` cannot be captured by
+    /// `spawn`'s closure). Errors as ``acquire(_:)``.
+    ///
+    /// ```swift
+    /// let limit = AsyncSemaphore(permits: 8)
+    /// for job in jobs {
+    ///     let permit = try await limit.acquireOwned()   // waits while 8 jobs run
+    ///     spawn { [permit] in
+    ///         try await handle(job)
+    ///         _ = permit                                 // returned once the task has ended
+    ///     }
+    /// }
+    /// ```
+    public nonisolated(nonsending) func acquireOwned(_ n: Int = 1) async throws -> OwnedPermit {
+        try await acquirePermits(n)
+        return OwnedPermit(core, count: n)
+    }
+
     /// Takes `n` permits with the public errors (`ClosedError`, `CancellationError`); nothing is awaited when
     /// they are free and no cooperative yield is due. Every way of acquiring goes through here.
     @inlinable
@@ -148,6 +167,25 @@ public final class AsyncSemaphore: Sendable {
         /// Drops the permits without returning them: the semaphore permanently loses them.
         public consuming func forget() {
             count = 0
+        }
+
+        deinit {
+            if count > 0 { core.release(count) }
+        }
+    }
+
+    /// Permits taken from an `AsyncSemaphore` (``acquireOwned(_:)``) that can be shared and moved between
+    /// tasks (Tokio's `OwnedSemaphorePermit`): they return to the semaphore when the last reference to this
+    /// object goes away, wherever that happens. A task that captured it releases it when the task has ended
+    /// (Swift releases a task's closure then).
+    public final class OwnedPermit: Sendable {
+        private let core: BatchSemaphore
+        /// The number of permits held.
+        public let count: Int
+
+        fileprivate init(_ core: BatchSemaphore, count: Int) {
+            self.core = core
+            self.count = count
         }
 
         deinit {
