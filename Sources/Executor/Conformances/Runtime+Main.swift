@@ -9,8 +9,11 @@
 // `installAsGlobalExecutor()` keeps the main executor and swaps only the default one.
 //
 // When the body finishes, runMain shuts the runtime down as leaving `#[tokio::main]` drops Tokio's runtime:
-// it cancels the tasks still running and waits for them while the main thread keeps running MainActor jobs
-// (a task unwinding may need the MainActor). Once runMain returns nothing runs MainActor jobs any more.
+// it cancels the tasks the runtime spawned (`spawn`, `spawnBlocking`; its registry) and waits for them while
+// the main thread keeps running MainActor jobs (a task unwinding may need the MainActor). Plain `Task {}` and
+// `Task.detached` tasks are not in the registry: nothing cancels them (Swift gives an executor no handle on
+// them), and they keep running on the post-shutdown drainer thread. Once runMain returns nothing runs
+// MainActor jobs any more.
 //
 // The loop (`MainThreadExecutor.drive`) runs on the main thread only. Races considered:
 // - A job enqueued (from any thread) while the loop decides to park: the enqueuer pushes under the queue
@@ -38,8 +41,12 @@ extension Runtime {
     /// this runtime as Swift's global executor (as ``installAsGlobalExecutor()`` does), makes the calling
     /// thread (the process's main thread) the `MainActor`'s executor, and runs `body` on the main actor.
     /// When `body` finishes, shuts the runtime down, as leaving `#[tokio::main]` drops Tokio's runtime:
-    /// cancels the tasks still running and waits up to `shutdownTimeout` for them to unwind, running the
-    /// MainActor jobs they need meanwhile. Then returns `body`'s value (or rethrows its error).
+    /// cancels the tasks started with ``spawn(name:priority:_:)`` (and `spawnBlocking`) and waits up to
+    /// `shutdownTimeout` for them to unwind, running the MainActor jobs they need meanwhile. Then returns
+    /// `body`'s value (or rethrows its error). Plain `Task {}` and `Task.detached` tasks still running are not
+    /// cancelled (the runtime has no handle on them): they go on running, one job at a time, on the
+    /// post-shutdown drainer thread, and a MainActor hop of theirs never runs once `runMain` has returned.
+    /// Keep the work that must finish, or be cancelled, with `body`: a task group or `spawn`.
     ///
     /// ```swift
     /// @main struct Server {

@@ -397,9 +397,12 @@ public final class Runtime: TaskExecutor, Sendable {
     /// task was started with `spawn`: until its timeout.)
     ///
     /// Work that still reaches a terminated runtime (tasks that prefer it but were not spawned by it, or
-    /// every plain task while it is installed as the global executor) runs on a short-lived drainer thread;
-    /// a `Task.sleep` there keeps its deadline (Swift's previous default executor times it), and a sleep on
-    /// this runtime's ``clock`` throws `CancellationError`.
+    /// every plain task while it is installed as the global executor) runs on a drainer thread, which stops
+    /// when nothing is left to run; a `Task.sleep` there keeps its deadline (Swift's previous default
+    /// executor times it), and a sleep on this runtime's ``clock`` throws `CancellationError`. The drainer
+    /// is one thread: after an installed runtime shuts down, all the process's plain concurrency (task
+    /// groups, `async let`, default actors) runs there one job at a time, for as long as it keeps coming.
+    /// Shut an installed runtime down at the end of the program, not to get rid of it mid-way.
     @discardableResult
     public func shutdown(timeout: Duration) -> Bool {
         kyotoPrecondition(

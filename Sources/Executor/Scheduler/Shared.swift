@@ -8,7 +8,9 @@
 // Shutdown state (monotonic): `closed` (no new spawns run their bodies; set once, never unset) →
 // `terminated` (every runtime thread has stopped running jobs; set once, never unset). Jobs that still
 // arrive after `terminated` (a task resumed late by something outside the runtime) are never dropped:
-// they go to the inject queue and a short-lived drainer thread runs them (`ensureDrainer`).
+// they go to the inject queue and a drainer thread runs them (`ensureDrainer`), one at a time, and stops once
+// the queue and the timers are empty. (Installed as the global executor, a terminated runtime still gets every
+// plain job of the process, so the drainer can live as long as the process.)
 
 import CKyoto
 import Synchronization
