@@ -848,19 +848,26 @@ struct BudgetTests {
         r.shutdown(timeout: .seconds(5))
     }
 
-    @Test("a fresh job has budget; the 128th consumeBudget forces a yield")
-    func budgetRunsOut() {
-        let r = Runtime.multiThread(workers: 1)
-        let (fresh, afterMany) = r.blockOn { () async -> (Bool, Bool) in
+    @Test("a fresh job has budget; 128 consumeBudget calls spend it (as Tokio's), the 129th forces a yield",
+          arguments: bothFlavors)
+    func budgetRunsOut(_ flavor: Runtime.Configuration.Flavor) {
+        let r = makeRuntime(flavor, workers: 1)
+        let (fresh, after127, after128, afterYield) = r.blockOn { () async -> (Bool, Bool, Bool, Bool) in
             let fresh = hasBudgetRemaining()
             for _ in 0..<127 { await consumeBudget() }
-            return (fresh, hasBudgetRemaining())
+            let after127 = hasBudgetRemaining()
+            await consumeBudget()
+            let after128 = hasBudgetRemaining()
+            await consumeBudget()  // the 129th: yields, and continues in a new job run
+            return (fresh, after127, after128, hasBudgetRemaining())
         }
         #expect(fresh)
-        #expect(afterMany)
-        #expect(r.metrics.budgetForcedYields == 0)
-        r.blockOn { for _ in 0..<128 { await consumeBudget() } }
+        #expect(after127)
+        #expect(!after128, "128 units spent, yet budget remains")
+        #expect(afterYield, "the job run after the forced yield starts with a fresh budget")
         #expect(r.metrics.budgetForcedYields == 1)
+        r.blockOn { for _ in 0..<128 { await consumeBudget() } }
+        #expect(r.metrics.budgetForcedYields == 1, "128 calls in a fresh job run forced a yield")
         r.shutdown(timeout: .seconds(5))
     }
 

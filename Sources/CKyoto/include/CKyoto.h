@@ -16,11 +16,11 @@ extern "C" {
 /// every caller (no call, no lookup of the thread's context): see `_budgetTryConsume` in Budget.swift.
 extern __attribute__((tls_model("initial-exec"))) _Thread_local int32_t kyoto_tls_budget;
 
-/// Spends one unit if more than one is left; false means "take the slow path" (last unit, none left, or
-/// not a runtime thread).
+/// Spends one unit if any is left; false means "take the slow path" (none left, or not a runtime thread).
+/// As Tokio's `poll_proceed`: a fresh budget of 128 lets 128 operations through, the 129th yields.
 static inline bool kyoto_budget_take(void) {
     int32_t units = kyoto_tls_budget;
-    if (units > 1) {
+    if (units > 0) {
         kyoto_tls_budget = units - 1;
         return true;
     }

@@ -12,6 +12,9 @@
 // Driver loop: up to `eventInterval` jobs per round, taking the inject queue first every
 // `globalQueueInterval` (31) ticks, local first otherwise; park when both queues are empty.
 //
+// After a job in which a task yielded, due timers fire before the next job (a yield lets the time driver
+// run, as in Tokio).
+//
 // Paused clock (Time/Clock.swift): due timers are fired before every job (so `advance(by:)`, which moves
 // the clock and yields, sees its timers fire before it continues), and when there is nothing to run the
 // driver moves the clock to the earliest deadline instead of parking, unless a blocking job is in flight.
@@ -19,9 +22,10 @@
 import Synchronization
 
 final class CurrentThreadScheduler: @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): `local` and `tick` are touched only by the thread holding the core
-    // (`coreHeld` is the lock, acquired with a CAS and released with a releasing store, which orders the
-    // accesses of successive holders). Everything else is immutable, atomic or a Mutex.
+    // SAFETY (@unchecked Sendable): `local`, `tick` and `yieldedSinceTimerCheck` are touched only by the
+    // thread holding the core (`coreHeld` is the lock, acquired with a CAS and released with a releasing
+    // store, which orders the accesses of successive holders). Everything else is immutable, atomic or a
+    // Mutex.
 
     let shared: Shared
     /// The driver's parker: whoever holds the core parks here; remote schedules unpark it.
@@ -31,6 +35,8 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     // MARK: Core (only the thread holding `coreHeld`)
     private var local = JobDeque()
     private var tick: UInt32 = 0
+    /// A task yielded during the job being run: due timers fire before the next job. Core holder only.
+    private var yieldedSinceTimerCheck = false
 
     // MARK: Atomics and locks (any thread)
     private let coreHeld = Atomic<Bool>(false)
@@ -50,6 +56,7 @@ final class CurrentThreadScheduler: @unchecked Sendable {
     func schedule(_ job: JobRef) {
         if let context = ThreadContext.current, context.currentThread === self {
             stats.localSchedules.add()
+            if job == context.runningJob || job.isYieldContinuation { yieldedSinceTimerCheck = true }
             local.pushBack(job)
             // Relaxed: see `depth`.
             depth.store(local.count, ordering: .relaxed)
@@ -196,6 +203,12 @@ final class CurrentThreadScheduler: @unchecked Sendable {
                     shared.run(job, context: context)
                     ran += 1
                     if isDone() { return }
+                    // A yield lets the timers run (see MultiThread.swift): a task yielding in a loop for a
+                    // timer's effect sees it at its next turn, not at the end of the round.
+                    if yieldedSinceTimerCheck {
+                        yieldedSinceTimerCheck = false
+                        if !paused && shared.timers.nextDeadline != nil { _ = fireDueTimers() }
+                    }
                 }
                 let fired = fireDueTimers()
                 // LocalSets under this blockOn run on this thread too, after every round, whatever else

@@ -18,7 +18,8 @@
 // 3. else steal: become a searcher (at most half the workers search), steal half of a random victim's
 //    queue, else take from the inject queue;
 // 4. else park. The last searcher to park re-checks every queue (see Idle.swift).
-// After a job runs, the worker runs the LIFO slot's job right away, at most 3 times in a row and only
+// After a job in which a task yielded, the worker fires the timers that are due (a yield lets the time
+// driver run, as in Tokio). After a job runs, the worker runs the LIFO slot's job right away, at most 3 times in a row and only
 // while the cooperative budget lasts; the chain then goes to the back of the queue, so a task that keeps
 // waking a partner cannot starve the queue (Tokio's MAX_LIFO_POLLS_PER_TICK).
 //
@@ -238,6 +239,9 @@ final class Worker: @unchecked Sendable {
     /// (read on every job, so it is kept in this worker's own state rather than loaded from the shared
     /// object).
     private var returnsStolenTasksHome = false
+    /// A task yielded (back of the queue) during the last job run: the run loop fires due timers before the
+    /// next job. Owner thread only.
+    private var yieldedSinceTimerCheck = false
     private var tick: UInt32 = 0
     private var rng: UInt32
     private var globalQueueInterval: UInt32
@@ -318,6 +322,7 @@ final class Worker: @unchecked Sendable {
             // let nothing run (seen: a task yielding behind one in the LIFO slot resumed before it).
             pushBack(job)
             notifyAfterJob = true
+            yieldedSinceTimerCheck = true
             return
         }
         if !lifoEnabled {
@@ -405,6 +410,13 @@ final class Worker: @unchecked Sendable {
                 // After a job that called `blockInPlace`, this thread no longer holds the worker: it must
                 // not touch the worker's state again (another thread owns it now).
                 if !runJob(job, context: context) { return .handedOff }
+                // A yield lets the timers run (Tokio defers a yielded task until the worker has polled its
+                // driver): a task that yields in a loop waiting for a timer's effect sees it at its next
+                // turn, not up to `eventInterval` jobs later. Costs a load when no timer is pending.
+                if yieldedSinceTimerCheck {
+                    yieldedSinceTimerCheck = false
+                    _ = fireDueTimers()
+                }
                 // Between jobs (no caller's frames on the stack, so no caller's locks held): release what
                 // other workers returned (HomeReturns.swift). Their results' deinits are user code.
                 if returnsStolenTasksHome { homeReturns.drainIfPending() }

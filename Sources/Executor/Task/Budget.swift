@@ -16,7 +16,9 @@ import Glibc
 #endif
 
 /// Spends one unit of the cooperative budget; when the budget of the current job run is exhausted, yields
-/// so that other tasks can run. Outside a Kyoto runtime thread it does nothing.
+/// so that other tasks can run. Outside a Kyoto runtime thread it does nothing. A job run starts with 128
+/// units, as in Tokio: 128 calls go through, after which ``hasBudgetRemaining()`` is false, and the 129th
+/// yields (the task then continues in a new job run, with a fresh budget).
 ///
 /// Call it in loops that may find every operation ready (it is what Kyoto's channels and locks do). Inlined:
 /// while budget is left it is a thread-local decrement, with nothing awaited.
@@ -31,8 +33,8 @@ public nonisolated(nonsending) func consumeBudget() async {
 /// (`await _yieldToRuntime()`) before going on. Lets a primitive check the budget synchronously BEFORE it
 /// acquires anything (Tokio's `poll_proceed` order), so that it never yields while holding a resource.
 ///
-/// The common case (more than one unit left) is a thread-local decrement inlined into the caller; the
-/// last unit, an exhausted budget and non-runtime threads (budget 0) take `_budgetSlowPath`.
+/// The common case (a unit left) is a thread-local decrement inlined into the caller; an exhausted budget
+/// and non-runtime threads (budget 0) take `_budgetSlowPath`.
 @inlinable
 @inline(__always)
 package func _budgetTryConsume() -> Bool {
@@ -83,8 +85,8 @@ package func _budgetRefund() {
 @usableFromInline
 @inline(never)
 package func _budgetSlowPath() -> Bool {
-    // Reached with at most one unit left (the fast path took every other case), or on a thread that runs no
-    // Kyoto job (budget 0, no context).
+    // Reached with no unit left (the fast path took every other case), or on a thread that runs no Kyoto
+    // job (budget 0, no context).
     guard let context = ThreadContext.current else { return false }
     if Budget.isUnconstrained {
         context.budget = initialBudget
