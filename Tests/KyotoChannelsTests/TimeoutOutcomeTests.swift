@@ -15,6 +15,11 @@ private final class Thrown: Sendable {
     var last: String? { errors.withLock { $0.last } }
 }
 
+/// How many messages the receiver has taken (mpscReceiveRepeatedlyCancelled).
+private final class TakenCount: Sendable {
+    let value = Atomic<Int>(0)
+}
+
 @Suite("timeout keeps a channel's outcome")
 struct TimeoutOutcomeTests {
     @Test("a oneshot whose sender goes away at the deadline: timeout rethrows .closed, not TimeoutError")
@@ -161,6 +166,75 @@ struct TimeoutOutcomeTests {
             return gaps
         }
         #expect(gaps.isEmpty, "values skipped without a .lagged error: \(Array(gaps.prefix(5)))")
+        runtime.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("mpsc receives under short timeouts while messages keep coming: each arrives once, in order (T8.1)",
+          arguments: [Runtime.Configuration.Flavor.multiThread, .currentThread], [false, true])
+    func mpscReceiveRepeatedlyCancelled(_ flavor: Runtime.Configuration.Flavor, bounded: Bool) throws {
+        // A receive cancelled at the moment a message is handed to it must return the message (its outcome
+        // after the deadline) or leave it queued; neither lose it nor deliver it twice. The producer sends in
+        // bursts of 1-8 and, once the receiver has taken a burst, pauses 0-20 µs (seeded): the receiver runs
+        // dry and waits under its 2 µs timeouts, and each burst's first message races a timed receive.
+        let runtime = Runtime(Runtime.Configuration(flavor: flavor))
+        let seed = stressSeed()
+        let total = isThreadSanitizerEnabled ? 500 : 5_000
+        let taken = TakenCount()
+        let (received, timeouts) = runtime.blockOn { () async -> ([Int], Int) in
+            let send: @Sendable (Int) async -> Void
+            let recv: @Sendable () async throws -> Int?
+            let closeSender: @Sendable () -> Void
+            if bounded {
+                let (tx, rx) = Mpsc.channel(of: Int.self, capacity: 4)
+                let holder = Mutex<Mpsc.Sender<Int>?>(tx)
+                send = { v in try? await holder.withLock { $0! }.send(v) }
+                closeSender = { holder.withLock { $0 = nil } }
+                recv = { try await rx.recv() }
+            } else {
+                let (tx, rx) = Mpsc.unboundedChannel(of: Int.self)
+                let holder = Mutex<Mpsc.UnboundedSender<Int>?>(tx)
+                send = { v in try? holder.withLock { $0! }.send(v) }
+                closeSender = { holder.withLock { $0 = nil } }
+                recv = { try await rx.recv() }
+            }
+            let producer = spawn {
+                var rng = SplitMix64(seed: seed)
+                var next = 0
+                while next < total {
+                    let burst = min(Int(rng.next() % 8) + 1, total - next)
+                    for _ in 0..<burst {
+                        await send(next)
+                        next += 1
+                    }
+                    // Acquiring: pairs with the receiver's releasing store (nothing else is read through it).
+                    while taken.value.load(ordering: .acquiring) < next { await Task.yield() }
+                    try? await Task.sleep(for: .nanoseconds(Int(rng.next() % 20_000)))
+                }
+                closeSender()
+            }
+            var received: [Int] = []
+            received.reserveCapacity(total)
+            var timeouts = 0
+            while true {
+                do {
+                    guard let v = try await timeout(after: .microseconds(2), recv) else { break }
+                    received.append(v)
+                    taken.value.store(received.count, ordering: .releasing)
+                } catch is TimeoutError {
+                    timeouts += 1
+                } catch {
+                    Issue.record("a receive threw \(error); seed \(seed)")
+                    break
+                }
+            }
+            _ = await producer.result
+            return (received, timeouts)
+        }
+        let firstGap = received.indices.first { received[$0] != $0 }
+        #expect(received.count == total && firstGap == nil,
+                "received \(received.count) of \(total); first out of place at \(firstGap.map(String.init) ?? "-"): \(firstGap.map { Array(received[$0..<min($0 + 5, received.count)]) } ?? []); seed \(seed)")
+        #expect(timeouts > 0, "no receive timed out: the test exercised nothing; seed \(seed)")
+        print("mpsc under 2 µs timeouts (\(flavor), bounded: \(bounded)): \(timeouts) timeouts over \(total) messages")
         runtime.shutdown(timeout: .seconds(5))
     }
 }

@@ -241,6 +241,37 @@ struct SchedulerTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("two workers, the other one busy: 100 spawns from a task whose LIFO slot is full queue 100 jobs locally")
+    func localQueueDepthCountsSpawns() throws {
+        let r = Runtime.multiThread(workers: 2)
+        let release = FlagBox()
+        let blockerStarted = FlagBox()
+        let (depthSum, otherWasBlocked) = try r.blockOn { () async throws -> (Int, Bool) in
+            // Occupy the other worker: the blocker goes to this worker's queue (the dummy spawned after it
+            // takes the LIFO slot, which cannot be stolen), the other worker steals it and spins in it.
+            let blocker = spawn {
+                blockerStarted.flag.store(true, ordering: .releasing)
+                _ = spinWhile(seconds: 20) { !release.flag.load(ordering: .acquiring) }
+            }
+            let dummy = spawn {}
+            let blocked = spinWhile(seconds: 20) { !blockerStarted.flag.load(ordering: .acquiring) }
+            // Each spawn takes the LIFO slot and moves its previous occupant (the dummy, then each spawned
+            // task) to the back of the local queue: 100 jobs queued, the last one in the slot.
+            var handles: [JoinHandle<Void>] = []
+            for _ in 0..<100 { handles.append(spawn {}) }
+            let depth = r.metrics.perWorker.reduce(0) { $0 + $1.localQueueDepth }
+            release.flag.store(true, ordering: .releasing)
+            for h in handles { try await h.value }
+            try await dummy.value
+            try await blocker.value
+            return (depth, blocked)
+        }
+        #expect(otherWasBlocked, "the blocker did not start on the other worker within 20 s")
+        #expect(depthSum == 100)
+        #expect(r.metrics.perWorker.reduce(0) { $0 + $1.localQueueDepth } == 0)
+        r.shutdown(timeout: .seconds(5))
+    }
+
     @Test("an idle worker steals from a busy one")
     func stealing() throws {
         let r = Runtime.multiThread(workers: 2)

@@ -85,6 +85,26 @@ struct MisuseExitTests {
         #expect(stderr(result).contains("BUG DETECTED: AsyncSemaphore(permits: -1) is outside"))
     }
 
+    @Test("AsyncSemaphore(permits: maxPermits) is fine; one more traps (Tokio T6.19)")
+    func permitsAboveMaximum() async {
+        #expect(AsyncSemaphore(permits: AsyncSemaphore.maxPermits).availablePermits == AsyncSemaphore.maxPermits)
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = AsyncSemaphore(permits: AsyncSemaphore.maxPermits + 1)
+        }
+        #expect(stderr(result).contains(
+            "BUG DETECTED: AsyncSemaphore(permits: \(AsyncSemaphore.maxPermits + 1)) is outside 0...\(AsyncSemaphore.maxPermits)"))
+    }
+
+    @Test("an AsyncRwLock with more readers than a semaphore can count traps")
+    func rwLockTooManyReaders() async {
+        _ = AsyncRwLock(0, maxReaders: AsyncSemaphore.maxPermits)
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = AsyncRwLock(0, maxReaders: AsyncSemaphore.maxPermits + 1)
+        }
+        #expect(stderr(result).contains(
+            "BUG DETECTED: an AsyncRwLock needs between 1 and \(AsyncSemaphore.maxPermits) readers, got \(AsyncSemaphore.maxPermits + 1)"))
+    }
+
     @Test("an AsyncRwLock with 0 readers traps")
     func rwLockZeroReaders() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

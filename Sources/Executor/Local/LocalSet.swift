@@ -72,7 +72,9 @@ public actor LocalSet {
 
     /// Runs `body` isolated to the set (on its thread) and returns its value. Tasks spawned with
     /// ``spawnLocal(_:)`` run on the same thread. When `body` returns, unfinished local tasks are cancelled
-    /// and awaited before this returns.
+    /// and awaited before this returns. Unlike Tokio, which drops a local task's future wherever it is
+    /// suspended, Swift can only cancel a task: a local task awaiting something that ignores cancellation (a
+    /// continuation nobody resumes, a loop that never checks) keeps `runUntil` from returning until it ends.
     ///
     /// Called from the body of ``Runtime/blockOn(_:)`` itself, the set runs on the `blockOn` thread (Tokio's
     /// `block_on(local.run_until(...))`); anywhere else (a spawned task, a child task, outside any runtime)

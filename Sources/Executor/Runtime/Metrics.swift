@@ -51,7 +51,9 @@ public struct RuntimeMetrics: Sendable, CustomStringConvertible {
         public var unparks: UInt64
         /// Wake-ups that found nothing to do (the worker went back to sleep).
         public var noops: UInt64
-        /// Times the local queue was full and half of it moved to the inject queue.
+        /// Times the local queue was full and half of it moved to the inject queue: the older half (the jobs
+        /// that have waited longest), with the job being pushed, as Tokio up to 1.51 does (later Tokio versions
+        /// move the newer half).
         public var overflows: UInt64
         /// Jobs run straight from the LIFO slot after another job.
         public var lifoHits: UInt64

@@ -271,10 +271,10 @@ final class ThreadContext {
     /// racing the release), and the runtime, held unretained, could be freed under it; a task spawned there
     /// would even retain the runtime during its deinit. A hook that needs the runtime captures it.
     @exclusivity(unchecked) var inHook = false
-    /// The task that yielded with `_yieldToRuntime()` during the job being run (Tokio's defer list). Resumed
-    /// right after that job returns, by which time it has suspended; it goes to the back of the queue. One
-    /// slot: a job that runs several tasks' segments (a default actor's drain) resumes an earlier deferral
-    /// when the next one arrives.
+    /// The task that yielded with `_yieldToRuntime()` during the job being run (in the role of Tokio's defer
+    /// list). Resumed right after that job returns, by which time it has suspended; it goes to the back of
+    /// the queue. One slot: a job that runs several tasks' segments (a default actor's drain) resumes an
+    /// earlier deferral when the next one arrives.
     @exclusivity(unchecked) var deferred: UnsafeContinuation<Void, Never>?
     /// True while `resumeDeferred` runs: the enqueue it causes is a yield (back of the queue, no wake-up).
     @exclusivity(unchecked) var isResumingDeferred = false

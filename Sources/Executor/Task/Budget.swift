@@ -189,14 +189,15 @@ enum Budget {
 }
 
 /// Yields to the runtime: the current task goes to the back of its worker's queue and other ready tasks
-/// run first.
+/// run first; timers that are due fire before the next task runs. Unlike Tokio, which holds a yielded task
+/// back until its worker has run out of other tasks, Kyoto queues it behind the tasks queued so far.
 public nonisolated(nonsending) func yieldNow() async {
     await _yieldToRuntime()
 }
 
 /// `Task.yield()`, cheaper on a multi-thread worker: the task suspends on a continuation that the worker
-/// resumes as soon as the current job returns, which puts the task at the back of the worker's queue
-/// (Tokio's defer list). `Task.yield()` instead enqueues a separate continuation job, and under an executor
+/// resumes as soon as the current job returns, which puts the task at the back of the worker's queue (in
+/// the role of Tokio's defer list, without its holding back: see `yieldNow`). `Task.yield()` instead enqueues a separate continuation job, and under an executor
 /// preference each of its three enqueues and switches takes the task's status-record lock (measured:
 /// 450-850 ns per `Task.yield()` on a worker). Elsewhere (current-thread driver, LocalSet or blocking
 /// threads, outside a runtime) it is `Task.yield()`.
