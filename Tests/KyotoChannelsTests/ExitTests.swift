@@ -1,6 +1,7 @@
 // Misuse traps, pinned: each runs in a child process that must exit with a failure and print the
 // message naming the mistake.
 
+import KyotoExecutor
 import Testing
 
 @testable import KyotoChannels
@@ -23,6 +24,43 @@ struct ExitTests {
         }
         #expect(stderrText(result).contains(
             "BUG DETECTED: Mpsc.channel(of:capacity:) capacity \(Int.max) is too large (at most \(Int.max >> 3))"))
+    }
+
+    @Test("blockingSend inside a task traps, naming the call")
+    func blockingSendInTask() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let (tx, rx) = Mpsc.channel(of: Int.self, capacity: 1)
+            try tx.blockingSend(1)  // would go through (there is room), but blocking calls in tasks are bugs
+            _ = rx
+        }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: Mpsc.Sender.blockingSend(_:) called inside a task would block the thread that runs it"))
+    }
+
+    @Test("blockingRecv on a runtime's worker thread (a thread hook there) traps, naming the call")
+    func blockingRecvOnWorker() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let (tx, rx) = Mpsc.unboundedChannel(of: Int.self)
+            try tx.send(1)
+            var config = Runtime.Configuration(flavor: .multiThread)
+            config.workerThreads = 1
+            config.onThreadStart = { _ = rx.blockingRecv() }
+            let runtime = Runtime(config)
+            runtime.blockOn {}
+        }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: Mpsc.UnboundedReceiver.blockingRecv() called on a thread that runs a Kyoto runtime's tasks"))
+    }
+
+    @Test("Oneshot blockingRecv inside a task traps, naming the call")
+    func oneshotBlockingRecvInTask() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let (tx, rx) = Oneshot.channel(of: Int.self)
+            try tx.send(1)
+            _ = try rx.blockingRecv()
+        }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: Oneshot.Receiver.blockingRecv() called inside a task would block the thread that runs it"))
     }
 
     @Test("a broadcast channel with capacity 0 traps")

@@ -4,6 +4,17 @@ import Testing
 /// Each misuse traps with a message naming the mistake; these tests pin the message.
 @Suite("Misuse traps", .enabled(if: exitTestsEnabled, "exit tests are skipped under sanitizers"))
 struct MisuseExitTests {
+    @Test("AsyncMutex.blockingLock inside a task traps, naming the call")
+    func blockingLockInTask() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let mutex = AsyncMutex(0)
+            let held = mutex.blockingLock()  // the lock is free, but blocking calls in tasks are bugs
+            _ = consume held
+        }
+        #expect(stderr(result).contains(
+            "BUG DETECTED: AsyncMutex.blockingLock() called inside a task would block the thread that runs it"))
+    }
+
     @Test("a barrier with a negative count traps")
     func barrierNegativeCount() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

@@ -5,6 +5,8 @@
 // Receiving is cancel-safe: a cancelled `recv` took no message, so each message is either
 // delivered or still buffered.
 
+import KyotoExecutor
+
 /// Extends the namespace with the receiving handles.
 extension Mpsc {
     /// The receiving half of a bounded channel.
@@ -54,6 +56,16 @@ extension Mpsc {
         @inlinable
         public func tryRecv() throws(TryRecvError) -> Element {
             try core.tryReceive()
+        }
+
+        /// Receives the next message from synchronous code, blocking the calling thread until one arrives
+        /// (Tokio's `blocking_recv`); `nil` at the end of the stream, as for ``recv()``. For a
+        /// `spawnBlocking` closure, a `blockInPlace` closure or a thread of your own; traps on a thread that
+        /// runs a runtime's tasks and inside a task, where it could block the very task that would send:
+        /// await ``recv()`` there.
+        public func blockingRecv() -> Element? {
+            _precheckBlocking("Mpsc.Receiver.blockingRecv()")
+            return blockingReceive(core)
         }
 
         /// Closes the channel: further sends fail (outstanding permits may still send), buffered
@@ -177,6 +189,16 @@ extension Mpsc {
             try core.tryReceive()
         }
 
+        /// Receives the next message from synchronous code, blocking the calling thread until one arrives
+        /// (Tokio's `blocking_recv`); `nil` at the end of the stream, as for ``recv()``. For a
+        /// `spawnBlocking` closure, a `blockInPlace` closure or a thread of your own; traps on a thread that
+        /// runs a runtime's tasks and inside a task, where it could block the very task that would send:
+        /// await ``recv()`` there.
+        public func blockingRecv() -> Element? {
+            _precheckBlocking("Mpsc.UnboundedReceiver.blockingRecv()")
+            return blockingReceive(core)
+        }
+
         /// Closes the channel: further sends fail, buffered messages stay receivable, and `recv`
         /// returns `nil` once they are drained.
         @inlinable
@@ -248,4 +270,16 @@ extension Mpsc {
             }
         }
     }
+}
+
+/// `blockingRecv` of both receivers: the next message without waiting if there is one (or the end of the
+/// stream), else a receive on the blocking bridge.
+private func blockingReceive<Element: Sendable, Permits: MpscPermitPolicy>(_ core: MpscChannel<Element, Permits>) -> Element? {
+    do {
+        return try core.tryReceive()
+    } catch {
+        if error == .disconnected { return nil }
+    }
+    // The bridge's task is never cancelled, so the receive ends with a message or the end of the stream.
+    return _blockingWait { try? await core.receive() }
 }

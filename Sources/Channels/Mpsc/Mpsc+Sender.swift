@@ -4,6 +4,8 @@
 // references to them. When the last sender object is deinitialized (together with every
 // outstanding `Permit`) the receiver sees the end of the stream once it drained the buffer.
 
+import KyotoExecutor
+
 /// Extends the namespace with the sending handles.
 extension Mpsc {
     /// The sending half of a bounded channel. Share it by reference between tasks.
@@ -36,6 +38,35 @@ extension Mpsc {
         @inlinable
         public func trySend(_ value: Element) throws(TrySendError<Element>) {
             try core.trySend(value)
+        }
+
+        /// Sends `value` from synchronous code, blocking the calling thread while the channel is full
+        /// (Tokio's `blocking_send`): for a `spawnBlocking` closure, a `blockInPlace` closure or a thread of
+        /// your own. Throws `.closed(value)` if the receiver closed the channel or is gone (never
+        /// `.cancelled`: nothing cancels a blocked thread). Traps on a thread that runs a runtime's tasks and
+        /// inside a task, where it could block the very task that would make room: await ``send(_:)`` there.
+        public func blockingSend(_ value: Element) throws(SendError<Element>) {
+            _precheckBlocking("Mpsc.Sender.blockingSend(_:)")
+            let pending: Element
+            do {
+                try core.trySend(value)
+                return
+            } catch {
+                switch error {
+                case .full(let value): pending = value
+                case .closed(let value): throw .closed(value)
+                }
+            }
+            let core = self.core
+            let failure = _blockingWait { () async -> SendError<Element>? in
+                do throws(SendError<Element>) {
+                    try await core.send(pending)
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            if let failure { throw failure }
         }
 
         /// Waits for one slot of capacity and returns it as a permit.

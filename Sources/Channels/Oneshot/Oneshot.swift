@@ -1,6 +1,8 @@
 // The public front of the oneshot channel: a single value from one sender to one receiver.
 // Thin wrappers over `OneshotStorage`.
 
+import KyotoExecutor
+
 /// Oneshot channels: send exactly one value from one task to another.
 public enum Oneshot {
     /// Creates a oneshot channel.
@@ -105,6 +107,29 @@ public enum Oneshot {
         @inlinable
         public func tryRecv() throws(TryRecvError) -> Value {
             try storage.tryReceive()
+        }
+
+        /// The sent value, from synchronous code: blocks the calling thread until it arrives (Tokio's
+        /// `blocking_recv`). Throws `.closed` if the sender went away without sending, or the value was
+        /// already taken (never `.cancelled`). For a `spawnBlocking` closure, a `blockInPlace` closure or a
+        /// thread of your own; traps on a thread that runs a runtime's tasks and inside a task, where it
+        /// could block the very task that would send: await ``value`` there.
+        public func blockingRecv() throws(RecvError) -> Value {
+            _precheckBlocking("Oneshot.Receiver.blockingRecv()")
+            do {
+                return try storage.tryReceive()
+            } catch {
+                if error == .closed { throw .closed }
+            }
+            let storage = self.storage
+            let outcome = _blockingWait { () async -> Result<Value, RecvError> in
+                do throws(RecvError) {
+                    return .success(try await storage.receive())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            return try outcome.get()
         }
 
         /// Closes the channel: a later `send` fails and gives its value back; a value sent before

@@ -10,6 +10,7 @@
 // `@unchecked Sendable` below, which is conditional on `Value: Sendable` because the value is handed from
 // task to task.
 
+import KyotoExecutor
 import Synchronization
 
 /// An asynchronous mutual-exclusion lock that owns the value it protects.
@@ -85,6 +86,22 @@ public final class AsyncMutex<Value> {
     /// Takes the lock if it is free and nobody is waiting for it; otherwise returns nil.
     public func tryLock() -> Guard? {
         semaphore.tryAcquire(1) == .acquired ? Guard(self) : nil
+    }
+
+    /// Waits for the lock from synchronous code, blocking the calling thread (Tokio's `blocking_lock`), and
+    /// returns a guard that holds it until the guard goes away. For a `spawnBlocking` closure, a
+    /// `blockInPlace` closure or a thread of your own; traps on a thread that runs a runtime's tasks and
+    /// inside a task, where it could block the very task that holds the lock: await ``lock()`` there. Queues
+    /// behind the tasks already waiting, as ``lock()`` does.
+    public func blockingLock() -> Guard {
+        _precheckBlocking("AsyncMutex.blockingLock()")
+        if semaphore.tryAcquire(1) != .acquired {
+            let semaphore = self.semaphore
+            // The bridge's task is never cancelled, and a mutex's semaphore never closes: the acquire succeeds.
+            let acquired = _blockingWait { (try? await semaphore.acquire(1)) != nil }
+            kyotoPrecondition(acquired, "BUG DETECTED: AsyncMutex.blockingLock() failed to take the lock")
+        }
+        return Guard(self)
     }
 
     /// Takes the lock (the semaphore's single permit); nothing is awaited when it is free and no

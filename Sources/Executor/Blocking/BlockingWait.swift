@@ -1,0 +1,91 @@
+// The blocking bridge: the `blocking…` forms of Kyoto's primitives (Tokio's `blocking_send`,
+// `blocking_recv`, `blocking_lock`) block the calling thread until an async operation completes, so that
+// synchronous code (a `spawnBlocking` closure, a plain thread, a `blockInPlace` closure) can use a channel or
+// a lock that async tasks use.
+//
+// How: the callers first try the non-blocking form (`trySend`, `tryRecv`, `tryLock`), so an operation that
+// need not wait costs no more than that. Otherwise the operation runs as a task whose executor preference is
+// a one-off executor (`BridgeExecutor`) driven by the calling thread itself: the thread runs the task's jobs
+// as they are enqueued and parks on a futex in between, until the task has stored its result. So the wait
+// depends on no other thread being free: not Swift's cooperative pool (which the blocking code may be
+// starving), not a current-thread runtime's `blockOn` (which may be the very thread waiting for this one).
+// A resumption (the receiver making room, say) enqueues the task's next job from whatever thread resumes it;
+// the blocked thread wakes and runs it.
+//
+// Misuse: blocking a thread that runs tasks (a runtime's worker or current-thread driver, the main thread
+// under `runMain`), or blocking inside a task anywhere, stalls the tasks that thread would run, possibly the
+// one the operation waits for. It traps, naming the call, as Tokio panics ("Cannot block the current thread
+// from within a runtime"). A `blockInPlace` closure may block: its worker was handed to another thread (the
+// bridge task's jobs then run nested inside the calling task's job, which Swift's runtime supports: it saves
+// and restores the thread's current task around each job).
+
+import CKyoto
+import Synchronization
+
+/// Traps unless the calling thread may block: not a thread that runs a runtime's tasks, and not inside a
+/// task, except in a `blockInPlace` closure. `api` names the call in the message (`"blockingSend(_:)"`).
+package func _precheckBlocking(_ api: String) {
+    let context = ThreadContext.current
+    kyotoPrecondition(
+        !(context?.runsScheduler ?? false),
+        "BUG DETECTED: \(api) called on a thread that runs a Kyoto runtime's tasks would block them (possibly "
+            + "the one it waits for); await the async form instead")
+    kyotoPrecondition(
+        context?.role == .formerWorker || withUnsafeCurrentTask(body: { $0 == nil }),
+        "BUG DETECTED: \(api) called inside a task would block the thread that runs it; await the async form "
+            + "instead, or call it from spawnBlocking, blockInPlace or a thread of your own")
+}
+
+/// Runs `operation` as a task driven by the calling thread (see the file comment) and returns its result
+/// once it has finished. The caller has already passed `_precheckBlocking`.
+package func _blockingWait<T: Sendable>(_ operation: @escaping @Sendable () async -> T) -> T {
+    let bridge = BridgeExecutor()
+    let slot = Mutex<T?>(nil)
+    let task = Task(executorPreference: bridge) {
+        let result = await operation()
+        slot.withLock { $0 = result }
+    }
+    // Every job of the task runs on this thread, inside `drive`: when `drive` sees the slot filled, the
+    // task's last job has returned.
+    bridge.drive { slot.withLock { $0 != nil } }
+    _ = task
+    return slot.withLock { $0.take()! }
+}
+
+/// The task executor of one blocking wait: jobs are queued by any thread and run by the waiting thread.
+private final class BridgeExecutor: TaskExecutor, @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): `jobs` is a Mutex; `parker` is a Parker (any thread may unpark, only
+    // the driving thread parks).
+    private let jobs = Mutex<[JobRef]>([])
+    private let parker = Parker()
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let ref = JobRef(job)
+        jobs.withLock { $0.append(ref) }
+        // After the push: an unpark that finds the driver about to park makes that park return at once.
+        parker.unpark()
+    }
+
+    /// Runs the queued jobs on the calling thread until `isDone` holds, parking while there are none.
+    func drive(until isDone: () -> Bool) {
+        let identity = asUnownedTaskExecutor()
+        // The cooperative budget is for sharing a thread with other tasks; this thread runs the one task, so
+        // its primitives never yield here (on a runtime's blocking thread the budget would otherwise read 0
+        // and force a yield at every budgeted operation). The thread's own budget is put back afterwards.
+        let savedBudget = kyoto_budget_get()
+        defer { kyoto_budget_set(savedBudget) }
+        while true {
+            let batch = jobs.withLock { queue -> [JobRef] in
+                defer { queue.removeAll(keepingCapacity: true) }
+                return queue
+            }
+            for job in batch {
+                kyoto_budget_set(Int32.max)
+                job.unownedJob.runSynchronously(on: identity)
+            }
+            if isDone() { return }
+            // A job queued after the batch was taken unparked the parker first: this park returns at once.
+            if batch.isEmpty { parker.park() }
+        }
+    }
+}
