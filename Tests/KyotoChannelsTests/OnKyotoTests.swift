@@ -1,5 +1,6 @@
 // Channels on a Kyoto runtime: the cooperative budget, and use from a LocalSet.
 
+import Foundation
 import KyotoExecutor
 import Synchronization
 import Testing
@@ -38,6 +39,31 @@ struct ChannelsOnKyotoTests {
         }
         #expect(advanced >= 4, "the ticker advanced \(advanced) times during 1024 ready receives")
         #expect(runtime.metrics.budgetForcedYields >= 4)
+        runtime.shutdown(timeout: .seconds(5))
+    }
+
+    @Test("inside unconstrained, 1000 ready receives never yield (Tokio T2.2)")
+    func unconstrainedReceivesNeverYield() throws {
+        let runtime = Runtime.multiThread(workers: 1)
+        let before = runtime.metrics.budgetForcedYields
+        let sum = try runtime.blockOn { () async throws -> Int in
+            let (tx, rx) = Mpsc.unboundedChannel(of: Int.self)
+            for i in 0..<1000 { try tx.send(i) }
+            return try await unconstrained { () async throws -> Int in
+                var sum = 0
+                for _ in 0..<1000 { sum += try await rx.recv() ?? 0 }
+                return sum
+            }
+        }
+        #expect(sum == 999 * 1000 / 2)
+        #expect(runtime.metrics.budgetForcedYields == before, "a receive inside unconstrained yielded")
+        // The same loop outside `unconstrained` is forced to yield (about once per 128 receives).
+        try runtime.blockOn {
+            let (tx, rx) = Mpsc.unboundedChannel(of: Int.self)
+            for i in 0..<1000 { try tx.send(i) }
+            for _ in 0..<1000 { _ = try await rx.recv() }
+        }
+        #expect(runtime.metrics.budgetForcedYields >= before + 7)
         runtime.shutdown(timeout: .seconds(5))
     }
 
@@ -178,6 +204,51 @@ struct ChannelsOnKyotoTests {
         runtime.shutdown(timeout: .seconds(5))
     }
 
+    @Test("runUntil ends a local task looping on recv() while its sender lives: it returns, the handle is cancelled",
+          arguments: [Runtime.Configuration.Flavor.multiThread, .currentThread])
+    func localRecvLoopEndsWithTheSet(_ flavor: Runtime.Configuration.Flavor) async {
+        // Tokio T4.6. The consumer is woken by a runtime task (on a worker thread in the multi-thread flavor, so
+        // from another thread) five times, acknowledges each message, and is then suspended in `recv()` with its
+        // sender still alive. The body then returns: runUntil must cancel the consumer, wait for it and return,
+        // and the receiver it held must be released (which closes the channel for the sender).
+        let runtime = flavor == .multiThread ? Runtime.multiThread(workers: 2) : Runtime.currentThread()
+        let outcome = await blockOnOwnThread(runtime, seconds: 20, "runUntil with a local recv loop") {
+            () async -> (acked: [Int], result: String, closedForSender: Bool) in
+            let (tx, consumer, acked) = await LocalSet().runUntil { set in
+                let (tx, rx) = Mpsc.unboundedChannel(of: Int.self)
+                let (ackTx, ackRx) = Mpsc.unboundedChannel(of: Int.self)
+                let consumer = set.spawnLocal {
+                    while let v = try await rx.recv() { try? ackTx.send(v) }
+                }
+                let producer = spawn {
+                    for i in 0..<5 {
+                        try tx.send(i)
+                        await Task.yield()
+                    }
+                }
+                _ = try? await producer.value
+                var acked: [Int] = []
+                for _ in 0..<5 {
+                    if let v = try? await ackRx.recv() { acked.append(v) }
+                }
+                return (tx, consumer, acked)
+            }
+            let result: String
+            switch await consumer.result {
+            case .success: result = "returned"
+            case .failure(let e): result = "\(e)"
+            }
+            // The receiver went with the consumer's closure; `tx` is still alive here.
+            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            while !tx.isClosed && ContinuousClock.now < deadline { await Task.yield() }
+            return (acked, result, tx.isClosed)
+        }
+        #expect(outcome?.acked == [0, 1, 2, 3, 4])
+        #expect(outcome?.result == "\(JoinError.cancelled)")
+        #expect(outcome?.closedForSender == true, "the cancelled consumer's receiver was never released")
+        runtime.shutdown(timeout: .seconds(5))
+    }
+
     @Test("local tasks exchange messages over an mpsc channel and resume on the set's thread")
     func channelsInsideLocalSet() throws {
         let runtime = Runtime.multiThread(workers: 2)
@@ -204,6 +275,19 @@ struct ChannelsOnKyotoTests {
         #expect(received == Array(0..<20))
         #expect(sameThread)
         runtime.shutdown(timeout: .seconds(5))
+    }
+}
+
+/// `runtime.blockOn(body)` on a thread of its own, so the set it drives runs there. Returns nil (and records an
+/// issue) if it does not return within `seconds`; the thread is then left blocked (the test has failed).
+private func blockOnOwnThread<T: Sendable>(
+    _ runtime: Runtime, seconds: Double, _ what: String, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: @escaping @Sendable () async -> T
+) async -> T? {
+    await withDeadline(seconds: seconds, what, sourceLocation: sourceLocation) {
+        await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
+            Thread { c.resume(returning: runtime.blockOn(body)) }.start()
+        }
     }
 }
 

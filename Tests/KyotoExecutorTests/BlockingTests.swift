@@ -443,6 +443,157 @@ struct BlockInPlaceTests {
         #expect(handedOff.current == 0, "blockInPlace in a park hook handed the worker off")
         #expect(r.shutdown(timeout: .seconds(5)))
     }
+
+    @Test("timers keep firing while workers sit in blockInPlace: a value sent after a sleep reaches the waiters",
+          arguments: [1, 2])
+    func timerFiresWhileWorkersBlockInPlace(blockers: Int) async {
+        // Tokio T3.7, on 2 workers. Each blocker waits inside blockInPlace (on a futex, 10 s bound) for a value
+        // that a sender task sets after a 5 ms `Task.sleep`. The sender is spawned by the last blocker just
+        // before it blocks (so it sits in that worker's LIFO slot, which only the hand-off moves) and sleeps
+        // only once every blocker is inside: with 2 blockers both workers are blocked in place, so the sleep's
+        // timer and the sender can only run on the threads that took the workers over.
+        let r = makeRuntime(.multiThread, workers: 2)
+        let latch = ThreadLatch()
+        let entered = TestCounter()
+        let allEntered = Signal()
+        let values = await blockOnThread(r, seconds: 30, "\(blockers) blocker(s) waiting for a timer") {
+            () async throws -> [Int?] in
+            var waiters: [JoinHandle<Int?>] = []
+            for i in 0..<blockers {
+                waiters.append(spawn { () -> Int? in
+                    if i == blockers - 1 {
+                        spawn {
+                            await allEntered.wait()
+                            try await Task.sleep(for: .milliseconds(5))
+                            latch.set(42)
+                        }
+                    }
+                    return blockInPlace { () -> Int? in
+                        if entered.increment() == blockers { allEntered.fire() }
+                        return latch.wait(seconds: 10)
+                    }
+                })
+            }
+            var out: [Int?] = []
+            for w in waiters { out.append(try await w.value) }
+            return out
+        }
+        #expect(values == Array(repeating: 42, count: blockers),
+                "a blocker timed out: the sender's timer did not fire while \(blockers) worker(s) blocked in place")
+        #expect(r.shutdown(timeout: .seconds(5)))
+    }
+
+    @Test("inside blockInPlace, blockOn on the same runtime runs yieldNow, Task.yield and spawned tasks past a budget",
+          arguments: [1, 2])
+    func blockOnInsideBlockInPlace(workers: Int) async {
+        // Tokio T3.10 (`yield_now_in_block_in_place`), with the executor's own awaits (the AsyncMutex variant is
+        // in KyotoSyncTests, which can import KyotoSync). With one worker the blockOn body can only run on the
+        // thread that took the worker over. 129 rounds: past one cooperative budget (128).
+        let r = makeRuntime(.multiThread, workers: workers)
+        let rounds = initialBudget + 1
+        let sum = await blockOnThread(r, seconds: 30, "blockOn inside blockInPlace (\(workers) worker(s))") {
+            () async throws -> Int in
+            try await spawn { () throws -> Int in
+                try blockInPlace { () throws -> Int in
+                    try r.blockOn { () async throws -> Int in
+                        var total = 0
+                        for i in 0..<rounds {
+                            await yieldNow()
+                            await Task.yield()
+                            total += try await spawn { i }.value
+                        }
+                        return total
+                    }
+                }
+            }.value
+        }
+        #expect(sum == rounds * (rounds - 1) / 2)
+        #expect(r.shutdown(timeout: .seconds(5)))
+    }
+
+    @Test("a nested blockInPlace runs its closure in place on the same former worker; the runtime keeps running")
+    func nestedBlockInPlace() async {
+        // Documented: outside a worker's job (here: on a former worker, whose worker the outer call already
+        // handed off) `body` simply runs. With one worker, a task spawned inside the inner closure can only
+        // run if the outer call handed the worker to another thread and the inner one left it there.
+        struct Seen: Sendable {
+            var sameThread = false
+            var outerRole: ThreadContext.Role?
+            var innerRole: ThreadContext.Role?
+            var innerValue = 0
+            var spawned: Int?
+        }
+        let r = makeRuntime(.multiThread, workers: 1)
+        let seen = await blockOnThread(r, seconds: 30, "nested blockInPlace") { () async throws -> Seen in
+            try await spawn { () -> Seen in
+                blockInPlace { () -> Seen in
+                    var seen = Seen()
+                    let outer = pthread_self()
+                    seen.outerRole = ThreadContext.current?.role
+                    seen.innerValue = blockInPlace { () -> Int in
+                        seen.sameThread = pthread_equal(outer, pthread_self()) != 0
+                        seen.innerRole = ThreadContext.current?.role
+                        let latch = ThreadLatch()
+                        r.spawn { latch.set(7) }
+                        seen.spawned = latch.wait(seconds: 10)
+                        return 5
+                    }
+                    return seen
+                }
+            }.value
+        }
+        #expect(seen?.sameThread == true)
+        #expect(seen?.outerRole == .formerWorker)
+        #expect(seen?.innerRole == .formerWorker)
+        #expect(seen?.innerValue == 5)
+        #expect(seen?.spawned == 7, "a task spawned inside the nested blockInPlace did not run within 10 s")
+        #expect(r.shutdown(timeout: .seconds(5)))
+    }
+
+    @Test("blockInPlace inside a blockOn inside blockInPlace: 50 rounds on a one-worker runtime")
+    func nestedBlockInPlaceWithBlockOnBetween() async {
+        // Tokio's `test_nested_block_in_place_with_block_on_between`. The inner blockInPlace runs in a job of the
+        // inner blockOn's task, on whichever thread holds the runtime's only worker: it hands the worker off a
+        // second time, and the outer closure's blockOn must still see its body finish.
+        let r = makeRuntime(.multiThread, workers: 1)
+        let rounds = 50
+        let values = await blockOnThread(r, seconds: 60, "nested blockInPlace with blockOn between") {
+            () async throws -> [Int] in
+            var values: [Int] = []
+            for i in 0..<rounds {
+                values.append(try await spawn { () -> Int in
+                    blockInPlace { () -> Int in
+                        r.blockOn { () async -> Int in
+                            let v = blockInPlace { i }
+                            await yieldNow()
+                            return v
+                        }
+                    }
+                }.value)
+            }
+            return values
+        }
+        #expect(values == Array(0..<rounds))
+        #expect(r.shutdown(timeout: .seconds(5)))
+    }
+}
+
+/// A value set once and waited for by blocked OS threads, with a deadline (a futex wait on a
+/// `OneShotEvent`, no polling).
+final class ThreadLatch: Sendable {
+    private let value = CheckedMutex<Int?>(nil)
+    private let event = OneShotEvent()
+
+    func set(_ v: Int) {
+        value.withLock { $0 = v }
+        event.set()
+    }
+
+    /// Blocks the calling thread until `set` or until `seconds` pass; returns the value, or nil on time-out.
+    func wait(seconds: Int) -> Int? {
+        guard event.wait(timeout: .seconds(seconds)) else { return nil }
+        return value.withLock { $0 }
+    }
 }
 
 final class PeakBox: Sendable {

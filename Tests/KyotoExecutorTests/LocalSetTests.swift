@@ -369,6 +369,76 @@ struct LocalSetTests {
         r.shutdown(timeout: .seconds(5))
     }
 
+    @Test("a local task waiting for ever is cancelled when the set ends, and the value it holds is freed",
+          arguments: bothFlavors, EndlessWait.allCases)
+    func endlessTaskReleasesItsValue(_ flavor: Runtime.Configuration.Flavor, _ wait: EndlessWait) async {
+        // Tokio T4.5. Kyoto's set lives for one runUntil: when the body returns it cancels the task (whose wait
+        // never ends otherwise: a one-hour sleep, or a continuation only its cancellation resumes) and awaits
+        // it, so the non-Sendable value the task captured is freed by the time runUntil returns.
+        let r = makeRuntime(flavor)
+        let freed = Signal()
+        let outcome = await blockOnThread(r, seconds: 30, "runUntil with an endless local task (\(wait))") {
+            () async -> (freedAtReturn: Bool, finished: Bool, result: String) in
+            let started = Mailbox()
+            let handle = await LocalSet().runUntil { set in
+                let resource = LocalResource(freed)
+                let h = set.spawnLocal { () async throws -> Int in
+                    started.put(1)
+                    switch wait {
+                    case .sleep: try await Task.sleep(for: .seconds(3600))
+                    case .cancellableContinuation:
+                        await CancellableForever().wait()
+                        try Task.checkCancellation()
+                    }
+                    return resource.id
+                }
+                _ = await started.take()  // the task holds `resource` and is suspended in its wait
+                return h
+            }
+            let freedAtReturn = freed.isSet
+            let result: String
+            switch await handle.result {
+            case .success(let v): result = "value \(v)"
+            case .failure(let e): result = "\(e)"
+            }
+            return (freedAtReturn, handle.isFinished, result)
+        }
+        #expect(outcome?.freedAtReturn == true, "the value the cancelled local task held was not freed by runUntil")
+        #expect(outcome?.finished == true)
+        #expect(outcome?.result == "\(JoinError.cancelled)")
+        #expect(r.shutdown(timeout: .seconds(5)))
+    }
+
+    @Test("128 local tasks, each awaiting a nested local task's value, all complete with the right values",
+          arguments: bothFlavors)
+    func nestedSpawnLocal(_ flavor: Runtime.Configuration.Flavor) async {
+        // Tokio T4.7. Half the inner tasks yield before returning, so their outer task suspends in `value`; the
+        // other half may already have finished when their outer task first awaits.
+        let r = makeRuntime(flavor)
+        let count = 128
+        let outcome = await blockOnThread(r, seconds: 30, "\(count) nested local tasks") {
+            () async throws -> (values: [Int], pending: Int) in
+            try await LocalSet().runUntil { set in
+                var outer: [LocalJoinHandle<Int>] = []
+                for i in 0..<count {
+                    outer.append(set.spawnLocal { () async throws -> Int in
+                        let inner = set.spawnLocal { () async -> Int in
+                            if i % 2 == 0 { await Task.yield() }
+                            return i * i
+                        }
+                        return try await inner.value + 1
+                    })
+                }
+                var values: [Int] = []
+                for h in outer { values.append(try await h.value) }
+                return (values, set.pendingTaskCount)
+            }
+        }
+        #expect(outcome?.values == (0..<count).map { $0 * $0 + 1 })
+        #expect(outcome?.pending == 0)
+        #expect(r.shutdown(timeout: .seconds(5)))
+    }
+
     @Test("abort before start never runs the body; abort is reflected in the handle")
     func abortLocal() throws {
         let r = Runtime.currentThread()
@@ -443,6 +513,46 @@ struct LocalSetTests {
         }
         #expect(count == 2)
         r.shutdown(timeout: .seconds(5))
+    }
+}
+
+/// A value a local task holds; not Sendable. Fires `freed` when it is deinitialized.
+final class LocalResource {
+    let id = 1
+    private let freed: Signal
+    init(_ freed: Signal) { self.freed = freed }
+    deinit { freed.fire() }
+}
+
+/// How a local task waits for ever (until it is cancelled).
+enum EndlessWait: CaseIterable, Sendable {
+    /// A one-hour `Task.sleep`: a timer on the runtime (or Swift's clock outside one).
+    case sleep
+    /// A continuation that only the task's cancellation resumes: no timer involved.
+    case cancellableContinuation
+}
+
+/// A wait that ends only when the waiting task is cancelled.
+final class CancellableForever: Sendable {
+    private let state = CheckedMutex<(cancelled: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    func wait() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let cancelled = state.withLock { s -> Bool in
+                    if s.cancelled { return true }
+                    s.waiter = c
+                    return false
+                }
+                if cancelled { c.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+                s.cancelled = true
+                return s.waiter.take()
+            }
+            waiter?.resume()
+        }
     }
 }
 

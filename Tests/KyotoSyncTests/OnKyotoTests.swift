@@ -72,6 +72,53 @@ struct OnKyotoTests {
         #expect(total == 8000)
         runtime.shutdown(timeout: .seconds(5))
     }
+
+    @Test("inside blockInPlace, blockOn on the same runtime locks an AsyncMutex past a budget and yields (T3.10)",
+          arguments: [1, 2])
+    func mutexInBlockOnInsideBlockInPlace(workers: Int) async throws {
+        // Tokio's `mutex_in_block_in_place` and `yield_now_in_block_in_place`. A competitor spawned just before
+        // the hand-off (in the worker's LIFO slot) takes the lock in a loop as well, so some of the blockOn
+        // body's locks wait. With one worker both can only run on the thread that took the worker over.
+        // 129 rounds each: past one cooperative budget (128).
+        let runtime = Runtime.multiThread(workers: workers)
+        defer { runtime.shutdown(timeout: .seconds(5)) }
+        let mutex = AsyncMutex(0)
+        let rounds = 129
+        let task = Task { () async throws -> Int in
+            try await runtime.spawn { () async throws -> Int in
+                let competitor = spawn {
+                    for _ in 0..<rounds {
+                        try await mutex.withLock { $0 += 1 }
+                        await yieldNow()
+                    }
+                }
+                let seenByBody = try blockInPlace { () throws -> Int in
+                    try runtime.blockOn { () async throws -> Int in
+                        var seen = 0
+                        for _ in 0..<rounds {
+                            await yieldNow()
+                            // Both ways of locking: a guard (unlocked at the end of the `do`) and `withLock`.
+                            // The guard only reads: writing through `Guard.value` (its `_modify`) while other
+                            // threads call the mutex's methods trips a ThreadSanitizer false positive (Swift's
+                            // access instrumentation marks the mutex object's header as written).
+                            do {
+                                let held = try await mutex.lock()
+                                seen = max(seen, held.value)
+                            }
+                            try await mutex.withLock { $0 += 1 }
+                        }
+                        return try await mutex.withLock { max(seen, $0) }
+                    }
+                }
+                try await competitor.value
+                return seenByBody
+            }.value
+        }
+        guard let seenByBody = try await boundedValue(of: task, within: .seconds(30), "blockOn inside blockInPlace")
+        else { return }
+        #expect(seenByBody >= rounds && seenByBody <= 2 * rounds)
+        #expect(try await mutex.withLock { $0 } == 2 * rounds)
+    }
 }
 
 final class TickBox: Sendable {
