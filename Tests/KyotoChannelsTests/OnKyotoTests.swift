@@ -278,19 +278,6 @@ struct ChannelsOnKyotoTests {
     }
 }
 
-/// `runtime.blockOn(body)` on a thread of its own, so the set it drives runs there. Returns nil (and records an
-/// issue) if it does not return within `seconds`; the thread is then left blocked (the test has failed).
-private func blockOnOwnThread<T: Sendable>(
-    _ runtime: Runtime, seconds: Double, _ what: String, sourceLocation: SourceLocation = #_sourceLocation,
-    _ body: @escaping @Sendable () async -> T
-) async -> T? {
-    await withDeadline(seconds: seconds, what, sourceLocation: sourceLocation) {
-        await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
-            Thread { c.resume(returning: runtime.blockOn(body)) }.start()
-        }
-    }
-}
-
 #if canImport(Glibc)
 import Glibc
 #endif

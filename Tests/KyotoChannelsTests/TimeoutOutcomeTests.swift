@@ -171,16 +171,18 @@ struct TimeoutOutcomeTests {
 
     @Test("mpsc receives under short timeouts while messages keep coming: each arrives once, in order (T8.1)",
           arguments: [Runtime.Configuration.Flavor.multiThread, .currentThread], [false, true])
-    func mpscReceiveRepeatedlyCancelled(_ flavor: Runtime.Configuration.Flavor, bounded: Bool) throws {
+    func mpscReceiveRepeatedlyCancelled(_ flavor: Runtime.Configuration.Flavor, bounded: Bool) async throws {
         // A receive cancelled at the moment a message is handed to it must return the message (its outcome
         // after the deadline) or leave it queued; neither lose it nor deliver it twice. The producer sends in
-        // bursts of 1-8 and, once the receiver has taken a burst, pauses 0-20 µs (seeded): the receiver runs
+        // bursts of 1-8 and, once the receiver has taken a burst, pauses (seeded): the receiver runs
         // dry and waits under its 2 µs timeouts, and each burst's first message races a timed receive.
         let runtime = Runtime(Runtime.Configuration(flavor: flavor))
         let seed = stressSeed()
-        let total = isThreadSanitizerEnabled ? 500 : 5_000
+        // Each timed receive sets up a task group: under ThreadSanitizer a few thousand of them take a minute.
+        let total = isThreadSanitizerEnabled ? 100 : 3_000
         let taken = TakenCount()
-        let (received, timeouts) = runtime.blockOn { () async -> ([Int], Int) in
+        // On a thread of its own, bounded: the run must not hold one of the test pool's threads.
+        let run = await blockOnOwnThread(runtime, seconds: 120, "the timed receive loop") { () async -> ([Int], Int) in
             let send: @Sendable (Int) async -> Void
             let recv: @Sendable () async throws -> Int?
             let closeSender: @Sendable () -> Void
@@ -208,7 +210,10 @@ struct TimeoutOutcomeTests {
                     }
                     // Acquiring: pairs with the receiver's releasing store (nothing else is read through it).
                     while taken.value.load(ordering: .acquiring) < next { await Task.yield() }
-                    try? await Task.sleep(for: .nanoseconds(Int(rng.next() % 20_000)))
+                    // Mostly 0-20 µs; one pause in 8 lasts 1 ms, so that receives time out even where each
+                    // one takes longer than the short pauses (under ThreadSanitizer).
+                    let pause = rng.next() % 8 == 0 ? 1_000_000 : Int(rng.next() % 20_000)
+                    try? await Task.sleep(for: .nanoseconds(pause))
                 }
                 closeSender()
             }
@@ -230,6 +235,7 @@ struct TimeoutOutcomeTests {
             _ = await producer.result
             return (received, timeouts)
         }
+        let (received, timeouts) = run ?? ([], 0)
         let firstGap = received.indices.first { received[$0] != $0 }
         #expect(received.count == total && firstGap == nil,
                 "received \(received.count) of \(total); first out of place at \(firstGap.map(String.init) ?? "-"): \(firstGap.map { Array(received[$0..<min($0 + 5, received.count)]) } ?? []); seed \(seed)")

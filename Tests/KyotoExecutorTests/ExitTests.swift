@@ -181,7 +181,7 @@ struct MisuseTests {
             r.blockOn {
                 let set = JoinSet<Int>()
                 set.spawn {
-                    try await Task.sleep(for: .seconds(60))
+                    try await Task.sleep(for: .seconds(3600))
                     return 1
                 }
                 let first = spawn { _ = try await set.next() }

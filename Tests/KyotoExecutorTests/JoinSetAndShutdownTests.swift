@@ -60,8 +60,8 @@ struct JoinSetTests {
         let a = Runtime.multiThread(workers: 1)
         let b = Runtime.multiThread(workers: 1)
         let set = JoinSet<Int>()
-        let ha = a.blockOn { set.spawn { try await Task.sleep(for: .seconds(60)); return 1 } }
-        let hb = b.blockOn { set.spawn { try await Task.sleep(for: .seconds(60)); return 2 } }
+        let ha = a.blockOn { set.spawn { try await Task.sleep(for: .seconds(3600)); return 1 } }
+        let hb = b.blockOn { set.spawn { try await Task.sleep(for: .seconds(3600)); return 2 } }
         // Task ids are per runtime: each runtime's first spawn from a worker gets the same one.
         #expect(ha.id == hb.id, "precondition: the two tasks' ids differ, so the test proves less")
         set.abortAll()
@@ -217,7 +217,7 @@ struct JoinSetTests {
         let r = Runtime.multiThread(workers: 2)
         let cancelled = r.blockOn { () async -> Int in
             let set = JoinSet<Void>()
-            for _ in 0..<16 { set.spawn { try await Task.sleep(for: .seconds(60)) } }
+            for _ in 0..<16 { set.spawn { try await Task.sleep(for: .seconds(3600)) } }
             set.abortAll()
             var n = 0
             while let result = await set.nextResult() {
@@ -345,7 +345,7 @@ struct JoinSetTests {
             var handles: [JoinHandle<Void>] = []
             do {
                 let set = JoinSet<Void>()
-                for _ in 0..<16 { handles.append(set.spawn { try await Task.sleep(for: .seconds(60)) }) }
+                for _ in 0..<16 { handles.append(set.spawn { try await Task.sleep(for: .seconds(3600)) }) }
                 _ = set
             }
             var out: [Bool] = []
@@ -496,7 +496,7 @@ struct ShutdownTests {
                 for _ in 0..<8 {
                     hs.append(spawn { () async throws -> Int in
                         if started.increment() == 8 { gate.fire() }
-                        try await Task.sleep(for: .seconds(60))
+                        try await Task.sleep(for: .seconds(3600))
                         return 1
                     })
                 }
@@ -504,7 +504,7 @@ struct ShutdownTests {
                 return hs
             }
         } else {
-            for _ in 0..<8 { handles.append(r.spawn { () async throws -> Int in try await Task.sleep(for: .seconds(60)); return 1 }) }
+            for _ in 0..<8 { handles.append(r.spawn { () async throws -> Int in try await Task.sleep(for: .seconds(3600)); return 1 }) }
         }
         #expect(r.shutdown(timeout: .seconds(10)))
         #expect(r.isShutDown)
@@ -524,7 +524,7 @@ struct ShutdownTests {
             _ = spawn { () async throws -> Void in
                 let resource = DeinitProbe { freed.fire() }
                 started.fire()
-                try await Task.sleep(for: .seconds(60))
+                try await Task.sleep(for: .seconds(3600))
                 withExtendedLifetime(resource) {}
             }
             await started.wait()
@@ -542,7 +542,7 @@ struct ShutdownTests {
         let started = Signal()
         set.spawn { () async throws -> Int in
             started.fire()
-            try await Task.sleep(for: .seconds(60))
+            try await Task.sleep(for: .seconds(3600))
             return 1
         }
         #expect(await started.wait(seconds: 30))

@@ -355,7 +355,7 @@ struct LocalSetTests {
                 var hs: [LocalJoinHandle<Int>] = []
                 for _ in 0..<4 {
                     hs.append(set.spawnLocal { () async throws -> Int in
-                        try await Task.sleep(for: .seconds(60))
+                        try await Task.sleep(for: .seconds(3600))
                         return 1
                     })
                 }
