@@ -52,6 +52,7 @@ __attribute__((tls_model("initial-exec"))) _Thread_local int32_t kyoto_tls_budge
 __attribute__((tls_model("initial-exec"))) _Thread_local int32_t kyoto_tls_local_set_depth = 0;
 __attribute__((tls_model("initial-exec"))) _Thread_local void *kyoto_tls_local_executor = 0;
 __attribute__((tls_model("initial-exec"))) _Thread_local uint64_t kyoto_tls_budget_epoch = 0;
+__attribute__((tls_model("initial-exec"))) _Thread_local uintptr_t kyoto_tls_block_in_place_task = 0;
 
 void *kyoto_tls_context_get(void) { return kyoto_tls_context; }
 void kyoto_tls_context_set(void *context) { kyoto_tls_context = context; }

@@ -165,6 +165,20 @@ struct ChannelBlockingTests {
         runtime.shutdown(timeout: .seconds(5))
     }
 
+    @Test("blockInPlace in a task on Swift's default executor may block too (its body simply runs there)")
+    func blockingRecvInBlockInPlaceOffRuntime() async throws {
+        let runtime = Runtime.multiThread(workers: 2)
+        let (tx, rx) = Mpsc.channel(of: Int.self, capacity: 1)
+        let sender = runtime.spawn {
+            try await Task.sleep(for: .milliseconds(5))
+            try await tx.send(9)
+        }
+        let got = await Task.detached { blockInPlace { rx.blockingRecv() } }.value
+        try await sender.value
+        #expect(got == 9)
+        runtime.shutdown(timeout: .seconds(5))
+    }
+
     @Test("Oneshot.blockingRecv: a value sent later by a task; .closed when the sender goes away unsent")
     func oneshotBlockingRecv() async throws {
         let runtime = Runtime.multiThread(workers: 2)

@@ -52,6 +52,45 @@ struct ExitTests {
             "BUG DETECTED: Mpsc.UnboundedReceiver.blockingRecv() called on a thread that runs a Kyoto runtime's tasks"))
     }
 
+    @Test("blockingRecv inside a LocalSet run by a blockOn inside blockInPlace traps (the sender is pinned there)")
+    func blockingRecvInLocalSetUnderBlockInPlace() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let runtime = Runtime.multiThread(workers: 2)
+            let got = try runtime.blockOn { () async throws -> Int? in
+                try await spawn { () -> Int? in
+                    blockInPlace {
+                        runtime.blockOn {
+                            await LocalSet().runUntil { set in
+                                let (tx, rx) = Mpsc.channel(of: Int.self, capacity: 1)
+                                _ = set.spawnLocal { try await tx.send(7) }
+                                return rx.blockingRecv()  // would wait for ever: the sender runs on this thread
+                            }
+                        }
+                    }
+                }.value
+            }
+            _ = got
+        }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: Mpsc.Receiver.blockingRecv() called inside a LocalSet would block the thread its tasks are pinned to"))
+    }
+
+    @Test("blockingRecv in a task after its blockInPlace closure has returned traps")
+    func blockingRecvAfterBlockInPlace() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let runtime = Runtime.multiThread(workers: 2)
+            runtime.blockOn {
+                let (tx, rx) = Mpsc.unboundedChannel(of: Int.self)
+                try? tx.send(1)
+                _ = blockInPlace { rx.blockingRecv() }  // allowed here
+                try? tx.send(2)
+                _ = rx.blockingRecv()  // a task again (on a former worker's thread): a bug
+            }
+        }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: Mpsc.UnboundedReceiver.blockingRecv() called inside a task would block the thread that runs it"))
+    }
+
     @Test("Oneshot blockingRecv inside a task traps, naming the call")
     func oneshotBlockingRecvInTask() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

@@ -56,4 +56,28 @@ struct BlockingLockTests {
         #expect(try await blocked.value == ["task", "blocking"])
         runtime.shutdown(timeout: .seconds(5))
     }
+
+    @Test("blockingLock inside a task's blockInPlace closure waits for a task that holds the lock")
+    func blockingLockInBlockInPlace() throws {
+        let runtime = Runtime.multiThread(workers: 2)
+        let mutex = AsyncMutex(0)
+        let value = try runtime.blockOn { () async throws -> Int in
+            let holder = spawn {
+                try await mutex.withLock { value in
+                    try await Task.sleep(for: .milliseconds(5))
+                    value = 1
+                }
+            }
+            #expect(await waitUntil { mutex.semaphore.availablePermits == 0 }, "the holder never took the lock")
+            let seen = blockInPlace { () -> Int in
+                var held = mutex.blockingLock()
+                held.value += 1
+                return held.value
+            }
+            try await holder.value
+            return seen
+        }
+        #expect(value == 2)
+        runtime.shutdown(timeout: .seconds(5))
+    }
 }

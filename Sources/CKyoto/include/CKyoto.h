@@ -57,6 +57,17 @@ static inline int32_t kyoto_local_set_depth(void) { return kyoto_tls_local_set_d
 /// Adds `delta` to the calling thread's LocalSet depth.
 static inline void kyoto_local_set_depth_add(int32_t delta) { kyoto_tls_local_set_depth += delta; }
 
+/// The task whose `blockInPlace` closure the calling thread is running right now (its identity: the task
+/// object's address), or 0. Set around the closure and restored after it, so it names the innermost call.
+/// The blocking forms of the primitives may block there, and only there, inside a task.
+extern __attribute__((tls_model("initial-exec"))) _Thread_local uintptr_t kyoto_tls_block_in_place_task;
+
+/// Reads the calling thread's `blockInPlace` task (see `kyoto_tls_block_in_place_task`).
+static inline uintptr_t kyoto_block_in_place_task_get(void) { return kyoto_tls_block_in_place_task; }
+
+/// Writes the calling thread's `blockInPlace` task.
+static inline void kyoto_block_in_place_task_set(uintptr_t task) { kyoto_tls_block_in_place_task = task; }
+
 /// The LocalSet executor whose jobs the calling thread is running right now (`LocalExecutor.runPending`),
 /// or NULL. Per thread, so a driver thread never overwrites another thread's answer.
 extern __attribute__((tls_model("initial-exec"))) _Thread_local void *kyoto_tls_local_executor;

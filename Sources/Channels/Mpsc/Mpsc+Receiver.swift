@@ -59,10 +59,10 @@ extension Mpsc {
         }
 
         /// Receives the next message from synchronous code, blocking the calling thread until one arrives
-        /// (Tokio's `blocking_recv`); `nil` at the end of the stream, as for ``recv()``. For a
-        /// `spawnBlocking` closure, a `blockInPlace` closure or a thread of your own; traps on a thread that
-        /// runs a runtime's tasks and inside a task, where it could block the very task that would send:
-        /// await ``recv()`` there.
+        /// (Tokio's `blocking_recv`); `nil` at the end of the stream, as for ``recv()``. Nothing interrupts
+        /// the wait. For a `spawnBlocking` closure, a task's own `blockInPlace` closure or a thread of your
+        /// own; traps inside a task otherwise, in a LocalSet and on a thread that runs a runtime's tasks,
+        /// where it could block the very task that would send: await ``recv()`` there.
         public func blockingRecv() -> Element? {
             _precheckBlocking("Mpsc.Receiver.blockingRecv()")
             return blockingReceive(core)
@@ -190,10 +190,10 @@ extension Mpsc {
         }
 
         /// Receives the next message from synchronous code, blocking the calling thread until one arrives
-        /// (Tokio's `blocking_recv`); `nil` at the end of the stream, as for ``recv()``. For a
-        /// `spawnBlocking` closure, a `blockInPlace` closure or a thread of your own; traps on a thread that
-        /// runs a runtime's tasks and inside a task, where it could block the very task that would send:
-        /// await ``recv()`` there.
+        /// (Tokio's `blocking_recv`); `nil` at the end of the stream, as for ``recv()``. Nothing interrupts
+        /// the wait. For a `spawnBlocking` closure, a task's own `blockInPlace` closure or a thread of your
+        /// own; traps inside a task otherwise, in a LocalSet and on a thread that runs a runtime's tasks,
+        /// where it could block the very task that would send: await ``recv()`` there.
         public func blockingRecv() -> Element? {
             _precheckBlocking("Mpsc.UnboundedReceiver.blockingRecv()")
             return blockingReceive(core)

@@ -41,10 +41,11 @@ extension Mpsc {
         }
 
         /// Sends `value` from synchronous code, blocking the calling thread while the channel is full
-        /// (Tokio's `blocking_send`): for a `spawnBlocking` closure, a `blockInPlace` closure or a thread of
-        /// your own. Throws `.closed(value)` if the receiver closed the channel or is gone (never
-        /// `.cancelled`: nothing cancels a blocked thread). Traps on a thread that runs a runtime's tasks and
-        /// inside a task, where it could block the very task that would make room: await ``send(_:)`` there.
+        /// (Tokio's `blocking_send`): for a `spawnBlocking` closure, a task's own `blockInPlace` closure or a
+        /// thread of your own. Throws `.closed(value)` if the receiver closed the channel or is gone (never
+        /// `.cancelled`: nothing interrupts the wait). Traps inside a task otherwise, in a LocalSet and on a
+        /// thread that runs a runtime's tasks, where it could block the very task that would make room: await
+        /// ``send(_:)`` there.
         public func blockingSend(_ value: Element) throws(SendError<Element>) {
             _precheckBlocking("Mpsc.Sender.blockingSend(_:)")
             let pending: Element

@@ -110,10 +110,12 @@ public enum Oneshot {
         }
 
         /// The sent value, from synchronous code: blocks the calling thread until it arrives (Tokio's
-        /// `blocking_recv`). Throws `.closed` if the sender went away without sending, or the value was
-        /// already taken (never `.cancelled`). For a `spawnBlocking` closure, a `blockInPlace` closure or a
-        /// thread of your own; traps on a thread that runs a runtime's tasks and inside a task, where it
-        /// could block the very task that would send: await ``value`` there.
+        /// `blocking_recv`). Throws `.closed` if the sender went away without sending, the receiver was
+        /// closed before a value arrived, or the value was already taken (where awaiting ``value`` again
+        /// traps); never `.cancelled`: nothing interrupts the wait. For a `spawnBlocking` closure, a task's
+        /// own `blockInPlace` closure or a thread of your own; traps inside a task otherwise, in a LocalSet
+        /// and on a thread that runs a runtime's tasks, where it could block the very task that would send:
+        /// await ``value`` there.
         public func blockingRecv() throws(RecvError) -> Value {
             _precheckBlocking("Oneshot.Receiver.blockingRecv()")
             do {

@@ -13,27 +13,37 @@
 // the blocked thread wakes and runs it.
 //
 // Misuse: blocking a thread that runs tasks (a runtime's worker or current-thread driver, the main thread
-// under `runMain`), or blocking inside a task anywhere, stalls the tasks that thread would run, possibly the
-// one the operation waits for. It traps, naming the call, as Tokio panics ("Cannot block the current thread
-// from within a runtime"). A `blockInPlace` closure may block: its worker was handed to another thread (the
-// bridge task's jobs then run nested inside the calling task's job, which Swift's runtime supports: it saves
-// and restores the thread's current task around each job).
+// under `runMain`, a thread running a LocalSet's jobs), or blocking inside a task anywhere, stalls the tasks
+// that thread would run, possibly the one the operation waits for. It traps, naming the call, as Tokio
+// panics ("Cannot block the current thread from within a runtime"). A task's own `blockInPlace` closure may
+// block (on a worker, the worker was handed to another thread first): `blockInPlace` marks the thread with
+// the calling task's identity for the closure's duration (`kyoto_tls_block_in_place_task`), so the mark
+// covers neither the task after the closure nor other tasks the closure runs. The bridge task's jobs then
+// run nested inside the calling task's job, which Swift's runtime supports: it saves and restores the
+// thread's current task around each job.
 
 import CKyoto
 import Synchronization
 
-/// Traps unless the calling thread may block: not a thread that runs a runtime's tasks, and not inside a
-/// task, except in a `blockInPlace` closure. `api` names the call in the message (`"blockingSend(_:)"`).
+/// Traps unless the calling thread may block: not a thread that runs a runtime's tasks or a LocalSet's jobs,
+/// and, inside a task, only in that task's own `blockInPlace` closure. `api` names the call in the message
+/// (`"Mpsc.Sender.blockingSend(_:)"`).
 package func _precheckBlocking(_ api: String) {
-    let context = ThreadContext.current
     kyotoPrecondition(
-        !(context?.runsScheduler ?? false),
+        !(ThreadContext.current?.runsScheduler ?? false),
         "BUG DETECTED: \(api) called on a thread that runs a Kyoto runtime's tasks would block them (possibly "
             + "the one it waits for); await the async form instead")
+    // Any thread running a LocalSet's jobs, whatever its role (a blockOn under blockInPlace, say): the set's
+    // other tasks, maybe the one this waits for, run only on this thread.
     kyotoPrecondition(
-        context?.role == .formerWorker || withUnsafeCurrentTask(body: { $0 == nil }),
+        kyoto_local_set_depth() == 0,
+        "BUG DETECTED: \(api) called inside a LocalSet would block the thread its tasks are pinned to; await "
+            + "the async form instead")
+    let task = Platform.currentTaskIdentity
+    kyotoPrecondition(
+        task == 0 || UInt(kyoto_block_in_place_task_get()) == task,
         "BUG DETECTED: \(api) called inside a task would block the thread that runs it; await the async form "
-            + "instead, or call it from spawnBlocking, blockInPlace or a thread of your own")
+            + "instead, or call it from spawnBlocking, a blockInPlace closure or a thread of your own")
 }
 
 /// Runs `operation` as a task driven by the calling thread (see the file comment) and returns its result
@@ -70,15 +80,13 @@ private final class BridgeExecutor: TaskExecutor, @unchecked Sendable {
     func drive(until isDone: () -> Bool) {
         let identity = asUnownedTaskExecutor()
         // The cooperative budget is for sharing a thread with other tasks; this thread runs the one task, so
-        // its primitives never yield here (on a runtime's blocking thread the budget would otherwise read 0
-        // and force a yield at every budgeted operation). The thread's own budget is put back afterwards.
+        // its primitives never yield here (a runtime's blocking thread never refills its budget, which would
+        // run out and force a yield at every budgeted operation). The thread's own budget is put back.
         let savedBudget = kyoto_budget_get()
         defer { kyoto_budget_set(savedBudget) }
         while true {
-            let batch = jobs.withLock { queue -> [JobRef] in
-                defer { queue.removeAll(keepingCapacity: true) }
-                return queue
-            }
+            var batch: [JobRef] = []
+            jobs.withLock { swap(&$0, &batch) }
             for job in batch {
                 kyoto_budget_set(Int32.max)
                 job.unownedJob.runSynchronously(on: identity)

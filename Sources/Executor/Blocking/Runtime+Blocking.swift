@@ -173,5 +173,10 @@ public func blockInPlace<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T 
             break
         }
     }
+    // Marks the closure as a place where the calling task may block (the `blocking…` forms check it); the
+    // mark names this task, so tasks the closure runs (a LocalSet's, under a blockOn) are not covered.
+    let outer = kyoto_block_in_place_task_get()
+    kyoto_block_in_place_task_set(Platform.currentTaskIdentity)
+    defer { kyoto_block_in_place_task_set(outer) }
     return try body()
 }

@@ -89,10 +89,11 @@ public final class AsyncMutex<Value> {
     }
 
     /// Waits for the lock from synchronous code, blocking the calling thread (Tokio's `blocking_lock`), and
-    /// returns a guard that holds it until the guard goes away. For a `spawnBlocking` closure, a
-    /// `blockInPlace` closure or a thread of your own; traps on a thread that runs a runtime's tasks and
-    /// inside a task, where it could block the very task that holds the lock: await ``lock()`` there. Queues
-    /// behind the tasks already waiting, as ``lock()`` does.
+    /// returns a guard that holds it until the guard goes away. For a `spawnBlocking` closure, a task's own
+    /// `blockInPlace` closure or a thread of your own; traps inside a task otherwise, in a LocalSet and on a
+    /// thread that runs a runtime's tasks, where it could block the very task that holds the lock: await
+    /// ``lock()`` there. Queues behind the tasks already waiting, as ``lock()`` does. Nothing interrupts the
+    /// wait (no cancellation), and, as with ``lock()``, a thread that already holds the lock waits for ever.
     public func blockingLock() -> Guard {
         _precheckBlocking("AsyncMutex.blockingLock()")
         if semaphore.tryAcquire(1) != .acquired {
