@@ -202,7 +202,9 @@ struct TimeoutOutcomeTests {
             let producer = spawn {
                 var rng = SplitMix64(seed: seed)
                 var next = 0
+                var bursts = 0
                 while next < total {
+                    bursts += 1
                     let burst = min(Int(rng.next() % 8) + 1, total - next)
                     for _ in 0..<burst {
                         await send(next)
@@ -210,9 +212,9 @@ struct TimeoutOutcomeTests {
                     }
                     // Acquiring: pairs with the receiver's releasing store (nothing else is read through it).
                     while taken.value.load(ordering: .acquiring) < next { await Task.yield() }
-                    // Mostly 0-20 µs; one pause in 8 lasts 1 ms, so that receives time out even where each
-                    // one takes longer than the short pauses (under ThreadSanitizer).
-                    let pause = rng.next() % 8 == 0 ? 1_000_000 : Int(rng.next() % 20_000)
+                    // 0-20 µs, and 1 ms after every 4th burst, so that receives time out even where each one
+                    // takes longer than the short pauses (under ThreadSanitizer).
+                    let pause = bursts % 4 == 0 ? 1_000_000 : Int(rng.next() % 20_000)
                     try? await Task.sleep(for: .nanoseconds(pause))
                 }
                 closeSender()
