@@ -226,4 +226,44 @@ struct ChannelBlockingTests {
         }
         runtime.shutdown(timeout: .seconds(5))
     }
+
+    @Test("Broadcast.blockingRecv on a plain thread: every value in order, .lagged after an overrun, .closed at the end")
+    func broadcastBlockingRecv() async throws {
+        let runtime = Runtime.multiThread(workers: 2)
+        let (tx, rx) = Broadcast.channel(of: Int.self, capacity: 4)
+        let (gateTx, gateRx) = Mpsc.unboundedChannel(of: Int.self)
+        let (burstSentTx, burstSentRx) = Mpsc.unboundedChannel(of: Int.self)
+        let reader = PlainThread { () -> [String] in
+            var seen: [String] = []
+            // Round 1: values sent one at a time while this thread waits for each.
+            for _ in 0..<3 {
+                do { seen.append("\(try rx.blockingRecv())") } catch { seen.append("\(error)") }
+            }
+            try? gateTx.send(0)  // the writer may overrun us now
+            _ = burstSentRx.blockingRecv()  // it has
+            // Round 2: 10 values were sent into a capacity of 4 while nobody read.
+            while true {
+                do throws(Broadcast.RecvError) {
+                    seen.append("\(try rx.blockingRecv())")
+                } catch {
+                    seen.append("\(error)")
+                    if error == .closed { break }
+                }
+            }
+            return seen
+        }
+        try await runtime.spawn {
+            for i in 0..<3 {
+                try await Task.sleep(for: .milliseconds(2))
+                _ = try tx.send(i)
+            }
+            _ = try await gateRx.recv()
+            for i in 10..<20 { _ = try tx.send(i) }
+            try burstSentTx.send(0)
+        }.value
+        _ = consume tx
+        let seen = await reader.result(seconds: 30, "the blocking broadcast reader")
+        #expect(seen == ["0", "1", "2", "lagged(6)", "16", "17", "18", "19", "closed"])
+        runtime.shutdown(timeout: .seconds(5))
+    }
 }

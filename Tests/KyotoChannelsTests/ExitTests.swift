@@ -91,6 +91,17 @@ struct ExitTests {
             "BUG DETECTED: Mpsc.UnboundedReceiver.blockingRecv() called inside a task would block the thread that runs it"))
     }
 
+    @Test("Broadcast blockingRecv inside a task traps, naming the call")
+    func broadcastBlockingRecvInTask() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let (tx, rx) = Broadcast.channel(of: Int.self, capacity: 2)
+            _ = try tx.send(1)
+            _ = try rx.blockingRecv()
+        }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: Broadcast.Receiver.blockingRecv() called inside a task would block the thread that runs it"))
+    }
+
     @Test("Oneshot blockingRecv inside a task traps, naming the call")
     func oneshotBlockingRecvInTask() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

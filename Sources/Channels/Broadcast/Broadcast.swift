@@ -112,6 +112,33 @@ public enum Broadcast {
             try storage.tryReceive(id)
         }
 
+        /// Receives the next value from synchronous code, blocking the calling thread until one arrives
+        /// (Tokio's `blocking_recv`). Throws `.lagged(n)` and `.closed` as ``recv()`` does, never
+        /// `.cancelled`: nothing interrupts the wait. For a `spawnBlocking` closure, a task's own
+        /// `blockInPlace` closure or a thread of your own; traps inside a task otherwise, in a LocalSet and
+        /// on a thread that runs a runtime's tasks, where it could block the very task that would send: await
+        /// ``recv()`` there.
+        public func blockingRecv() throws(RecvError) -> Element {
+            _precheckBlocking("Broadcast.Receiver.blockingRecv()")
+            do {
+                return try storage.tryReceive(id)
+            } catch {
+                switch error {
+                case .empty: break
+                case .lagged(let n): throw .lagged(n)
+                case .closed: throw .closed
+                }
+            }
+            let outcome = _blockingWait { [self] () async -> Result<Element, RecvError> in
+                do throws(RecvError) {
+                    return .success(try await recv())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            return try outcome.get()
+        }
+
         /// Creates a new receiver positioned at the end of the stream (independent of this one).
         public func resubscribe() -> Receiver<Element> {
             Receiver(storage: storage)
