@@ -8,37 +8,6 @@ import Testing
 
 @testable import KyotoChannels
 
-/// Runs `body` on a new plain thread (not one of Swift's or Kyoto's); `result(seconds:)` awaits it without
-/// blocking the awaiting task's thread.
-private final class PlainThread<T: Sendable>: Sendable {
-    private let state = Mutex<(result: T?, waiter: CheckedContinuation<T, Never>?)>((nil, nil))
-
-    init(_ body: @escaping @Sendable () -> T) {
-        Thread.detachNewThread { [self] in
-            let value = body()
-            let waiter = state.withLock { s -> CheckedContinuation<T, Never>? in
-                s.result = value
-                defer { s.waiter = nil }
-                return s.waiter
-            }
-            waiter?.resume(returning: value)
-        }
-    }
-
-    /// The thread's result; nil (and an issue recorded) if it has not finished within `seconds`.
-    func result(seconds: Double, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) async -> T? {
-        await withDeadline(seconds: seconds, what, sourceLocation: sourceLocation) {
-            await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
-                let ready = self.state.withLock { s -> T? in
-                    if s.result == nil { s.waiter = c }
-                    return s.result
-                }
-                if let ready { c.resume(returning: ready) }
-            }
-        }
-    }
-}
-
 @Suite("Blocking forms of the channels")
 struct ChannelBlockingTests {
     @Test("blockingSend from a plain thread into a full bounded channel: a task receives every value, in order")
@@ -63,25 +32,11 @@ struct ChannelBlockingTests {
         let (tx, rx) = Mpsc.channel(of: Int.self, capacity: 1)
         try tx.trySend(1)
         // The channel is full: this send waits until the receiver goes away.
-        let waiting = PlainThread { () -> String in
-            do {
-                try tx.blockingSend(2)
-                return "sent"
-            } catch {
-                return "\(error)"
-            }
-        }
+        let waiting = PlainThread { blockingSendOutcome(tx, 2) }
         await waitUntil("the blocking send queues for room") { tx.core.permits.semaphore.queuedWaiterCount == 1 }
         rx.close()
         #expect(await waiting.result(seconds: 30, "the blocked send") == "\(SendError<Int>.closed(2))")
-        let later = PlainThread { () -> String in
-            do {
-                try tx.blockingSend(3)
-                return "sent"
-            } catch {
-                return "\(error)"
-            }
-        }
+        let later = PlainThread { blockingSendOutcome(tx, 3) }
         #expect(await later.result(seconds: 30, "a send after the close") == "\(SendError<Int>.closed(3))")
     }
 
@@ -265,5 +220,15 @@ struct ChannelBlockingTests {
         let seen = await reader.result(seconds: 30, "the blocking broadcast reader")
         #expect(seen == ["0", "1", "2", "lagged(6)", "16", "17", "18", "19", "closed"])
         runtime.shutdown(timeout: .seconds(5))
+    }
+}
+
+/// What `tx.blockingSend(value)` did: "sent", or the error it threw.
+private func blockingSendOutcome(_ tx: Mpsc.Sender<Int>, _ value: Int) -> String {
+    do {
+        try tx.blockingSend(value)
+        return "sent"
+    } catch {
+        return "\(error)"
     }
 }

@@ -139,15 +139,42 @@ final class Tracked: Sendable {
     deinit { counter.increment() }
 }
 
+/// Runs `body` on a new plain thread (not one of Swift's or Kyoto's); `result(seconds:)` awaits it without
+/// blocking the awaiting task's thread.
+final class PlainThread<T: Sendable>: Sendable {
+    private let state = Mutex<(result: T?, waiter: CheckedContinuation<T, Never>?)>((nil, nil))
+
+    init(_ body: @escaping @Sendable () -> T) {
+        Thread.detachNewThread { [self] in
+            let value = body()
+            let waiter = state.withLock { s -> CheckedContinuation<T, Never>? in
+                s.result = value
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            waiter?.resume(returning: value)
+        }
+    }
+
+    /// The thread's result; nil (and an issue recorded) if it has not finished within `seconds`.
+    func result(seconds: Double, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) async -> T? {
+        await withDeadline(seconds: seconds, what, sourceLocation: sourceLocation) {
+            await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
+                let ready = self.state.withLock { s -> T? in
+                    if s.result == nil { s.waiter = c }
+                    return s.result
+                }
+                if let ready { c.resume(returning: ready) }
+            }
+        }
+    }
+}
+
 /// `runtime.blockOn(body)` on a thread of its own, so the set it drives runs there. Returns nil (and records an
 /// issue) if it does not return within `seconds`; the thread is then left blocked (the test has failed).
 func blockOnOwnThread<T: Sendable>(
     _ runtime: Runtime, seconds: Double, _ what: String, sourceLocation: SourceLocation = #_sourceLocation,
     _ body: @escaping @Sendable () async -> T
 ) async -> T? {
-    await withDeadline(seconds: seconds, what, sourceLocation: sourceLocation) {
-        await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
-            Thread { c.resume(returning: runtime.blockOn(body)) }.start()
-        }
-    }
+    await PlainThread { runtime.blockOn(body) }.result(seconds: seconds, what, sourceLocation: sourceLocation)
 }

@@ -129,14 +129,7 @@ public enum Broadcast {
                 case .closed: throw .closed
                 }
             }
-            let outcome = _blockingWait { [self] () async -> Result<Element, RecvError> in
-                do throws(RecvError) {
-                    return .success(try await recv())
-                } catch {
-                    return .failure(error)
-                }
-            }
-            return try outcome.get()
+            return try _blockingWait { [self] () async throws(RecvError) in try await recv() }
         }
 
         /// Creates a new receiver positioned at the end of the stream (independent of this one).

@@ -274,7 +274,9 @@ extension Mpsc {
 
 /// `blockingRecv` of both receivers: the next message without waiting if there is one (or the end of the
 /// stream), else a receive on the blocking bridge.
-private func blockingReceive<Element: Sendable, Permits: MpscPermitPolicy>(_ core: MpscChannel<Element, Permits>) -> Element? {
+private func blockingReceive<Element: Sendable, Permits: MpscPermitPolicy>(
+    _ core: MpscChannel<Element, Permits>
+) -> Element? {
     do {
         return try core.tryReceive()
     } catch {

@@ -59,15 +59,7 @@ extension Mpsc {
                 }
             }
             let core = self.core
-            let failure = _blockingWait { () async -> SendError<Element>? in
-                do throws(SendError<Element>) {
-                    try await core.send(pending)
-                    return nil
-                } catch {
-                    return error
-                }
-            }
-            if let failure { throw failure }
+            try _blockingWait { () async throws(SendError<Element>) in try await core.send(pending) }
         }
 
         /// Waits for one slot of capacity and returns it as a permit.

@@ -124,14 +124,7 @@ public enum Oneshot {
                 if error == .closed { throw .closed }
             }
             let storage = self.storage
-            let outcome = _blockingWait { () async -> Result<Value, RecvError> in
-                do throws(RecvError) {
-                    return .success(try await storage.receive())
-                } catch {
-                    return .failure(error)
-                }
-            }
-            return try outcome.get()
+            return try _blockingWait { () async throws(RecvError) in try await storage.receive() }
         }
 
         /// Closes the channel: a later `send` fails and gives its value back; a value sent before

@@ -23,7 +23,6 @@
 // thread's current task around each job.
 
 import CKyoto
-import Synchronization
 
 /// Traps unless the calling thread may block: not a thread that runs a runtime's tasks or a LocalSet's jobs,
 /// and, inside a task, only in that task's own `blockInPlace` closure. `api` names the call in the message
@@ -46,27 +45,36 @@ package func _precheckBlocking(_ api: String) {
             + "instead, or call it from spawnBlocking, a blockInPlace closure or a thread of your own")
 }
 
-/// Runs `operation` as a task driven by the calling thread (see the file comment) and returns its result
-/// once it has finished. The caller has already passed `_precheckBlocking`.
-package func _blockingWait<T: Sendable>(_ operation: @escaping @Sendable () async -> T) -> T {
+/// Runs `operation` as a task driven by the calling thread (see the file comment) and returns its result,
+/// or throws its error, once it has finished. The caller has already passed `_precheckBlocking`.
+package func _blockingWait<T: Sendable, E: Error>(
+    _ operation: @escaping @Sendable () async throws(E) -> T
+) throws(E) -> T {
     let bridge = BridgeExecutor()
-    let slot = Mutex<T?>(nil)
-    let task = Task(executorPreference: bridge) {
-        let result = await operation()
+    // Filled by the task's last job. Every job of the task runs on this thread, inside `drive` (the closure
+    // is nonisolated, so after `operation` it continues on its preferred executor, the bridge, even if
+    // `operation` hopped elsewhere): when `drive` sees the slot filled, the task's last job has returned. The
+    // lock is for the compiler's sake (the closure is `@Sendable`); it is never contended.
+    let slot = CheckedMutex<Result<T, E>?>(nil)
+    Task(executorPreference: bridge) {
+        let result: Result<T, E>
+        do throws(E) {
+            result = .success(try await operation())
+        } catch {
+            result = .failure(error)
+        }
         slot.withLock { $0 = result }
     }
-    // Every job of the task runs on this thread, inside `drive`: when `drive` sees the slot filled, the
-    // task's last job has returned.
     bridge.drive { slot.withLock { $0 != nil } }
-    _ = task
-    return slot.withLock { $0.take()! }
+    return try slot.withLock { $0.take()! }.get()
 }
 
 /// The task executor of one blocking wait: jobs are queued by any thread and run by the waiting thread.
 private final class BridgeExecutor: TaskExecutor, @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): `jobs` is a Mutex; `parker` is a Parker (any thread may unpark, only
-    // the driving thread parks).
-    private let jobs = Mutex<[JobRef]>([])
+    // SAFETY (@unchecked Sendable): `jobs` is a CheckedMutex (Kyoto's lock: ThreadSanitizer sees its
+    // hand-offs, which it cannot for `Synchronization.Mutex`); `parker` is a Parker (any thread may unpark,
+    // only the driving thread parks).
+    private let jobs = CheckedMutex<[JobRef]>([])
     private let parker = Parker()
 
     func enqueue(_ job: consuming ExecutorJob) {

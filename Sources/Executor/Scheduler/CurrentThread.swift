@@ -204,7 +204,8 @@ final class CurrentThreadScheduler: @unchecked Sendable {
                     ran += 1
                     if isDone() { return }
                     // A yield lets the timers run (see MultiThread.swift): a task yielding in a loop for a
-                    // timer's effect sees it at its next turn, not at the end of the round.
+                    // timer's effect sees it at its next turn, not at the end of the round. (A paused clock
+                    // fires due timers before every job already.)
                     if yieldedSinceTimerCheck {
                         yieldedSinceTimerCheck = false
                         if !paused && shared.timers.nextDeadline != nil { _ = fireDueTimers() }

@@ -18,10 +18,10 @@
 // 3. else steal: become a searcher (at most half the workers search), steal half of a random victim's
 //    queue, else take from the inject queue;
 // 4. else park. The last searcher to park re-checks every queue (see Idle.swift).
-// After a job in which a task yielded, the worker fires the timers that are due (a yield lets the time
-// driver run, as in Tokio). After a job runs, the worker runs the LIFO slot's job right away, at most 3 times in a row and only
+// After a job runs, the worker runs the LIFO slot's job right away, at most 3 times in a row and only
 // while the cooperative budget lasts; the chain then goes to the back of the queue, so a task that keeps
-// waking a partner cannot starve the queue (Tokio's MAX_LIFO_POLLS_PER_TICK).
+// waking a partner cannot starve the queue (Tokio's MAX_LIFO_POLLS_PER_TICK). After a job in which a task
+// yielded, the worker fires the timers that are due (a yield lets the time driver run, as in Tokio).
 //
 // Shutdown: `closed` is set, every task in the registry is cancelled and every worker unparked. Workers
 // keep running jobs (cancelled tasks must run to unwind) and exit once the runtime is closed, no spawned

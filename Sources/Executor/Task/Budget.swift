@@ -197,10 +197,10 @@ public nonisolated(nonsending) func yieldNow() async {
 
 /// `Task.yield()`, cheaper on a multi-thread worker: the task suspends on a continuation that the worker
 /// resumes as soon as the current job returns, which puts the task at the back of the worker's queue (in
-/// the role of Tokio's defer list, without its holding back: see `yieldNow`). `Task.yield()` instead enqueues a separate continuation job, and under an executor
-/// preference each of its three enqueues and switches takes the task's status-record lock (measured:
-/// 450-850 ns per `Task.yield()` on a worker). Elsewhere (current-thread driver, LocalSet or blocking
-/// threads, outside a runtime) it is `Task.yield()`.
+/// the role of Tokio's defer list, without its holding back: see `yieldNow`). `Task.yield()` instead
+/// enqueues a separate continuation job, and under an executor preference each of its three enqueues and
+/// switches takes the task's status-record lock (measured: 450-850 ns per `Task.yield()` on a worker).
+/// Elsewhere (current-thread driver, LocalSet or blocking threads, outside a runtime) it is `Task.yield()`.
 @usableFromInline
 package nonisolated(nonsending) func _yieldToRuntime() async {
     guard let context = ThreadContext.current, context.role == .worker, context.runningJob != nil else {
