@@ -34,6 +34,29 @@ extension Mpsc {
             try await core.send(value)
         }
 
+        /// Sends `value`, waiting at most `duration` while the channel is full (Tokio's `send_timeout`).
+        ///
+        /// When the time passes first this throws `.timeout(value)`: the value comes back, which a
+        /// ``send(_:)`` wrapped in `timeout(after:_:)` cannot do (the cancelled send's value goes down with
+        /// its error). A free slot is taken at once, without a timer; a wait runs as a child task beside a
+        /// timer, on the calling runtime's clock (a paused clock too), or the continuous clock outside a
+        /// runtime. The value is sent if capacity came in time, even when the deadline passed just after.
+        /// Throws `.closed(value)` if the receiver closed the channel or is gone, and `.cancelled(value)` if
+        /// the calling task was cancelled while waiting.
+        ///
+        /// ```swift
+        /// do {
+        ///     try await tx.send(job, timeout: .milliseconds(50))
+        /// } catch .timeout(let job) {
+        ///     shed(job)  // the consumer is behind; the job is still ours
+        /// }
+        /// ```
+        public nonisolated(nonsending) func send(
+            _ value: Element, timeout duration: Duration
+        ) async throws(SendTimeoutError<Element>) {
+            try await core.send(value, timeout: duration)
+        }
+
         /// Sends `value` if the channel has free capacity right now; never waits.
         @inlinable
         public func trySend(_ value: Element) throws(TrySendError<Element>) {

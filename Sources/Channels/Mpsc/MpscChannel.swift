@@ -107,6 +107,52 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         if !waited { await consumeBudget() }
     }
 
+    /// Sends `value`, waiting at most `duration` for capacity. The wait for a permit runs as `timeout`'s
+    /// body (a child task); a permit it takes is a count, so the caller pushes with it once the body returns.
+    /// A body that got its permit returns normally, and `timeout` then returns normally too, even if the
+    /// deadline passed meanwhile: no permit is taken without its value being pushed (or the permit given back).
+    nonisolated(nonsending) func send(
+        _ value: Element, timeout duration: Duration
+    ) async throws(SendTimeoutError<Element>) {
+        switch permits.tryAcquire() {
+        case .acquired:
+            if let rejected = push(value, reserved: false) {
+                permits.release(1)
+                throw .closed(rejected)
+            }
+            await consumeBudget()
+            return
+        case .closed, .cancelled:
+            throw .closed(value)
+        case .unavailable:
+            break
+        }
+        do {
+            try await KyotoExecutor.timeout(after: duration) { [self] () async throws in
+                // Relaxed: a diagnostic count; it orders nothing and pairs with nothing.
+                waitingForCapacity.add(1, ordering: .relaxed)
+                let acquisition = await permits.acquire()
+                // Relaxed: see the increment above.
+                waitingForCapacity.subtract(1, ordering: .relaxed)
+                switch acquisition {
+                case .acquired, .unavailable: return
+                case .closed: throw Mpsc.ReserveError.closed
+                case .cancelled: throw Mpsc.ReserveError.cancelled
+                }
+            }
+        } catch is TimeoutError {
+            throw .timeout(value)
+        } catch Mpsc.ReserveError.closed {
+            throw .closed(value)
+        } catch {
+            throw .cancelled(value)
+        }
+        if let rejected = push(value, reserved: false) {
+            permits.release(1)
+            throw .closed(rejected)
+        }
+    }
+
     /// Sends `value` if a permit is free right now.
     @inlinable
     func trySend(_ value: Element) throws(TrySendError<Element>) {
