@@ -15,6 +15,26 @@ struct MisuseExitTests {
             "BUG DETECTED: AsyncMutex.blockingLock() called inside a task would block the thread that runs it"))
     }
 
+    @Test("AsyncRwLock.blockingRead inside a task traps, naming the call")
+    func blockingReadInTask() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let lock = AsyncRwLock(0)
+            _ = lock.blockingRead()  // the lock is free, but blocking calls in tasks are bugs
+        }
+        #expect(stderr(result).contains(
+            "BUG DETECTED: AsyncRwLock.blockingRead() called inside a task would block the thread that runs it"))
+    }
+
+    @Test("AsyncRwLock.blockingWrite inside a task traps, naming the call")
+    func blockingWriteInTask() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let lock = AsyncRwLock(0)
+            _ = lock.blockingWrite()
+        }
+        #expect(stderr(result).contains(
+            "BUG DETECTED: AsyncRwLock.blockingWrite() called inside a task would block the thread that runs it"))
+    }
+
     @Test("a barrier with a negative count traps")
     func barrierNegativeCount() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

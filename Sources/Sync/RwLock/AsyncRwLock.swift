@@ -9,6 +9,7 @@
 // Why the value access is safe. Readers share the value only for reading (the read guard has no setter);
 // a writer holds every permit, so it is alone. Permit hand-over is acquire/release ordered.
 
+import KyotoExecutor
 import Synchronization
 
 /// An asynchronous reader-writer lock that owns the value it protects.
@@ -125,6 +126,36 @@ public final class AsyncRwLock<Value> {
     /// Takes the write lock if no reader or writer holds it and nobody waits.
     public func tryWrite() -> WriteGuard? {
         semaphore.tryAcquire(maxReaders) == .acquired ? WriteGuard(self) : nil
+    }
+
+    /// Waits for shared access from synchronous code, blocking the calling thread (Tokio's `blocking_read`),
+    /// and returns a guard that holds it until the guard goes away. For a `spawnBlocking` closure, a task's
+    /// own `blockInPlace` closure or a thread of your own; traps inside a task otherwise, in a LocalSet and on
+    /// a thread that runs a runtime's tasks, where it could block the very task that holds the lock: await
+    /// ``read()`` there. Queues as ``read()`` does (behind a waiting writer). Nothing interrupts the wait.
+    public func blockingRead() -> ReadGuard {
+        blockingAcquire(1, "AsyncRwLock.blockingRead()")
+        return ReadGuard(self)
+    }
+
+    /// Waits for exclusive access from synchronous code, blocking the calling thread (Tokio's
+    /// `blocking_write`), and returns a guard that holds it until the guard goes away. Where it may be called
+    /// and how it queues: as ``blockingRead()`` and ``write()``. A thread that already holds a read or write
+    /// guard of this lock waits for ever.
+    public func blockingWrite() -> WriteGuard {
+        blockingAcquire(maxReaders, "AsyncRwLock.blockingWrite()")
+        return WriteGuard(self)
+    }
+
+    /// Takes `permits` permits, blocking the calling thread while they are not free (`api` names the
+    /// public call in the misuse trap).
+    private func blockingAcquire(_ permits: Int, _ api: String) {
+        _precheckBlocking(api)
+        if semaphore.tryAcquire(permits) == .acquired { return }
+        let semaphore = self.semaphore
+        // The bridge's task is never cancelled, and the lock's semaphore never closes: the acquire succeeds.
+        let acquired = _blockingWait { (try? await semaphore.acquire(permits)) != nil }
+        kyotoPrecondition(acquired, "BUG DETECTED: \(api) failed to take the lock")
     }
 
     /// Takes `permits` permits (1 for a read, `maxReaders` for a write); nothing is awaited when they are
