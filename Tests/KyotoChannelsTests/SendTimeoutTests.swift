@@ -1,6 +1,6 @@
 // Mpsc.Sender.send(_:timeout:) (Tokio's send_timeout): the value comes back on a timeout, a close or a
 // cancellation; capacity that arrives in time is used; no permit is lost when the deadline and the capacity
-// arrive together.
+// arrive together. And Mpsc.Sender.tryReserve (Tokio's try_reserve).
 
 import KyotoExecutor
 import Synchronization
@@ -192,5 +192,53 @@ struct SendTimeoutTests {
             let timeouts = outcome.returned.reduce(0) { $0 + $1.count }
             #expect(timeouts > 0, "no deadline passed; the race was not exercised; seed \(seed)")
         }
+    }
+}
+
+@Suite("Mpsc tryReserve")
+struct TryReserveTests {
+    @Test("tryReserve takes free capacity as a permit, fails with .full, then .closed; no capacity is lost")
+    func fullThenClosed() throws {
+        let (tx, rx) = Mpsc.channel(of: Int.self, capacity: 1)
+        let permit = try tx.tryReserve()
+        #expect(tx.capacity == 0)
+        #expect(throws: Mpsc.TryReserveError.full) { _ = try tx.tryReserve() }
+        permit.send(5)
+        #expect(try rx.tryRecv() == 5)
+        #expect(tx.capacity == 1)
+        // An unused permit gives its slot back.
+        let unused = try tx.tryReserve()
+        _ = consume unused
+        #expect(tx.capacity == 1)
+        rx.close()
+        #expect(throws: Mpsc.TryReserveError.closed) { _ = try tx.tryReserve() }
+        #expect(tx.capacity == 1)
+    }
+
+    @Test("a slot freed while a sender waits goes to that sender: tryReserve does not jump the queue")
+    func doesNotOvertakeWaiters() async throws {
+        let (tx, rx) = Mpsc.channel(of: Int.self, capacity: 1)
+        try tx.trySend(1)
+        let waiting = Task { try await tx.send(2) }
+        await waitUntil("the sender waits for capacity") { tx.core.waitingForCapacity.load(ordering: .relaxed) == 1 }
+        #expect(try rx.tryRecv() == 1)
+        #expect(throws: Mpsc.TryReserveError.full) { _ = try tx.tryReserve() }
+        try await waiting.value
+        #expect(try rx.tryRecv() == 2)
+        // The slot is free again once the waiting sender's message is taken.
+        let again = try tx.tryReserve()
+        _ = consume again
+        #expect(tx.capacity == 1)
+    }
+
+    @Test("a permit keeps the stream open after the last sender is gone, until it is used")
+    func permitKeepsStreamOpen() async throws {
+        let (tx, rx) = Mpsc.channel(of: Int.self, capacity: 2)
+        let permit = try tx.tryReserve()
+        _ = consume tx
+        #expect(throws: Mpsc.TryRecvError.empty) { try rx.tryRecv() }
+        permit.send(9)
+        #expect(try await rx.recv() == 9)
+        #expect(try await rx.recv() == nil)
     }
 }

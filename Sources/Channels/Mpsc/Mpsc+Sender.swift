@@ -95,6 +95,20 @@ extension Mpsc {
             return Permit(core: core)
         }
 
+        /// Takes one slot of capacity as a permit if one is free right now (Tokio's `try_reserve`); never
+        /// waits. Throws `.full` when the channel is full (including while other senders wait for room:
+        /// they are served first) and `.closed` when the receiver closed the channel or is gone.
+        ///
+        /// ```swift
+        /// guard let permit = try? tx.tryReserve() else { return .busy }  // shed load instead of queueing
+        /// permit.send(try await makeResponse())
+        /// ```
+        @inlinable
+        public func tryReserve() throws(TryReserveError) -> Permit<Element> {
+            try core.tryReserve()
+            return Permit(core: core)
+        }
+
         /// Whether the receiver closed the channel or is gone; sends then fail.
         @inlinable
         public var isClosed: Bool { core.isClosedForSenders }

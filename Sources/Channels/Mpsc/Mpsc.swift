@@ -58,4 +58,12 @@ public enum Mpsc {
         /// The reserving task was cancelled while it waited for capacity.
         case cancelled
     }
+
+    /// Why `tryReserve()` returned no permit.
+    public enum TryReserveError: Error, Equatable {
+        /// The channel has no free capacity right now.
+        case full
+        /// The receiver is gone or closed the channel.
+        case closed
+    }
 }

@@ -188,6 +188,26 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         if !waited { await consumeBudget() }
     }
 
+    /// Takes a permit and records it as an outstanding reservation if one is free right now.
+    @inlinable
+    func tryReserve() throws(Mpsc.TryReserveError) {
+        switch permits.tryAcquire() {
+        case .acquired:
+            break
+        case .unavailable:
+            throw .full
+        case .closed, .cancelled:
+            throw .closed
+        }
+        switch state.withLock({ $0.reserve() }) {
+        case .reserved:
+            break
+        case .reject:
+            permits.release(1)
+            throw .closed
+        }
+    }
+
     /// Sends through an outstanding reservation. A value sent after the receiver was dropped is
     /// released, like any message buffered at that moment.
     @inlinable
