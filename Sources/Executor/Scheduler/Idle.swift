@@ -46,14 +46,6 @@ final class Idle: Sendable {
     private static func searching(_ s: UInt64) -> Int { Int(s & searchMask) }
     private static func unparked(_ s: UInt64) -> Int { Int(s >> unparkShift) }
 
-    /// A cheap guess at `notifyShouldWakeUp`: somebody is parked and nobody searches. Relaxed, with no fence:
-    /// a hint for paths that skip the full check (it may be stale either way; those paths accept a delayed
-    /// wake-up, see `Worker.notifyIfOthersQueued`).
-    var mayNeedNotify: Bool {
-        let s = state.load(ordering: .relaxed)
-        return Idle.searching(s) == 0 && Idle.unparked(s) < workerCount
-    }
-
     /// Number of workers searching right now (approximate). Relaxed: a snapshot for tests and diagnostics;
     /// no decision that needs the store-buffering guarantee is taken on it.
     var searchingCount: Int { Idle.searching(state.load(ordering: .relaxed)) }
@@ -64,8 +56,8 @@ final class Idle: Sendable {
         // the state with a SeqCst read-modify-write here for the same reason). Pairs with the fence in the
         // last-searcher re-check (`MultiThreadScheduler.notifyIfWorkPending`).
         atomicMemoryFence(ordering: .sequentiallyConsistent)
-        // Sequentially consistent: see the file comment (pairs with the SeqCst updates below and with the
-        // SeqCst loads of queue lengths in the last-searcher re-check).
+        // Sequentially consistent: see the file comment (pairs with the SeqCst updates below; against the
+        // last-searcher re-check, whose loads of queue lengths are relaxed, the two fences do the pairing).
         let s = state.load(ordering: .sequentiallyConsistent)
         return Idle.searching(s) == 0 && Idle.unparked(s) < workerCount
     }

@@ -73,12 +73,18 @@ final class LocalQueue: @unchecked Sendable {
 
     /// Number of queued jobs (approximate when read by another thread).
     var count: Int {
-        // Relaxed: a statistic; no memory is read through it. Read by another thread, `tail` may be older
-        // than `head` (the owner popped past it since): the difference then wraps, and reads as empty.
+        // Relaxed: no memory is read through the count. Other threads use it for metrics and for the last
+        // searcher's re-check before it parks (`MultiThreadScheduler.notifyIfWorkPending`, ordered by the
+        // fences there and in `Idle.notifyShouldWakeUp`). Read by another thread, the two loads may see the
+        // queue at different moments: `tail` older than `head` (the difference wraps) or, with the reader
+        // preempted between them, a `tail` more than `capacity` past `head`. Such a reading is clamped to
+        // `capacity` rather than to 0: the re-check must not take a queue that may hold jobs for an empty one
+        // (its owner is awake and would run them, but another worker would stay parked meanwhile); the cost
+        // of the other mistake is one needless wake-up. The owner's own reads are exact.
         let (_, real) = LocalQueue.unpack(head.load(ordering: .relaxed))
         let t = tail.load(ordering: .relaxed)
         let n = t &- real
-        return n > LocalQueue.capacity ? 0 : Int(n)
+        return n > LocalQueue.capacity ? Int(LocalQueue.capacity) : Int(n)
     }
 
     /// Free slots, as seen by the owner. Owner only.

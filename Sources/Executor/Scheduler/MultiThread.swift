@@ -310,11 +310,10 @@ final class Worker: @unchecked Sendable {
         stats.localSchedules.add()
         if returnsStolenTasksHome { job.enqueuedBy = UInt(index + 1) }
         if job == context.runningJob || job.isYieldContinuation || context.isResumingDeferred {
-            // A yield: the back of the queue. Tokio's `schedule_local` notifies here as everywhere; the full
-            // notify check (a SeqCst fence and a load of the shared idle state) measured 5–8% of `yield_many`,
-            // so it runs only when the queue holds other work than the yielder and a relaxed look at the idle
-            // state says a worker sleeps while nobody searches. Without it, tasks queued behind a long job
-            // here waited for it while another worker slept (nothing else would wake that worker).
+            // A yield: the back of the queue. Tokio's `schedule_local` notifies here as everywhere; here the
+            // notify check runs only when the queue holds other work than the yielder (`notifyIfOthersQueued`).
+            // Without it, tasks queued behind a long job here waited for it while another worker slept
+            // (nothing else would wake that worker).
             //
             // And only once the running job has returned (`runJob`): `Task.yield()` enqueues its continuation
             // job BEFORE the task has finished suspending, and a worker woken now could run that job at once;
@@ -351,16 +350,20 @@ final class Worker: @unchecked Sendable {
         !isSearching && !firingTimersInPark && queue.count + (lifo == nil ? 0 : 1) > 1
     }
 
-    /// Wakes a parked worker if this worker holds more than one job and is not searching, after a relaxed
-    /// pre-check of the idle state (a worker parked and nobody searching). For the paths that skip the full
-    /// check on every schedule (yields, the LIFO chain's cut): stale answers only delay the wake-up to the
-    /// next check (maintenance, the next schedule), since this worker is awake and runs the work itself.
+    /// Wakes a parked worker if this worker holds more than one job and is not searching: the notify of the
+    /// paths that queue work without notifying at once (a yield, after its job; the LIFO chain's cut).
+    ///
+    /// The full check, fence included (`Idle.notifyShouldWakeUp`). A relaxed look at the idle state used to
+    /// come first, to spare the fence; but a relaxed load after the queue push can miss the last searcher's
+    /// park while that searcher's re-check misses the push (store buffering: each side needs its fence), and
+    /// the work then waited here for this worker's next job, however long, with the other worker asleep.
+    /// Paired A/Bs (`pair-ab.py`, 100 turns, relaxed pre-check against none) measured no cost: `yield_many`
+    /// 1.03× installed and 1.05× in preference mode (the 5–8% seen when the pre-check came in did not
+    /// reproduce), `ping_pong` 0.99×.
     @inline(__always)
     private func notifyIfOthersQueued() {
         guard shouldNotifyOthers else { return }
-        withScheduler { scheduler in
-            if scheduler.idle.mayNeedNotify { scheduler.notifyParked() }
-        }
+        withScheduler { $0.notifyParked() }
     }
 
     @inline(__always)
@@ -681,7 +684,11 @@ final class Worker: @unchecked Sendable {
             // worker to park (Tokio hands its driver on the same way). A worker that parked meanwhile lost
             // the election to this one and sleeps without a timeout, and a timer inserted meanwhile woke
             // this (already awake) driver: wake a parked worker so that it takes the role over, rather than
-            // leave the timers to this worker's next park, after however long a job it runs now.
+            // leave the timers to this worker's next park, after however long a job it runs now. When a
+            // notifier woke this worker, it counts as a searcher and this notify wakes nobody; the hand-over
+            // then comes from the chain wake when this worker finds its job (`runJob`: the last searcher to
+            // find work wakes a parked worker, which becomes the driver as it parks again) or, if it finds
+            // none, from its own next park.
             scheduler.timeDriver.store(-1, ordering: .sequentiallyConsistent)
             if shared.timers.nextDeadline != nil { scheduler.notifyParked() }
         }
