@@ -100,10 +100,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         case .closed: throw .closed(value)
         case .cancelled: throw .cancelled(value)
         }
-        if let rejected = push(value, reserved: false) {
-            permits.release(1)
-            throw .closed(rejected)
-        }
+        if let rejected = pushWithPermit(value) { throw .closed(rejected) }
         if !waited { await consumeBudget() }
     }
 
@@ -116,10 +113,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
     ) async throws(SendTimeoutError<Element>) {
         switch permits.tryAcquire() {
         case .acquired:
-            if let rejected = push(value, reserved: false) {
-                permits.release(1)
-                throw .closed(rejected)
-            }
+            if let rejected = pushWithPermit(value) { throw .closed(rejected) }
             await consumeBudget()
             return
         case .closed, .cancelled:
@@ -129,12 +123,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         }
         do {
             try await KyotoExecutor.timeout(after: duration) { [self] () async throws in
-                // Relaxed: a diagnostic count; it orders nothing and pairs with nothing.
-                waitingForCapacity.add(1, ordering: .relaxed)
-                let acquisition = await permits.acquire()
-                // Relaxed: see the increment above.
-                waitingForCapacity.subtract(1, ordering: .relaxed)
-                switch acquisition {
+                switch await acquirePermit().outcome {
                 case .acquired, .unavailable: return
                 case .closed: throw Mpsc.ReserveError.closed
                 case .cancelled: throw Mpsc.ReserveError.cancelled
@@ -147,10 +136,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         } catch {
             throw .cancelled(value)
         }
-        if let rejected = push(value, reserved: false) {
-            permits.release(1)
-            throw .closed(rejected)
-        }
+        if let rejected = pushWithPermit(value) { throw .closed(rejected) }
     }
 
     /// Sends `value` if a permit is free right now.
@@ -158,10 +144,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
     func trySend(_ value: Element) throws(TrySendError<Element>) {
         switch permits.tryAcquire() {
         case .acquired:
-            if let rejected = push(value, reserved: false) {
-                permits.release(1)
-                throw .closed(rejected)
-            }
+            if let rejected = pushWithPermit(value) { throw .closed(rejected) }
         case .unavailable:
             throw .full(value)
         case .closed, .cancelled:
@@ -178,13 +161,7 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         case .closed: throw .closed
         case .cancelled: throw .cancelled
         }
-        switch state.withLock({ $0.reserve() }) {
-        case .reserved:
-            break
-        case .reject:
-            permits.release(1)
-            throw .closed
-        }
+        guard recordReservation() else { throw .closed }
         if !waited { await consumeBudget() }
     }
 
@@ -199,12 +176,28 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
         case .closed, .cancelled:
             throw .closed
         }
+        guard recordReservation() else { throw .closed }
+    }
+
+    /// Pushes `value` with the permit the caller took. If the channel rejects it (the receiver is gone), gives
+    /// the permit back and returns the value.
+    @inlinable
+    func pushWithPermit(_ value: Element) -> Element? {
+        guard let rejected = push(value, reserved: false) else { return nil }
+        permits.release(1)
+        return rejected
+    }
+
+    /// Records the permit the caller took as an outstanding reservation. False, with the permit given back,
+    /// if the receiver is gone.
+    @inlinable
+    func recordReservation() -> Bool {
         switch state.withLock({ $0.reserve() }) {
         case .reserved:
-            break
+            return true
         case .reject:
             permits.release(1)
-            throw .closed
+            return false
         }
     }
 
