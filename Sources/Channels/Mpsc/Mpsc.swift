@@ -10,6 +10,21 @@ import KyotoExecutor
 import KyotoSync
 
 /// Multi-producer, single-consumer channels: many senders, one receiver, FIFO delivery.
+///
+/// The receiver sees the end of the stream (`recv()` returns nil) once every sender object is gone. A
+/// closure that captures a sender does not move it, as Rust's `async move` does: the variable it came from
+/// still holds it, so end that binding's lifetime once the sender is handed off, or the receive loop waits
+/// for ever after the last message:
+///
+/// ```swift
+/// let (tx, rx) = Mpsc.channel(of: Int.self, capacity: 8)
+/// spawn { for i in 0..<100 { try await tx.send(i) } }
+/// _ = consume tx                     // the task's capture is now the only sender
+/// while let i = try await rx.recv() { use(i) }
+/// ```
+///
+/// (A top-level variable of `main.swift` is a global and cannot be consumed: create the channel inside a
+/// function.)
 public enum Mpsc {
     /// Creates a bounded channel that buffers at most `capacity` messages.
     ///

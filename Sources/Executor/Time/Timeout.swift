@@ -51,7 +51,9 @@ public struct TimeoutError: Error, Sendable, Equatable, CustomStringConvertible 
 /// next cooperative-budget yield, so a receive loop ends; locks, semaphores and sends that never
 /// have to wait succeed in a cancelled task (so cleanup code can still use them), so a loop made only of
 /// those should check `Task.isCancelled`. Called on a Kyoto runtime, the deadline is on that runtime's clock
-/// (paused or not).
+/// (paused or not). On a paused clock a body that ignores its cancellation can keep `timeout` from ever
+/// returning: a loop of `try? await clock.sleep(...)` spins once its sleeps throw at once, the runtime
+/// never falls idle, and so its clock never advances to whatever that loop waits for.
 ///
 /// ```swift
 /// let reply = try await timeout(after: .seconds(2)) { try await fetch() }
