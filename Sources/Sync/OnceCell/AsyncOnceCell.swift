@@ -11,7 +11,9 @@
 //               initializer throws, including a `CancellationError` because its task was cancelled):
 //               release the permit, so the next waiter runs its own initializer.
 //   set       - `tryAcquire` the permit: `.closed` means initialised, `.noPermits` means an initializer is
-//               running; otherwise store the value and close, exactly like a successful initializer.
+//               running or the permit is on its way to the next waiter (handed over after a failed attempt,
+//               or held for a moment by a waiter granted it as it was cancelled, until it gives it back);
+//               otherwise store the value and close, exactly like a successful initializer.
 //
 // Why correct. The value is written only by the holder of the permit, and the semaphore is closed only
 // after the write, so a task that sees `.closed` (or holds no permit but finds a value) sees the final
@@ -35,7 +37,8 @@ public final class AsyncOnceCell<Value: Sendable>: Sendable {
     public enum SetError: Error {
         /// The cell already holds a value.
         case alreadyInitialized(Value)
-        /// An initializer is running right now.
+        /// An initializer is running right now, or about to: a waiting `getOrInit` caller is taking over from
+        /// one that threw or was cancelled. The cell may still end up empty; `set` can be retried.
         case initializing(Value)
     }
 

@@ -17,7 +17,8 @@ import Synchronization
 /// Many readers or one writer hold the lock at a time. Waiters are served in the order they queued, and a
 /// waiting writer makes later readers wait behind it, so writers are never starved. Except where one thread
 /// runs every task (a current-thread or one-worker runtime, a LocalSet), a reader that finds the lock held
-/// first re-checks it for a few microseconds before it queues (writers queue at once), so a writer arriving
+/// first re-checks it for a few microseconds before it queues (writers queue at once, except with
+/// `maxReaders: 1`, where a write is a one-permit request and re-checks like a read), so a writer arriving
 /// in that window may queue, and be served, first. Re-acquiring a read lock while a writer waits therefore
 /// deadlocks. A waiting task that is cancelled throws `CancellationError` and loses its place.
 public final class AsyncRwLock<Value> {
