@@ -78,6 +78,15 @@ private final class BridgeExecutor: TaskExecutor, @unchecked Sendable {
     private let parker = Parker()
 
     func enqueue(_ job: consuming ExecutorJob) {
+        // Lifetime: the caller (Swift's runtime, often resuming a continuation on another thread) holds no
+        // reference to this executor. Once the job is pushed, the driving thread may be between jobs rather
+        // than parked: it takes the job without waiting for the unpark, runs it to the task's end (which drops
+        // the task's reference to its preferred executor) and returns from `_blockingWait` (which drops the
+        // last one) before this thread reaches `unpark`, which would then touch freed memory. So this call
+        // holds a reference from before the push to after the unpark. Taking it before the push is safe: until
+        // this job is queued the task cannot finish, so `_blockingWait` is still waiting and `bridge` alive.
+        let keepAlive = Unmanaged.passRetained(self)
+        defer { keepAlive.release() }
         let ref = JobRef(job)
         jobs.withLock { $0.append(ref) }
         // After the push: an unpark that finds the driver about to park makes that park return at once.
