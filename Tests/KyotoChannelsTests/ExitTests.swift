@@ -156,6 +156,21 @@ struct ExitTests {
             "BUG DETECTED: a Oneshot.Receiver was awaited again after it already produced its result"))
     }
 
+    @Test("tryRecv on a oneshot receiver that a task is awaiting traps")
+    func oneshotTryRecvWhileAwaited() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            alarm(20)
+            let (tx, rx) = Oneshot.channel(of: Int.self)
+            let first = Task { try await rx.value }
+            while !rx.storage.state.withLock({ $0.hasParkedReceiver }) { await Task.yield() }
+            _ = try? rx.tryRecv()
+            _ = first
+            _ = tx
+        }
+        #expect(stderrText(result).contains(
+            "BUG DETECTED: Oneshot.Receiver.tryRecv() called while a task is awaiting the same receiver"))
+    }
+
     @Test("two tasks awaiting one oneshot receiver at once traps")
     func oneshotConcurrentAwait() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {

@@ -40,9 +40,10 @@ extension Mpsc {
         /// ``send(_:)`` wrapped in `timeout(after:_:)` cannot do (the cancelled send's value goes down with
         /// its error). A free slot is taken at once, without a timer; a wait runs as a child task beside a
         /// timer, on the calling runtime's clock (a paused clock too), or the continuous clock outside a
-        /// runtime. The value is sent if capacity came in time, even when the deadline passed just after.
-        /// Throws `.closed(value)` if the receiver closed the channel or is gone, and `.cancelled(value)` if
-        /// the calling task was cancelled while waiting.
+        /// runtime. Capacity granted just as the deadline passes may be passed on to the next waiting sender
+        /// instead (the wait sees its cancellation first): the send then reports `.timeout(value)`; the value
+        /// is never lost. Throws `.closed(value)` if the receiver closed the channel or is gone, and
+        /// `.cancelled(value)` if the calling task was cancelled while waiting.
         ///
         /// ```swift
         /// do {

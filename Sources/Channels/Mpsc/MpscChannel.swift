@@ -106,8 +106,10 @@ final class MpscChannel<Element: Sendable, Permits: MpscPermitPolicy>: Sendable 
 
     /// Sends `value`, waiting at most `duration` for capacity. The wait for a permit runs as `timeout`'s
     /// body (a child task); a permit it takes is a count, so the caller pushes with it once the body returns.
-    /// A body that got its permit returns normally, and `timeout` then returns normally too, even if the
-    /// deadline passed meanwhile: no permit is taken without its value being pushed (or the permit given back).
+    /// A body that returns holds its permit, and `timeout` then returns normally too, even if the deadline
+    /// passed meanwhile. A permit granted just as the body is cancelled (deadline or caller) is released by
+    /// the semaphore, which passes it on, and the body throws. Either way no permit is taken without its
+    /// value being pushed or the permit given back.
     nonisolated(nonsending) func send(
         _ value: Element, timeout duration: Duration
     ) async throws(SendTimeoutError<Element>) {

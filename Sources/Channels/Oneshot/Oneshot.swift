@@ -103,7 +103,8 @@ public enum Oneshot {
             }
         }
 
-        /// Takes the value without waiting.
+        /// Takes the value without waiting. Calling it while a task awaits ``value`` on the same receiver is
+        /// a bug and traps.
         @inlinable
         public func tryRecv() throws(TryRecvError) -> Value {
             try storage.tryReceive()

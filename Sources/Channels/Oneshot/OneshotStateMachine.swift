@@ -229,6 +229,12 @@ struct OneshotStateMachine<Value: Sendable> {
 
     @inlinable
     mutating func tryReceive() -> TryReceiveAction {
+        // A value taken here while a receive waits would leave that receive to report `.closed` for a channel
+        // whose value was sent (and taken once, here): one receiver, one receive at a time.
+        kyotoPrecondition(
+            parkedReceiver == nil && unparkedReceiveID == nil,
+            "BUG DETECTED: Oneshot.Receiver.tryRecv() called while a task is awaiting the same receiver"
+        )
         if let value = slot {
             slot = nil
             completed = true
