@@ -71,10 +71,10 @@ package func _blockingWait<T: Sendable, E: Error>(
 
 /// The task executor of one blocking wait: jobs are queued by any thread and run by the waiting thread.
 private final class BridgeExecutor: TaskExecutor, @unchecked Sendable {
-    // SAFETY (@unchecked Sendable): `jobs` is a CheckedMutex (Kyoto's lock: ThreadSanitizer sees its
-    // hand-offs, which it cannot for `Synchronization.Mutex`); `parker` is a Parker (any thread may unpark,
-    // only the driving thread parks).
-    private let jobs = CheckedMutex<[JobRef]>([])
+    // SAFETY (@unchecked Sendable): `jobs` is an `Inject` (the runtime's lock-guarded intrusive job FIFO: no
+    // allocation per job, any thread may push or pop); `parker` is a Parker (any thread may unpark, only the
+    // driving thread parks).
+    private let jobs = Inject()
     private let parker = Parker()
 
     func enqueue(_ job: consuming ExecutorJob) {
@@ -87,9 +87,9 @@ private final class BridgeExecutor: TaskExecutor, @unchecked Sendable {
         // this job is queued the task cannot finish, so `_blockingWait` is still waiting and `bridge` alive.
         let keepAlive = Unmanaged.passRetained(self)
         defer { keepAlive.release() }
-        let ref = JobRef(job)
-        jobs.withLock { $0.append(ref) }
-        // After the push: an unpark that finds the driver about to park makes that park return at once.
+        jobs.push(JobRef(job))
+        // After the push: an unpark that finds the driver about to park makes that park return at once (and
+        // covers a driver whose `pop` read the queue's length hint before the push landed).
         parker.unpark()
     }
 
@@ -102,15 +102,15 @@ private final class BridgeExecutor: TaskExecutor, @unchecked Sendable {
         let savedBudget = kyoto_budget_get()
         defer { kyoto_budget_set(savedBudget) }
         while true {
-            var batch: [JobRef] = []
-            jobs.withLock { swap(&$0, &batch) }
-            for job in batch {
+            var ran = false
+            while let job = jobs.pop() {
                 kyoto_budget_set(Int32.max)
                 job.unownedJob.runSynchronously(on: identity)
+                ran = true
             }
             if isDone() { return }
-            // A job queued after the batch was taken unparked the parker first: this park returns at once.
-            if batch.isEmpty { parker.park() }
+            // A job queued after the last `pop` unparked the parker first: this park returns at once.
+            if !ran { parker.park() }
         }
     }
 }

@@ -1,4 +1,5 @@
-// Inject: the runtime-wide FIFO queue for jobs scheduled from outside a worker (Tokio's inject queue).
+// Inject: the runtime-wide FIFO queue for jobs scheduled from outside a worker (Tokio's inject queue). The
+// blocking bridge (BlockingWait.swift) uses one as its own job queue too.
 //
 // Jobs are linked through their executor-private storage (see JobRef.swift), so pushing never
 // allocates. The list lives inside a `Mutex`; `length` mirrors its length in an atomic so that workers can

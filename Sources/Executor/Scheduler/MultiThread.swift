@@ -339,7 +339,7 @@ final class Worker: @unchecked Sendable {
             lifo = job
             return
         }
-        if shouldNotifyOthers { withScheduler { $0.notifyParked() } }
+        notifyIfOthersQueued()
     }
 
     /// Tokio's `should_notify_others`: more than one job waits here (the LIFO slot and the queue) and this
@@ -350,13 +350,15 @@ final class Worker: @unchecked Sendable {
         !isSearching && !firingTimersInPark && queue.count + (lifo == nil ? 0 : 1) > 1
     }
 
-    /// Wakes a parked worker if this worker holds more than one job and is not searching: the notify of the
-    /// paths that queue work without notifying at once (a yield, after its job; the LIFO chain's cut).
+    /// Wakes a parked worker if this worker holds more than one job and is not searching (Tokio's
+    /// `notify_parked_local` behind `should_notify_others`): after a LIFO push displaced a job, after a yield's
+    /// job returned, at the LIFO chain's cut, after a park and in maintenance.
     ///
-    /// The full check, fence included (`Idle.notifyShouldWakeUp`). A relaxed look at the idle state used to
-    /// come first, to spare the fence; but a relaxed load after the queue push can miss the last searcher's
-    /// park while that searcher's re-check misses the push (store buffering: each side needs its fence), and
-    /// the work then waited here for this worker's next job, however long, with the other worker asleep.
+    /// The full check, fence included (`Idle.notifyShouldWakeUp`), on every path. The yield and chain-cut
+    /// paths used to take a relaxed look at the idle state first, to spare the fence; but a relaxed load after
+    /// the queue push can miss the last searcher's park while that searcher's re-check misses the push (store
+    /// buffering: each side needs its fence), and the work then waited here for this worker's next job,
+    /// however long, with the other worker asleep.
     /// Paired A/Bs (`pair-ab.py`, 100 turns, relaxed pre-check against none) measured no cost: `yield_many`
     /// 1.03× installed and 1.05× in preference mode (the 5–8% seen when the pre-check came in did not
     /// reproduce), `ping_pong` 0.99×.
@@ -694,7 +696,7 @@ final class Worker: @unchecked Sendable {
         }
         // Off the sleeper list with more work than one job here (timers this driver fired, say): wake a
         // partner for the rest (Tokio's `should_notify_others` after a park).
-        if shouldNotifyOthers { withScheduler { $0.notifyParked() } }
+        notifyIfOthersQueued()
         ThreadContext.runHook(shared.configuration.onThreadUnpark)
         refreshReturnsStolenTasksHome()
         busyStart = Platform.monotonicNanos()
@@ -723,9 +725,8 @@ final class Worker: @unchecked Sendable {
         homeReturns.drain()
         refreshReturnsStolenTasksHome()
         _ = fireDueTimers()
-        // Tokio's fallback: more than one job here and nobody searching, so wake a parked worker to take some
-        // (the yield path's wake-up is only a cheap guess).
-        if shouldNotifyOthers { withScheduler { $0.notifyParked() } }
+        // Tokio's fallback: more than one job here and nobody searching, so wake a parked worker to take some.
+        notifyIfOthersQueued()
         guard tunesInterval else { return }
         let polls = stats.polls.load
         let busy = stats.busyNanos.load
