@@ -95,13 +95,7 @@ public final class AsyncMutex<Value> {
     /// ``lock()`` there. Queues behind the tasks already waiting, as ``lock()`` does. Nothing interrupts the
     /// wait (no cancellation), and, as with ``lock()``, a thread that already holds the lock waits for ever.
     public func blockingLock() -> Guard {
-        _precheckBlocking("AsyncMutex.blockingLock()")
-        if semaphore.tryAcquire(1) != .acquired {
-            let semaphore = self.semaphore
-            // The bridge's task is never cancelled, and a mutex's semaphore never closes: the acquire succeeds.
-            let acquired = _blockingWait { (try? await semaphore.acquire(1)) != nil }
-            kyotoPrecondition(acquired, "BUG DETECTED: AsyncMutex.blockingLock() failed to take the lock")
-        }
+        semaphore.blockingAcquire(1, "AsyncMutex.blockingLock()")
         return Guard(self)
     }
 

@@ -9,7 +9,6 @@
 // Why the value access is safe. Readers share the value only for reading (the read guard has no setter);
 // a writer holds every permit, so it is alone. Permit hand-over is acquire/release ordered.
 
-import KyotoExecutor
 import Synchronization
 
 /// An asynchronous reader-writer lock that owns the value it protects.
@@ -135,7 +134,7 @@ public final class AsyncRwLock<Value> {
     /// a thread that runs a runtime's tasks, where it could block the very task that holds the lock: await
     /// ``read()`` there. Queues as ``read()`` does (behind a waiting writer). Nothing interrupts the wait.
     public func blockingRead() -> ReadGuard {
-        blockingAcquire(1, "AsyncRwLock.blockingRead()")
+        semaphore.blockingAcquire(1, "AsyncRwLock.blockingRead()")
         return ReadGuard(self)
     }
 
@@ -144,19 +143,8 @@ public final class AsyncRwLock<Value> {
     /// and how it queues: as ``blockingRead()`` and ``write()``. A thread that already holds a read or write
     /// guard of this lock waits for ever.
     public func blockingWrite() -> WriteGuard {
-        blockingAcquire(maxReaders, "AsyncRwLock.blockingWrite()")
+        semaphore.blockingAcquire(maxReaders, "AsyncRwLock.blockingWrite()")
         return WriteGuard(self)
-    }
-
-    /// Takes `permits` permits, blocking the calling thread while they are not free (`api` names the
-    /// public call in the misuse trap).
-    private func blockingAcquire(_ permits: Int, _ api: String) {
-        _precheckBlocking(api)
-        if semaphore.tryAcquire(permits) == .acquired { return }
-        let semaphore = self.semaphore
-        // The bridge's task is never cancelled, and the lock's semaphore never closes: the acquire succeeds.
-        let acquired = _blockingWait { (try? await semaphore.acquire(permits)) != nil }
-        kyotoPrecondition(acquired, "BUG DETECTED: \(api) failed to take the lock")
     }
 
     /// Takes `permits` permits (1 for a read, `maxReaders` for a write); nothing is awaited when they are

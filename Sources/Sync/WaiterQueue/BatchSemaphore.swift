@@ -200,6 +200,18 @@ package final class BatchSemaphore: Sendable {
         }
     }
 
+    /// Takes `n` permits from synchronous code, blocking the calling thread while they are not free (the
+    /// blocking forms of the locks: `AsyncMutex.blockingLock`, `AsyncRwLock.blockingRead/blockingWrite`).
+    /// Queues as `acquire` does. Traps where blocking is not allowed (`_precheckBlocking`, `api` names the
+    /// public call) and on a closed semaphore (the locks never close theirs).
+    package func blockingAcquire(_ n: Int, _ api: String) {
+        _precheckBlocking(api)
+        if tryAcquire(n) == .acquired { return }
+        // The bridge's task is never cancelled, so the acquire fails only on a closed semaphore.
+        let acquired = _blockingWait { (try? await self.acquire(n)) != nil }
+        kyotoPrecondition(acquired, "BUG DETECTED: \(api) failed to take the lock")
+    }
+
     /// Takes `n` permits if they are free right now and nobody is queued.
     package func tryAcquire(_ n: Int) -> TryAcquireResult {
         checkRequest(n, "tryAcquire")
