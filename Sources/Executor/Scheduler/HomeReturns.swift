@@ -33,9 +33,19 @@
 // local schedule (only safe for trivially destructible results) made `ping_pong` 25% slower (a lock section
 // per schedule while the other worker deposits) for 14% on `spawn_many_local`; keeping a returned task
 // until the home worker's reference is the last one (so it is freed at home even when it finished
-// elsewhere after its first job) changed nothing (1.02×). Neither was kept. `capacity` is large because a
-// spawning loop in one job gets its returns only when the job ends:
-// 8,192 task objects, a few MiB, per worker at most.
+// elsewhere after its first job) changed nothing (1.02×). Neither was kept.
+//
+// `capacity` is large because a spawning loop in one job gets its returns only when the job ends, and what
+// does not fit is freed by the thief, into the spawner's malloc arena while the spawner allocates from it.
+// With 8,192, installed `spawn_many_local` (10,000 tasks spawned in one job, of which the other worker runs
+// 8,000–9,200 meanwhile) overflowed by about 900 tasks per iteration (counted over 8 iterations); tracing
+// its futex calls put about 700 per iteration on glibc's arena lock, taken in turn by the thief's frees and
+// the spawner's mallocs. With
+// 16,384 that loop stays clear: paired runs against Swift's default executor (`--paired --only
+// spawn_many_local`, 60 turns, alternating) gave 2.04× and 2.08× with 8,192, 2.45× and 2.42× with 16,384;
+// peak RSS of the run 46.8 MB against 48.4 MB. A longer loop overflows the same way, later. The cost: up to
+// 16,384 finished tasks (about 1.4 KB each, the task object and its allocator's first slab, so about
+// 22 MB) per worker held until the home worker's job ends.
 //
 // A worker does not deposit each reference as its job ends: it holds up to 16 for one home worker and hands
 // them over in one lock section (`Worker.returnLater`), before it parks, in maintenance (every
@@ -81,7 +91,7 @@ final class HomeReturns: @unchecked Sendable {
     /// Whether the home worker is awake (it will drain again without being told).
     private let homeAwake = Atomic<Bool>(true)
     /// The most references that wait for one worker (the workers' bound; the registry passes its own).
-    static let capacity = 8192
+    static let capacity = 16_384
 
     init() {
         pending.withLock { $0.refs.reserveCapacity(HomeReturns.capacity) }
