@@ -26,11 +26,12 @@
 //
 // Races considered: a job enqueued while the driver is deciding to park: the enqueuer pushes then unparks
 // the driver's parker; the parker's `notified` state makes the next `park` return at once (Parker.swift),
-// so the job is never stranded. Binding changes happen only between `runUntil` calls, but a driver may still
-// be inside `runPending` for a set that `runUntil` has just unbound (its last job resumed `runUntil`'s caller
-// on the runtime, and this thread was preempted before its next pop); a new `runUntil` may already have
-// bound the set to another driver. A driver therefore pops a set's jobs only while the set is bound to it:
-// otherwise the set's jobs would run on two threads at once.
+// so the job is never stranded. Binding changes happen only between `runUntil` calls: the set unbinds itself
+// in its last job (`LocalSet.end`, on its own thread), before `runUntil`'s caller continues elsewhere, and a
+// driver pops a set's jobs only while the set is bound to it. Otherwise the driver could take a job queued
+// behind that last one (an untracked set-isolated `Task {}`) and still be running it when the next
+// `runUntil` had bound the set to another thread: the set's jobs on two threads at once (the hand-over
+// test). `runUntil` unbinds again on its way out (a no-op by then, kept as a backstop).
 
 import CKyoto
 import Synchronization

@@ -143,6 +143,10 @@ public actor LocalSet {
         }
         phase = .idle
         runtime = nil
+        // Unbound here, on the set's thread and inside its job: once `runUntil` continues elsewhere, that
+        // thread pops no further job of the set (one queued now waits for the next `runUntil`, which may
+        // bind the set to another thread while this one would still be running it).
+        executor.bind(nil)
     }
 
     /// Starts `body` as a task on the set's thread and returns a handle to its result. The body may
