@@ -63,7 +63,7 @@ public func timeout<T: Sendable>(
 ) async throws -> T {
     let clock = Runtime.current?.clock
     return try await race(
-        body, duration: duration, clock: clock, deadline: clock?.now.advanced(by: duration),
+        body, duration: max(.zero, duration), clock: clock, deadline: clock?.now.advanced(by: duration),
         fallbackDeadline: ContinuousClock.now.advanced(by: duration))
 }
 
