@@ -8,11 +8,18 @@
 //   on that one thread: this is what lets local tasks share non-Sendable values, and what `checkIsolated`
 //   verifies (a thread-local names the executor whose jobs the thread is running).
 //
-// Switches back to the set. A local task prefers the set's runtime as its task executor, and Swift tracks
-// none while the set runs a job (it runs on the set's serial executor alone), so when such a task switches
-// to the set's isolation while already on it (entering a function with an `isolated` parameter, such as the
-// waiting helpers of CancellableWait.swift), Swift sees a different task executor and re-enqueues the task on
-// the set. Queued at the back, the set's other tasks would run before it resumes, and a lock or channel
+// Two roles. `LocalExecutor` is also the `TaskExecutor` its set's local tasks prefer (LocalSet.swift: their
+// nonisolated code must run on the set's thread too), so the driver runs every job under both identities
+// (`runSynchronously(isolatedTo:taskExecutor:)`, as Swift asks of an executor that is both): a local task
+// moving between the set's isolation and nonisolated code stays on the thread, re-enqueued here at each
+// move. A local task's `Task.sleep` is scheduled on the set's runtime (`SchedulingExecutor` below), whose
+// wake-up job then resumes the task here.
+//
+// Switches back to the set. A task isolated to the set that does not prefer this executor (an untracked
+// `Task {}` created inside `runUntil`) sees a task executor it does not prefer while the set runs its job,
+// so when it switches to the set's isolation while already on it (entering a function with an `isolated`
+// parameter, such as the waiting helpers of CancellableWait.swift), Swift re-enqueues the task on the set
+// (before local tasks preferred this executor, they did the same). Queued at the back, the set's other tasks would run before it resumes, and a lock or channel
 // would see them first (an AsyncMutex served callers out of call order). `enqueue` recognises that
 // re-enqueue (the set's thread, inside one of its jobs, with no task current: Swift clears it before
 // re-enqueuing) and puts it in the `continuing` slot, which runs before the queue, so the task carries on at
@@ -157,7 +164,7 @@ final class LocalDriver: Sendable {
 }
 
 /// The serial executor of one LocalSet. Its jobs run only on the thread of the driver it is bound to.
-final class LocalExecutor: SerialExecutor, @unchecked Sendable {
+final class LocalExecutor: SerialExecutor, TaskExecutor, @unchecked Sendable {
     // SAFETY (@unchecked Sendable): all mutable state is inside `state` (a CheckedMutex) or atomic.
 
     private struct State: ~Copyable {
@@ -264,7 +271,7 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
             if hasContext {
                 if let budget { kyoto_budget_set(budget) } else { kyoto_budget_refill(Int32(initialBudget)) }
             }
-            job.unownedJob.runSynchronously(on: asUnownedSerialExecutor())
+            job.unownedJob.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
             ran += 1
         }
         return ran
@@ -290,3 +297,25 @@ final class LocalExecutor: SerialExecutor, @unchecked Sendable {
             "BUG DETECTED: code isolated to a LocalSet ran off the set's thread (expected the thread driving it)")
     }
 }
+
+#if compiler(>=6.3)
+@_spi(ExperimentalCustomExecutors) @_spi(ExperimentalScheduling) import _Concurrency
+
+@_spi(ExperimentalScheduling)
+extension LocalExecutor: SchedulingExecutor {
+    /// A local task's `Task.sleep`: the timer goes to the set's runtime (its paused clock included), or to
+    /// Swift's default executor for a set outside any runtime; the wake-up job it runs there resumes the
+    /// task here, as the task prefers this executor.
+    func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration, tolerance: C.Duration?, clock: C) {
+        let runtime = state.withLock { $0.driver?.shared?.runtime }
+        if let runtime {
+            runtime.enqueue(job, after: delay, tolerance: tolerance, clock: clock)
+        } else if let fallback = GlobalExecutorInstallation.fallbackScheduler(otherThan: nil) {
+            fallback.enqueue(job, after: delay, tolerance: tolerance, clock: clock)
+        } else {
+            // No way to measure this clock: run the wake-up now rather than lose it.
+            JobRef(job).unownedJob.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
+}
+#endif

@@ -5,6 +5,15 @@
 // owns otherwise. Local tasks are tasks isolated to the actor, so Swift's own isolation checking proves
 // that their non-Sendable values never leave that thread; no `@unchecked` is needed in user code.
 //
+// Not every closure a local task runs is isolated to the set: a task group's body, the operation of
+// `withTaskCancellationHandler` and any nonisolated async function run on the task's executor preference.
+// Swift lets those capture the set's non-Sendable values (they run inside the same task, one piece at a
+// time), which is only sound if they run on the set's thread too. So a local task prefers the set's own
+// executor as its task executor (`LocalExecutor` is both), and its child tasks (`async let`, group
+// children) inherit that: all of a local task's work runs on the set's thread, as all of a Tokio
+// `spawn_local` future is polled there. Work meant for the runtime's workers goes through `spawn` or
+// `spawnBlocking`. A local task's `Task.sleep` timer goes to the runtime (LocalExecutor.swift).
+//
 // Shape (the ones that compile and keep every job on the thread, found by experiment on Swift 6.3.1):
 // `runUntil` takes a non-`sending` closure with an `isolated LocalSet` parameter; `spawnLocal` takes a
 // parameterless `nonisolated(nonsending)` closure, which runs on the caller's isolation (the set) and
@@ -57,10 +66,6 @@ public actor LocalSet {
     private var tasks: [UInt64: ErasedTask] = [:]
     private var nextID: UInt64 = 0
     private var drainWaiter: CheckedContinuation<Void, Never>?
-    /// The runtime driving the set (nil for a standalone set outside any runtime). Local tasks prefer it as
-    /// their task executor, so their nonisolated async calls and `Task.sleep` timers use it rather than
-    /// Swift's default executor.
-    private var runtime: Runtime?
 
     /// A new, idle set. It starts running inside ``runUntil(_:)``.
     public init() {}
@@ -107,7 +112,7 @@ public actor LocalSet {
                 driver.detach(executor)
             }
         }
-        await start(runtime: LocalDriver.current?.shared?.runtime ?? Runtime.current)
+        await start()
         do {
             let value = try await body(self)
             await end()
@@ -118,9 +123,8 @@ public actor LocalSet {
         }
     }
 
-    private func start(runtime: Runtime?) {
+    private func start() {
         phase = .running
-        self.runtime = runtime
     }
 
     /// Cancels unfinished local tasks and waits until all have ended.
@@ -142,7 +146,6 @@ public actor LocalSet {
             }
         }
         phase = .idle
-        runtime = nil
         // Unbound here, on the set's thread and inside its job: once `runUntil` continues elsewhere, that
         // thread pops no further job of the set (one queued now waits for the next `runUntil`, which may
         // bind the set to another thread while this one would still be running it).
@@ -150,7 +153,11 @@ public actor LocalSet {
     }
 
     /// Starts `body` as a task on the set's thread and returns a handle to its result. The body may
-    /// capture the caller's non-Sendable values. Traps unless the set is inside ``runUntil(_:)``. While the
+    /// capture the caller's non-Sendable values. All of the task's work runs on the set's thread: its
+    /// nonisolated async calls, task-group bodies and child tasks (`async let`, group children) too, so a
+    /// CPU-heavy part belongs in ``Runtime/spawn(name:priority:_:)`` or `spawnBlocking` (as in Tokio, where a
+    /// `spawn_local` future is polled on the set's thread). Traps unless the set is inside ``runUntil(_:)``.
+    /// While the
     /// set winds down (after `runUntil`'s body returned, its unfinished tasks are cancelled and awaited), a
     /// task spawned by one of them is cancelled before it starts: its body never runs and its handle
     /// resolves ``JoinError/cancelled``.
@@ -164,14 +171,18 @@ public actor LocalSet {
         let id = nextID
         nextID += 1
         let finished = LocalTaskState()
-        let preference = runtime
+        // The task prefers the set's own executor as its task executor, so its nonisolated code (a task
+        // group's body, a cancellation handler's operation, any nonisolated async function) runs on the set's
+        // thread too: those closures may capture the set's non-Sendable values, and Swift accepts that because
+        // they run inside the same task. With the runtime as the preference they ran on its workers, beside
+        // the set's other tasks (a counter two local tasks shared lost updates).
+        let preference = executor
         let task = Task { () async throws -> T in
             defer { self.taskEnded(id, finished) }
             if Task.isCancelled { throw JoinError.cancelled }
             do {
                 // The operation closure must stay isolated to the set: capturing the isolated `self` is what
-                // makes Swift infer that (a closure capturing nothing isolated would run off the set's thread
-                // under the runtime preference, as seen after a `Task.yield()`).
+                // makes Swift infer that.
                 return try await withTaskExecutorPreference(preference) { () async throws -> T in
                     self.preconditionIsolated()
                     return try await body()
