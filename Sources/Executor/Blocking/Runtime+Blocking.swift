@@ -67,6 +67,21 @@ final class BlockingCall<T: Sendable>: Sendable {
     }
 }
 
+/// The closure of one blocking job, taken out when the job runs it.
+final class BlockingWork<T: Sendable>: Sendable {
+    private let body: CheckedMutex<(@Sendable () throws -> T)?>
+
+    init(_ body: @escaping @Sendable () throws -> T) {
+        self.body = CheckedMutex(body)
+    }
+
+    /// Runs the closure and releases it (with what it captured) before returning its outcome.
+    func run() -> Result<T, any Error> {
+        guard let body = body.withLock({ $0.take() }) else { return .failure(JoinError.cancelled) }
+        return Result { try body() }
+    }
+}
+
 extension Runtime {
     /// Runs the blocking closure `body` on the runtime's blocking pool (threads named `kyoto-blocking-N`,
     /// which Linux shows as `kyoto-blocking-` since it keeps 15 bytes of a thread's name; started on demand
@@ -103,9 +118,15 @@ extension Runtime {
         let pausedClock: (time: TimeSource, driver: Parker)? =
             if shared.time.isPaused, case .currentThread(let s) = scheduler { (shared.time, s.parker) } else { nil }
         pausedClock?.time.blockingJobStarted()
+        // The closure is released before the outcome is delivered, so what it captured is gone when the
+        // handle resolves (as with `spawn`, whose closure Swift releases before the task completes). A job
+        // cancelled before it ran keeps its closure until the job itself is dropped (by the pool, or by the
+        // wrapper task's cancellation handler): releasing it here would run its captures' deinits on the
+        // thread that called `abort()`.
+        let work = BlockingWork(body)
         let job = BlockingJob { started in
             if started && !task.isCancelled {
-                call.deliver(Result { try body() })
+                call.deliver(work.run())
             } else {
                 call.deliver(.failure(JoinError.cancelled))
             }

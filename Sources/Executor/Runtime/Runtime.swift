@@ -392,7 +392,8 @@ public final class Runtime: TaskExecutor, Sendable {
     /// resolve to ``JoinError/cancelled``. A ``blockOn(_:)`` in progress on another thread is not cancelled:
     /// the runtime keeps running its body (its sleeps end on time) and terminates once it has returned. Traps where it would wait for
     /// itself: on a runtime thread, in this runtime's `spawnBlocking` closure, in a task this runtime's
-    /// drainer runs after shutdown, in a LocalSet's task under this runtime's `blockOn`. Use
+    /// drainer runs after shutdown, in a LocalSet's task under this runtime's `blockOn`, in a stopping
+    /// worker's `onThreadStop` hook. Use
     /// ``shutdownBackground()`` there. (From a `blockInPlace` closure it waits for the calling task if that
     /// task was started with `spawn`: until its timeout.)
     ///
@@ -421,6 +422,10 @@ public final class Runtime: TaskExecutor, Sendable {
             !(ThreadContext.current.map { $0.role == .blocking && $0.shared === shared } ?? false),
             "BUG DETECTED: shutdown(timeout:) called from this runtime's spawnBlocking closure would wait for "
                 + "itself (the closure's task is one of those it waits for); use shutdownBackground()")
+        kyotoPrecondition(
+            !(ThreadContext.current.map { $0.isStoppingWorker && $0.shared === shared } ?? false),
+            "BUG DETECTED: shutdown(timeout:) called from a stopping worker's onThreadStop hook would wait for "
+                + "that worker, which stops only once the hook has returned; use shutdownBackground()")
         kyotoPrecondition(
             !(ThreadContext.current.map { $0.role == .drain && $0.shared === shared } ?? false),
             "BUG DETECTED: shutdown(timeout:) called from a task finishing after this runtime shut down (on its "

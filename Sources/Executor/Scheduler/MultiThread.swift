@@ -401,6 +401,7 @@ final class Worker: @unchecked Sendable {
                 // which the other workers or, after termination, the drainer run).
                 context.worker = nil
                 context.role = .formerWorker
+                context.isStoppingWorker = true
             }
             ThreadContext.runHook(shared.configuration.onThreadStop)
             return outcome

@@ -271,6 +271,9 @@ final class ThreadContext {
     /// racing the release), and the runtime, held unretained, could be freed under it; a task spawned there
     /// would even retain the runtime during its deinit. A hook that needs the runtime captures it.
     @exclusivity(unchecked) var inHook = false
+    /// Whether the thread is a worker that has stopped for good and is running its stop hook (it still
+    /// counts among the runtime's live workers until the hook returns).
+    @exclusivity(unchecked) var isStoppingWorker = false
     /// The task that yielded with `_yieldToRuntime()` during the job being run (in the role of Tokio's defer
     /// list). Resumed right after that job returns, by which time it has suspended; it goes to the back of
     /// the queue. One slot: a job that runs several tasks' segments (a default actor's drain) resumes an
