@@ -175,3 +175,28 @@ extension LocalSetPinningTests {
         #expect(r.shutdown(timeout: .seconds(5)))
     }
 }
+
+extension LocalSetPinningTests {
+    @Test("a local task's Task.sleep lands on the runtime's paused clock: it auto-advances, and the task resumes on the set's thread")
+    func localSleepOnPausedClock() async {
+        var c = Runtime.Configuration(flavor: .currentThread)
+        c.startPaused = true
+        let r = Runtime(c)
+        let outcome = await blockOnThread(r, seconds: 30, "paused local sleep") { () async throws -> (Duration, Bool) in
+            try await LocalSet().runUntil { set in
+                let start = r.clock.now
+                let thread = kyotoCurrentThreadIdentity()
+                let h = set.spawnLocal { () async throws -> Bool in
+                    try await Task.sleep(for: .seconds(3600))
+                    return kyotoCurrentThreadIdentity() == thread
+                }
+                let sameThread = try await h.value
+                return (start.duration(to: r.clock.now), sameThread)
+            }
+        }
+        // An hour on the paused clock, reached by auto-advance (a timer on Swift's default executor would
+        // take an hour of real time, past this test's deadline).
+        #expect(outcome.map { $0.0 >= Duration.seconds(3600) && $0.1 } == true, "\(String(describing: outcome))")
+        r.shutdown(timeout: .seconds(5))
+    }
+}
