@@ -34,36 +34,39 @@ private func spawnWithSlowRelease(_ r: Runtime, returned: FlagBox, released: Fla
 
 @Suite("Blocking and join edge cases")
 struct BlockingJoinEdgeTests {
-    @Test("spawnBlocking: the closure's captures are released before JoinHandle.value returns", arguments: bothFlavors)
-    func blockingCapturesReleasedBeforeValue(_ flavor: Runtime.Configuration.Flavor) throws {
+    /// Starts a task through `start` and reports whether its closure's captures were gone when its handle's
+    /// `value` returned.
+    private func capturesReleasedBeforeValue(
+        _ flavor: Runtime.Configuration.Flavor,
+        _ start: @escaping @Sendable (Runtime, FlagBox, FlagBox) -> JoinHandle<Int>
+    ) throws -> Bool {
         let r = makeRuntime(flavor)
         let returned = FlagBox()
         let released = FlagBox()
         let releasedFirst = try r.blockOn { () async throws -> Bool in
-            let h = r.spawnBlocking(slowReleasingBody(returned: returned, released: released))
-            _ = try await h.value
+            _ = try await start(r, returned, released).value
             let seen = released.flag.load(ordering: .acquiring)
             returned.flag.store(true, ordering: .releasing)
             return seen
         }
-        #expect(releasedFirst, "JoinHandle.value returned while the blocking closure's captures were still alive")
         #expect(r.shutdown(timeout: .seconds(5)))
+        return releasedFirst
+    }
+
+    @Test("spawnBlocking: the closure's captures are released before JoinHandle.value returns", arguments: bothFlavors)
+    func blockingCapturesReleasedBeforeValue(_ flavor: Runtime.Configuration.Flavor) throws {
+        let releasedFirst = try capturesReleasedBeforeValue(flavor) { r, returned, released in
+            r.spawnBlocking(slowReleasingBody(returned: returned, released: released))
+        }
+        #expect(releasedFirst, "JoinHandle.value returned while the blocking closure's captures were still alive")
     }
 
     @Test("spawn: the body's captures are released before JoinHandle.value returns", arguments: bothFlavors)
     func spawnCapturesReleasedBeforeValue(_ flavor: Runtime.Configuration.Flavor) throws {
-        let r = makeRuntime(flavor)
-        let returned = FlagBox()
-        let released = FlagBox()
-        let releasedFirst = try r.blockOn { () async throws -> Bool in
-            let h = spawnWithSlowRelease(r, returned: returned, released: released)
-            _ = try await h.value
-            let seen = released.flag.load(ordering: .acquiring)
-            returned.flag.store(true, ordering: .releasing)
-            return seen
+        let releasedFirst = try capturesReleasedBeforeValue(flavor) { r, returned, released in
+            spawnWithSlowRelease(r, returned: returned, released: released)
         }
         #expect(releasedFirst, "JoinHandle.value returned while the task body's captures were still alive")
-        #expect(r.shutdown(timeout: .seconds(5)))
     }
 
     @Test("seeded: aborts racing blocking jobs on a small pool with a short keep-alive; value iff the body ran")
