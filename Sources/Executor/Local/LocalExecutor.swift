@@ -19,8 +19,8 @@
 // `Task {}` created inside `runUntil`) sees a task executor it does not prefer while the set runs its job,
 // so when it switches to the set's isolation while already on it (entering a function with an `isolated`
 // parameter, such as the waiting helpers of CancellableWait.swift), Swift re-enqueues the task on the set
-// (before local tasks preferred this executor, they did the same). Queued at the back, the set's other tasks would run before it resumes, and a lock or channel
-// would see them first (an AsyncMutex served callers out of call order). `enqueue` recognises that
+// (before local tasks preferred this executor, they did the same). Queued at the back, the set's other
+// tasks would run before it resumes, and a lock or channel would see them first (an AsyncMutex served callers out of call order). `enqueue` recognises that
 // re-enqueue (the set's thread, inside one of its jobs, with no task current: Swift clears it before
 // re-enqueuing) and puts it in the `continuing` slot, which runs before the queue, so the task carries on at
 // once. It keeps the cooperative budget it had (as the runtime's LIFO chain does): with a fresh budget per

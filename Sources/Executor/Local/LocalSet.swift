@@ -157,10 +157,9 @@ public actor LocalSet {
     /// nonisolated async calls, task-group bodies and child tasks (`async let`, group children) too, so a
     /// CPU-heavy part belongs in ``Runtime/spawn(name:priority:_:)`` or `spawnBlocking` (as in Tokio, where a
     /// `spawn_local` future is polled on the set's thread). Traps unless the set is inside ``runUntil(_:)``.
-    /// While the
-    /// set winds down (after `runUntil`'s body returned, its unfinished tasks are cancelled and awaited), a
-    /// task spawned by one of them is cancelled before it starts: its body never runs and its handle
-    /// resolves ``JoinError/cancelled``.
+    /// While the set winds down (after `runUntil`'s body returned, its unfinished tasks are cancelled and
+    /// awaited), a task spawned by one of them is cancelled before it starts: its body never runs and its
+    /// handle resolves ``JoinError/cancelled``.
     @discardableResult
     public func spawnLocal<T: Sendable>(_ body: nonisolated(nonsending) @escaping () async throws -> T)
         -> LocalJoinHandle<T>

@@ -40,10 +40,9 @@
 // With 8,192, installed `spawn_many_local` (10,000 tasks spawned in one job, of which the other worker runs
 // 8,000–9,200 meanwhile) overflowed by about 900 tasks per iteration (counted over 8 iterations); tracing
 // its futex calls put about 700 per iteration on glibc's arena lock, taken in turn by the thief's frees and
-// the spawner's mallocs. With
-// 16,384 that loop stays clear: paired runs against Swift's default executor (`--paired --only
-// spawn_many_local`, 60 turns, alternating) gave 2.04× and 2.08× with 8,192, 2.45× and 2.42× with 16,384;
-// peak RSS of the run 46.8 MB against 48.4 MB. A longer loop overflows the same way, later. The cost: up to
+// the spawner's mallocs. With 16,384 that loop stays clear: paired runs against Swift's default executor
+// (`--paired --only spawn_many_local`, 60 turns, alternating) gave 2.04× and 2.08× with 8,192, 2.45× and
+// 2.42× with 16,384; peak RSS of the run 46.8 MB against 48.4 MB. A longer loop overflows the same way, later. The cost: up to
 // 16,384 finished tasks (about 1.4 KB each, the task object and its allocator's first slab, so about
 // 22 MB) per worker held until the home worker's job ends.
 //

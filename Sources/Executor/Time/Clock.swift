@@ -267,9 +267,10 @@ extension Runtime {
             "BUG DETECTED: advance(by: \(duration)) moves the paused clock past its range")
         time.advance(to: target)
         // The driver fires due timers before it runs the next job (CurrentThread.swift), so they fire before
-        // this task continues; the tasks they wake are queued behind it. A backstop, the unpark: this is a
-        // nonisolated async function, so it runs on the runtime's own thread (a LocalSet's task hops there
-        // too), which is not parked while it runs this.
+        // this task continues; the tasks they wake are queued behind it. The unpark is for a call from a
+        // LocalSet's thread (a local task's nonisolated code runs there), while the driver may be parked.
+        // Two threads advancing at once may lose one of the two advances (each reads `now`, then stores
+        // its target); a test drives its paused clock from one task at a time.
         if case .currentThread(let s) = scheduler { s.parker.unpark() }
         await Task.yield()
     }
