@@ -39,31 +39,32 @@ struct BlockingJoinEdgeTests {
     private func capturesReleasedBeforeValue(
         _ flavor: Runtime.Configuration.Flavor,
         _ start: @escaping @Sendable (Runtime, FlagBox, FlagBox) -> JoinHandle<Int>
-    ) throws -> Bool {
+    ) async -> Bool {
         let r = makeRuntime(flavor)
         let returned = FlagBox()
         let released = FlagBox()
-        let releasedFirst = try r.blockOn { () async throws -> Bool in
+        // On a thread of its own: a blockOn here would hold one of the test runner's few threads meanwhile.
+        let releasedFirst = await blockOnThread(r, "captures released") { () async throws -> Bool in
             _ = try await start(r, returned, released).value
             let seen = released.flag.load(ordering: .acquiring)
             returned.flag.store(true, ordering: .releasing)
             return seen
         }
         #expect(r.shutdown(timeout: .seconds(5)))
-        return releasedFirst
+        return releasedFirst ?? false
     }
 
     @Test("spawnBlocking: the closure's captures are released before JoinHandle.value returns", arguments: bothFlavors)
-    func blockingCapturesReleasedBeforeValue(_ flavor: Runtime.Configuration.Flavor) throws {
-        let releasedFirst = try capturesReleasedBeforeValue(flavor) { r, returned, released in
+    func blockingCapturesReleasedBeforeValue(_ flavor: Runtime.Configuration.Flavor) async {
+        let releasedFirst = await capturesReleasedBeforeValue(flavor) { r, returned, released in
             r.spawnBlocking(slowReleasingBody(returned: returned, released: released))
         }
         #expect(releasedFirst, "JoinHandle.value returned while the blocking closure's captures were still alive")
     }
 
     @Test("spawn: the body's captures are released before JoinHandle.value returns", arguments: bothFlavors)
-    func spawnCapturesReleasedBeforeValue(_ flavor: Runtime.Configuration.Flavor) throws {
-        let releasedFirst = try capturesReleasedBeforeValue(flavor) { r, returned, released in
+    func spawnCapturesReleasedBeforeValue(_ flavor: Runtime.Configuration.Flavor) async {
+        let releasedFirst = await capturesReleasedBeforeValue(flavor) { r, returned, released in
             spawnWithSlowRelease(r, returned: returned, released: released)
         }
         #expect(releasedFirst, "JoinHandle.value returned while the task body's captures were still alive")
@@ -173,15 +174,15 @@ struct BlockingJoinEdgeTests {
         let set = JoinSet<Int>(runtime: r)
         set.spawnBlocking {
             started.fire()
-            return gate.wait(seconds: 20) ? 1 : -1
+            return gate.wait(seconds: 120) ? 1 : -1
         }
-        #expect(await started.wait(seconds: 10))
+        #expect(await started.wait(seconds: 60))
         for i in 0..<8 { set.spawnBlocking { ranQueued.increment(); return 10 + i } }
         // The running job holds the only pool thread: shutdown cancels the queued ones and times out on it.
-        let first = await onThread(seconds: 10) { r.shutdown(timeout: .milliseconds(100)) }
+        let first = await onThread(seconds: 60) { r.shutdown(timeout: .milliseconds(100)) }
         #expect(first == false)
         gate.release()
-        let outcomes = try? await withDeadline(20, "draining the set") { () async -> [String] in
+        let outcomes = try? await withDeadline(60, "draining the set") { () async -> [String] in
             var seen: [String] = []
             while let result = await set.nextResult() {
                 switch result {
@@ -193,7 +194,7 @@ struct BlockingJoinEdgeTests {
         }
         #expect(outcomes?.sorted() == (["1"] + Array(repeating: "\(JoinError.cancelled)", count: 8)).sorted())
         #expect(ranQueued.current == 0)
-        let second = await onThread(seconds: 10) { r.shutdown(timeout: .seconds(5)) }
+        let second = await onThread(seconds: 60) { r.shutdown(timeout: .seconds(5)) }
         #expect(second == true)
         #expect(r.metrics.blockingThreads == 0)
     }
@@ -206,17 +207,17 @@ struct BlockingJoinEdgeTests {
         let h = r.spawn { () -> Bool in
             blockInPlace {
                 entered.fire()
-                return gate.wait(seconds: 20)
+                return gate.wait(seconds: 120)
             }
         }
-        #expect(await entered.wait(seconds: 10))
-        let first = await onThread(seconds: 10) { r.shutdown(timeout: .milliseconds(100)) }
+        #expect(await entered.wait(seconds: 60))
+        let first = await onThread(seconds: 60) { r.shutdown(timeout: .milliseconds(100)) }
         #expect(first == false, "shutdown reported success while a spawned task was still blocking in place")
         gate.release()
-        let second = await onThread(seconds: 10) { r.shutdown(timeout: .seconds(5)) }
+        let second = await onThread(seconds: 60) { r.shutdown(timeout: .seconds(5)) }
         #expect(second == true)
         // The task was cancelled by shutdown but finished with a value after it had started.
-        let outcome: Result<Bool, any Error>?? = try? await firstWithin(10) { await h.result }
+        let outcome: Result<Bool, any Error>?? = try? await firstWithin(60) { await h.result }
         if let o = outcome, let result = o {
             #expect((try? result.get()) == true)
         } else {
