@@ -125,7 +125,20 @@ struct SendTimeoutTests {
     @Test("deadlines racing capacity: every value is received exactly once or given back, none lost, no permit lost",
           arguments: [Runtime.Configuration.Flavor.multiThread, .currentThread])
     func deadlineRacesCapacity(_ flavor: Runtime.Configuration.Flavor) async throws {
-        let seed = stressSeed()
+        // Whether any deadline passes depends on the machine's timing (a consumer that always keeps up
+        // leaves no send waiting): a round without one is run again with the next seed, up to 3 rounds.
+        let firstSeed = stressSeed()
+        for round in 0..<3 {
+            let timeouts = await deadlineRaceRound(flavor, seed: firstSeed &+ UInt64(round))
+            if timeouts != 0 { return }
+        }
+        if !isThreadSanitizerEnabled {
+            Issue.record("no deadline passed in 3 rounds; the race was not exercised; first seed \(firstSeed)")
+        }
+    }
+
+    /// One round of `deadlineRacesCapacity`; returns how many sends timed out (nil: the round failed).
+    private func deadlineRaceRound(_ flavor: Runtime.Configuration.Flavor, seed: UInt64) async -> Int? {
         let producers = 3
         let perProducer = isThreadSanitizerEnabled ? 150 : 2_000
         let capacity = 2
@@ -178,7 +191,7 @@ struct SendTimeoutTests {
         runtime.shutdown(timeout: .seconds(10))
         guard let outcome, outcome.received.count == producers else {
             Issue.record("the race did not finish; seed \(seed)")
-            return
+            return nil
         }
         for producer in 0..<producers {
             #expect(outcome.received[producer] == outcome.sent[producer],
@@ -188,10 +201,7 @@ struct SendTimeoutTests {
         }
         #expect(tx.capacity == capacity, "a permit was lost; seed \(seed)")
         #expect(tx.core.waitingForCapacity.load(ordering: .relaxed) == 0)
-        if !isThreadSanitizerEnabled {
-            let timeouts = outcome.returned.reduce(0) { $0 + $1.count }
-            #expect(timeouts > 0, "no deadline passed; the race was not exercised; seed \(seed)")
-        }
+        return outcome.returned.reduce(0) { $0 + $1.count }
     }
 }
 
