@@ -254,4 +254,33 @@ struct ShutdownMisuseEdgeTests {
         let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         #expect(text.contains("BUG DETECTED: shutdown(timeout:) called from a stopping worker's onThreadStop hook"), "stderr: \(text)")
     }
+
+    @Test("shutdown(timeout:) from a blocking thread's onThreadStop hook traps naming the hook, not a spawnBlocking closure")
+    func shutdownFromBlockingThreadStopHook() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            final class Box: @unchecked Sendable {
+                var runtime: Runtime?
+                let returned = Atomic<Bool>(false)
+            }
+            let box = Box()
+            var c = Runtime.Configuration()
+            c.workerThreads = 1
+            c.blockingKeepAlive = .milliseconds(1)
+            c.onThreadStop = {
+                guard currentThreadName().hasPrefix("kyoto-blocking"), let r = box.runtime else { return }
+                box.runtime = nil
+                _ = r.shutdown(timeout: .seconds(2))
+                box.returned.store(true, ordering: .releasing)
+            }
+            let r = Runtime(c)
+            box.runtime = r
+            _ = try? r.blockOn { try await spawnBlocking { 1 }.value }
+            // The blocking thread's keep-alive ends and its stop hook runs.
+            spinWhile(seconds: 10) { !box.returned.load(ordering: .acquiring) }
+        }
+        let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(
+            text.contains("BUG DETECTED: shutdown(timeout:) called from a thread hook (onThreadStart/onThreadStop) "
+                + "of this runtime's blocking thread"), "stderr: \(text)")
+    }
 }

@@ -390,10 +390,10 @@ public final class Runtime: TaskExecutor, Sendable {
     /// threads to finish the jobs that unwind them. Returns true if everything finished in time; otherwise
     /// the remaining work finishes in the background. Spawns made afterwards run nothing: their handles
     /// resolve to ``JoinError/cancelled``. A ``blockOn(_:)`` in progress on another thread is not cancelled:
-    /// the runtime keeps running its body (its sleeps end on time) and terminates once it has returned. Traps where it would wait for
-    /// itself: on a runtime thread, in this runtime's `spawnBlocking` closure, in a task this runtime's
-    /// drainer runs after shutdown, in a LocalSet's task under this runtime's `blockOn`, in a stopping
-    /// worker's `onThreadStop` hook. Use
+    /// the runtime keeps running its body (its sleeps end on time) and terminates once it has returned.
+    /// Traps where it would wait for itself: on a runtime thread, in this runtime's `spawnBlocking` closure
+    /// or a blocking thread's hook, in a task this runtime's drainer runs after shutdown, in a LocalSet's
+    /// task under this runtime's `blockOn`, in a stopping worker's `onThreadStop` hook. Use
     /// ``shutdownBackground()`` there. (From a `blockInPlace` closure it waits for the calling task if that
     /// task was started with `spawn`: until its timeout.)
     ///
@@ -420,8 +420,11 @@ public final class Runtime: TaskExecutor, Sendable {
                         + "down from outside the runtimes")
         kyotoPrecondition(
             !(ThreadContext.current.map { $0.role == .blocking && $0.shared === shared } ?? false),
-            "BUG DETECTED: shutdown(timeout:) called from this runtime's spawnBlocking closure would wait for "
-                + "itself (the closure's task is one of those it waits for); use shutdownBackground()")
+            ThreadContext.current?.inHook == true
+                ? "BUG DETECTED: shutdown(timeout:) called from a thread hook (onThreadStart/onThreadStop) of this "
+                    + "runtime's blocking thread would wait for that thread; use shutdownBackground()"
+                : "BUG DETECTED: shutdown(timeout:) called from this runtime's spawnBlocking closure would wait for "
+                    + "itself (the closure's task is one of those it waits for); use shutdownBackground()")
         kyotoPrecondition(
             !(ThreadContext.current.map { $0.isStoppingWorker && $0.shared === shared } ?? false),
             "BUG DETECTED: shutdown(timeout:) called from a stopping worker's onThreadStop hook would wait for "
