@@ -226,30 +226,44 @@ struct BlockingJoinEdgeTests {
     }
 }
 
+/// Runs a runtime whose `onThreadStop` hook, on the first stopping thread whose name starts with
+/// `threadPrefix`, calls `shutdown(timeout:)` (the call traps in the tests below), after `drive` has made such
+/// a thread stop; waits up to 10 s for the hook. For exit-test bodies.
+private func shutdownFromStopHook(
+    threadPrefix: String, configure: (inout Runtime.Configuration) -> Void, drive: (Runtime) -> Void
+) {
+    final class Box: @unchecked Sendable {
+        // SAFETY (@unchecked Sendable): `runtime` is written before the runtime can stop a thread and then
+        // only by the one hook that takes it; `returned` is atomic.
+        var runtime: Runtime?
+        let returned = Atomic<Bool>(false)
+    }
+    let box = Box()
+    var c = Runtime.Configuration()
+    c.workerThreads = 1
+    configure(&c)
+    c.onThreadStop = {
+        guard currentThreadName().hasPrefix(threadPrefix), let r = box.runtime else { return }
+        box.runtime = nil
+        // The stopping thread is one of those the call waits for: it could only time out.
+        _ = r.shutdown(timeout: .seconds(2))
+        box.returned.store(true, ordering: .releasing)
+    }
+    let r = Runtime(c)
+    box.runtime = r
+    drive(r)
+    spinWhile(seconds: 10) { !box.returned.load(ordering: .acquiring) }
+}
+
 @Suite("Shutdown misuse traps", .enabled(if: exitTestsEnabled, "exit tests are skipped under sanitizers"))
 struct ShutdownMisuseEdgeTests {
     @Test("shutdown(timeout:) from a stopping worker's onThreadStop hook traps instead of waiting for itself")
     func shutdownFromWorkerStopHook() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            final class Box: @unchecked Sendable {
-                var runtime: Runtime?
-                let returned = Atomic<Bool>(false)
+            shutdownFromStopHook(threadPrefix: "kyoto-worker", configure: { _ in }) { r in
+                r.blockOn { await Task.yield() }
+                r.shutdownBackground()
             }
-            let box = Box()
-            var c = Runtime.Configuration()
-            c.workerThreads = 1
-            c.onThreadStop = {
-                guard currentThreadName().hasPrefix("kyoto-worker"), let r = box.runtime else { return }
-                box.runtime = nil
-                // This worker is one of the threads the call waits for: it can only time out.
-                _ = r.shutdown(timeout: .seconds(2))
-                box.returned.store(true, ordering: .releasing)
-            }
-            let r = Runtime(c)
-            box.runtime = r
-            r.blockOn { await Task.yield() }
-            r.shutdownBackground()
-            spinWhile(seconds: 10) { !box.returned.load(ordering: .acquiring) }
         }
         let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         #expect(text.contains("BUG DETECTED: shutdown(timeout:) called from a stopping worker's onThreadStop hook"), "stderr: \(text)")
@@ -258,25 +272,10 @@ struct ShutdownMisuseEdgeTests {
     @Test("shutdown(timeout:) from a blocking thread's onThreadStop hook traps naming the hook, not a spawnBlocking closure")
     func shutdownFromBlockingThreadStopHook() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            final class Box: @unchecked Sendable {
-                var runtime: Runtime?
-                let returned = Atomic<Bool>(false)
+            // The blocking thread's keep-alive ends at once and its stop hook runs.
+            shutdownFromStopHook(threadPrefix: "kyoto-blocking", configure: { $0.blockingKeepAlive = .milliseconds(1) }) { r in
+                _ = try? r.blockOn { try await spawnBlocking { 1 }.value }
             }
-            let box = Box()
-            var c = Runtime.Configuration()
-            c.workerThreads = 1
-            c.blockingKeepAlive = .milliseconds(1)
-            c.onThreadStop = {
-                guard currentThreadName().hasPrefix("kyoto-blocking"), let r = box.runtime else { return }
-                box.runtime = nil
-                _ = r.shutdown(timeout: .seconds(2))
-                box.returned.store(true, ordering: .releasing)
-            }
-            let r = Runtime(c)
-            box.runtime = r
-            _ = try? r.blockOn { try await spawnBlocking { 1 }.value }
-            // The blocking thread's keep-alive ends and its stop hook runs.
-            spinWhile(seconds: 10) { !box.returned.load(ordering: .acquiring) }
         }
         let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         #expect(

@@ -68,16 +68,19 @@ final class BlockingCall<T: Sendable>: Sendable {
 }
 
 /// The closure of one blocking job, taken out when the job runs it.
-final class BlockingWork<T: Sendable>: Sendable {
-    private let body: CheckedMutex<(@Sendable () throws -> T)?>
+final class BlockingWork<T: Sendable>: @unchecked Sendable {
+    // SAFETY (@unchecked Sendable): `body` is written by `init` on the submitting thread and then read and
+    // cleared only by `run`, which its `BlockingJob` calls at most once (the job's run/cancel CAS), on the
+    // pool thread that popped the job; the pool's lock published the job, and so this object, to it.
+    private var body: (@Sendable () throws -> T)?
 
     init(_ body: @escaping @Sendable () throws -> T) {
-        self.body = CheckedMutex(body)
+        self.body = body
     }
 
-    /// Runs the closure and releases it (with what it captured) before returning its outcome.
+    /// Runs the closure and releases it (with what it captured) before returning its outcome. At most once.
     func run() -> Result<T, any Error> {
-        guard let body = body.withLock({ $0.take() }) else { return .failure(JoinError.cancelled) }
+        guard let body = body.take() else { return .failure(JoinError.cancelled) }
         return Result { try body() }
     }
 }

@@ -38,7 +38,7 @@
 // driver pops a set's jobs only while the set is bound to it. Otherwise the driver could take a job queued
 // behind that last one (an untracked set-isolated `Task {}`) and still be running it when the next
 // `runUntil` had bound the set to another thread: the set's jobs on two threads at once (the hand-over
-// test). `runUntil` unbinds again on its way out (a no-op by then, kept as a backstop).
+// test). Every `runUntil` ends through `end`, whether its body returned or threw.
 
 import CKyoto
 import Synchronization
@@ -306,6 +306,10 @@ extension LocalExecutor: SchedulingExecutor {
     /// A local task's `Task.sleep`: the timer goes to the set's runtime (its paused clock included), or to
     /// Swift's default executor for a set outside any runtime; the wake-up job it runs there resumes the
     /// task here, as the task prefers this executor.
+    ///
+    /// The runtime is alive for the call: a local task sleeps only while its set is inside `runUntil`, whose
+    /// caller is that runtime's `blockOn` or one of its tasks (the driver's `shared` names the runtime of the
+    /// thread that started the set), and the runtime's timer queue keeps the job from then on.
     func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration, tolerance: C.Duration?, clock: C) {
         let runtime = state.withLock { $0.driver?.shared?.runtime }
         if let runtime {
@@ -313,8 +317,8 @@ extension LocalExecutor: SchedulingExecutor {
         } else if let fallback = GlobalExecutorInstallation.fallbackScheduler(otherThan: nil) {
             fallback.enqueue(job, after: delay, tolerance: tolerance, clock: clock)
         } else {
-            // No way to measure this clock: run the wake-up now rather than lose it.
-            JobRef(job).unownedJob.runSynchronously(on: asUnownedTaskExecutor())
+            // No way to measure this clock: queue the wake-up now rather than lose it (as `Runtime` does).
+            enqueue(job)
         }
     }
 }

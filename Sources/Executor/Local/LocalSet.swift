@@ -103,8 +103,8 @@ public actor LocalSet {
             driver.attach(executor)
             executor.bind(driver)
         }
+        // The executor was unbound by `end()`, on the set's thread (see LocalExecutor.swift).
         defer {
-            executor.bind(nil)
             if let ownedDriver {
                 ownedDriver.detach(executor)
                 ownedDriver.stop()
